@@ -1,0 +1,284 @@
+"""The report over a fake sweep that follows the run-directory contract exactly.
+
+The sweep: 2 tasks x 4 arch variants x 2 learning rates, numbered job dirs as Hydra's
+basic sweeper makes them, with the partial states a real sweep leaves: `reverse_26`
+fewer_heads is skipped (0 heads), one run still running (metrics.json without final), one
+failed, one interrupted, one started without metrics.json yet, one job directory deleted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rasp_hydra import report
+
+TASKS = {  # name -> (family, bos, with_attns, predicted layers, heads)
+    "reverse_26": ("reverse", False, False, 2, 1),
+    "hist2_26_bos_with_attns": ("hist2", True, True, 2, 2),
+}
+ARCHS = ("predicted", "fewer_heads", "fewer_layers", "fewer_layers_wider")
+LRS = (3e-4, 1e-4)
+GAMMA = 0.98
+
+
+def arch_budget(arch, L, H, d):
+    return {"predicted": (L, H, d), "fewer_heads": (L, H - 1, d), "fewer_layers": (L - 1, H, d),
+            "fewer_layers_wider": (L - 1, 2 * H, 2 * d)}[arch]
+
+
+def write_run(job: Path, task, arch, lr, status="completed", *, num, epochs=25,
+              with_metrics=True, with_final=True):
+    family, bos, with_attns, L, H = TASKS[task]
+    layers, heads, d_model = arch_budget(arch, L, H, 64)
+    (job / ".hydra").mkdir(parents=True)
+    cfg = {
+        "lang": {"family": family, "size": 26, "bos": bos, "with_attns": with_attns,
+                 "name": task, "min_len": 1, "max_len": 20, "train_size": 500,
+                 "valid_size": 100, "test_size": 100, "data_seed": 0, "long_test_size": 0,
+                 "long_min_len": 21, "long_max_len": 30},
+        "model": {"layers": layers, "heads": heads, "d_model": d_model, "ff": 2 * d_model,
+                  "dropout": 0.0, "positions": "sin", "max_len": 21},
+        "optimizer": {"name": "adam", "lr": lr, "momentum": 0.0, "weight_decay": 0.0},
+        "schedule": {"name": "exponential", "gamma": GAMMA},
+        "train": {"epochs": epochs, "batch_size": 50, "attn_loss_c": 100.0,
+                  "reset_patience": 10, "perfect_acc_epochs": 3, "seed": 0,
+                  "device": "auto", "num_threads": None, "resume": None},
+        "arch": {"name": arch},
+    }
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (job / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([f"lang={task}", f"arch={arch}", f"optimizer.lr={lr}"]))
+    (job / "train.log").write_text("epoch 1 ...\n")
+    # accuracy that depends on everything, so a wrong grouping changes the numbers
+    acc = round(0.5 + 0.04 * num + (0.01 if lr == 3e-4 else 0.0), 4) % 1.0
+    if status != "skipped":
+        n_ep = epochs if status != "running" else 7
+        rows = [{"epoch": e, "lr": lr * GAMMA ** (e - 1), "seconds": 1.0,
+                 "train_loss": 1.0 / e, "train_token_acc": acc * e / n_ep,
+                 "train_attn_loss": 0.0, "val_loss": 1.1 / e,
+                 "val_token_acc": round(acc * e / n_ep - 0.001 * num, 6),
+                 "val_seq_acc": acc * e / n_ep / 2} for e in range(1, n_ep + 1)]
+        pd.DataFrame(rows).to_csv(job / "history.csv", index=False)
+    if not with_metrics:
+        return
+    split = {"loss": round(1 - acc, 4), "token_acc": acc, "seq_acc": round(acc ** 3, 4)}
+    attn = {f"{l},{h}": round(0.8 + 0.01 * num + 0.05 * l, 4)
+            for l in range(layers) for h in range(heads)} if with_attns else {}
+    final = status in ("completed", "interrupted") and with_final
+    metrics = {
+        "status": status, "reason": "0 heads" if status == "skipped" else None,
+        "error": "RuntimeError: boom" if status == "failed" else None,
+        "task": task, "family": family, "bos": bos, "with_attns": with_attns, "arch": arch,
+        "layers": layers, "heads": heads, "d_model": d_model, "ff": 2 * d_model,
+        "lr": lr, "gamma": GAMMA, "predicted_layers": L, "predicted_heads": H,
+        "params": 1000 * (layers + 1) * (heads + 1), "epochs_run": epochs,
+        "best_epoch": epochs - 2, "wall_seconds": 10.0, "tokens_per_second": 1e4,
+        "num_threads": 1, "checkpoint": "best",
+        "final": {"train": split, "valid": split, "test": split} if final else {},
+        "attention_match": attn if final else {},
+    }
+    (job / "metrics.json").write_text(json.dumps(metrics, indent=1))
+
+
+# job num -> special state; others complete. Order = Hydra basic sweeper's product order.
+SPECIAL = {9: "running", 12: "failed", 5: "interrupted", 14: "no_metrics", 6: "deleted"}
+
+
+@pytest.fixture()
+def sweep(tmp_path):
+    root = tmp_path / "outputs" / "multirun" / "2024-05-01" / "12-00-00"
+    root.mkdir(parents=True)
+    overrides = [f"lang={','.join(TASKS)}", f"arch={','.join(ARCHS)}",
+                 f"optimizer.lr={','.join(map(str, LRS))}"]
+    multirun = {
+        "hydra": {"run": {"dir": "outputs/${now:%Y-%m-%d}"},
+                  "sweep": {"dir": "outputs/multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}",
+                            "subdir": "${hydra.job.num}"},
+                  "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper."
+                              "BasicSweeper", "max_batch_size": None, "params": None},
+                  "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": overrides}},
+        "model": {"layers": 2},
+    }
+    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    for num, (task, arch, lr) in enumerate(itertools.product(TASKS, ARCHS, LRS)):
+        state = SPECIAL.get(num, "completed")
+        if state == "deleted":
+            continue
+        L, H = TASKS[task][3:]
+        if arch_budget(arch, L, H, 64)[1] == 0 or arch_budget(arch, L, H, 64)[0] == 0:
+            state = "skipped"
+        write_run(root / str(num), task, arch, lr, num=num,
+                  status={"no_metrics": "running"}.get(state, state),
+                  with_metrics=state != "no_metrics")
+    return root
+
+
+def direct(root: Path, include_interrupted=False):
+    """Table 1 numbers computed straight from the metrics.json files."""
+    ok = {"completed", "interrupted"} if include_interrupted else {"completed"}
+    by = {}
+    for f in root.glob("*/metrics.json"):
+        m = json.loads(f.read_text())
+        if m["status"] in ok and m["final"]:
+            by.setdefault((m["task"], m["arch"]), []).append(m)
+    return by
+
+
+def test_collect_runs_rows_and_statuses(sweep):
+    df = report.collect_runs([sweep])
+    assert len(df) == 16  # 15 directories + 1 missing
+    counts = df["status"].value_counts().to_dict()
+    assert counts == {"completed": 9, "skipped": 2, "running": 2, "failed": 1,
+                      "interrupted": 1, "missing": 1}
+    missing = df[df["status"] == "missing"].iloc[0]
+    assert missing["task"] == "reverse_26" and missing["arch"] == "fewer_layers_wider"
+    assert "optimizer.lr=0.0003" in missing["reason"]
+    # flattened config and metrics, dotted names
+    for col in ("model.layers", "optimizer.lr", "arch.name", "lang.name",
+                "final.test.token_acc", "attention_match.1,1", "epochs_run"):
+        assert col in df.columns, col
+    run0 = df[df["run_dir"].str.endswith("/0")].iloc[0]
+    assert run0["val_acc_epoch20"] == pd.read_csv(sweep / "0" / "history.csv") \
+        .set_index("epoch").loc[20, "val_token_acc"]
+    running = df[df["run_dir"].str.endswith("/9")].iloc[0]  # 7 epochs so far
+    assert math.isnan(running["test_acc"])
+
+
+def test_table1_equals_direct_computation(sweep):
+    df = report.collect_runs([sweep])
+    t1 = report.table1(df).set_index("task")
+    by = direct(sweep)
+    assert list(t1.index) == ["reverse_26", "hist2_26_bos_with_attns"]  # paper order
+    for (task, arch), ms in by.items():
+        accs = [m["final"]["test"]["token_acc"] for m in ms]
+        best = max(ms, key=lambda m: m["final"]["test"]["token_acc"])
+        assert t1.loc[task, f"{arch}.best"] == pytest.approx(max(accs))
+        assert t1.loc[task, f"{arch}.mean"] == pytest.approx(sum(accs) / len(accs))
+        assert t1.loc[task, f"{arch}.n"] == len(accs)
+        if len(accs) > 1:
+            assert t1.loc[task, f"{arch}.std"] == pytest.approx(pd.Series(accs).std())
+        assert t1.loc[task, f"{arch}.seq_acc"] == best["final"]["test"]["seq_acc"]
+    # variants with nothing counted: NaN, never 0
+    assert t1.loc["reverse_26", "fewer_heads.n"] == 0
+    assert math.isnan(t1.loc["reverse_26", "fewer_heads.best"])
+    # attention match of the best predicted hist2 run
+    best = max(by[("hist2_26_bos_with_attns", "predicted")],
+               key=lambda m: m["final"]["test"]["token_acc"])
+    for head, v in best["attention_match"].items():
+        assert t1.loc["hist2_26_bos_with_attns", f"attn.{head}"] == v
+    assert t1.loc["hist2_26_bos_with_attns", "attn.min"] == min(best["attention_match"].values())
+    assert math.isnan(t1.loc["reverse_26", "attn.min"])
+    # status counts per task
+    r = t1.loc["reverse_26"]
+    assert (r["runs"], r["completed"], r["skipped"], r["interrupted"], r["running"],
+            r["missing"]) == (8, 4, 2, 1, 0, 1)
+    h = t1.loc["hist2_26_bos_with_attns"]
+    assert (h["runs"], h["completed"], h["failed"], h["running"]) == (8, 5, 1, 2)
+
+
+def test_include_interrupted(sweep):
+    df = report.collect_runs([sweep])
+    t1 = report.table1(df, include_interrupted=True).set_index("task")
+    accs = [m["final"]["test"]["token_acc"]
+            for m in direct(sweep, True)[("reverse_26", "fewer_layers")]]
+    assert t1.loc["reverse_26", "fewer_layers.n"] == 2
+    assert t1.loc["reverse_26", "fewer_layers.mean"] == pytest.approx(sum(accs) / 2)
+
+
+def test_summary_per_layers_heads(sweep):
+    df = report.collect_runs([sweep])
+    s = report.summary(df)
+    row = s[(s["task"] == "hist2_26_bos_with_attns") & (s["layers"] == 1) & (s["heads"] == 4)]
+    ms = direct(sweep)[("hist2_26_bos_with_attns", "fewer_layers_wider")]
+    assert row["d_model"].item() == 128 and row["n"].item() == len(ms)
+    losses = [m["final"]["test"]["loss"] for m in ms]
+    assert row["test_loss_best"].item() == min(losses)
+    assert row["test_loss_worst"].item() == max(losses)
+    assert row["epochs_run_max"].item() == 25
+    vals = [pd.read_csv(Path(d) / "history.csv").set_index("epoch").loc[20, "val_token_acc"]
+            for d in df[(df["arch"] == "fewer_layers_wider") & (df["status"] == "completed")
+                        & (df["task"] == "hist2_26_bos_with_attns")]["run_dir"]]
+    assert row["val_acc_epoch20_avg"].item() == pytest.approx(sum(vals) / len(vals))
+
+
+def test_derive_arch_without_arch_in_config(sweep):
+    for d in sweep.iterdir():
+        if d.is_dir():
+            cfg = yaml.safe_load((d / ".hydra" / "config.yaml").read_text())
+            cfg.pop("arch")
+            (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+            if (d / "metrics.json").exists():
+                m = json.loads((d / "metrics.json").read_text())
+                m["arch"] = None
+                (d / "metrics.json").write_text(json.dumps(m))
+    df = report.collect_runs([sweep])
+    assert "arch.name" not in df.columns
+    present = df[df["status"] != "missing"]
+    by_num = {Path(p).name: a for p, a in zip(present["run_dir"], present["arch"], strict=True)}
+    expected = {str(n): a for n, (_, a, _) in enumerate(itertools.product(TASKS, ARCHS, LRS))}
+    # the running run without metrics.json has config only: derived from the task registry
+    # when available, else a layers/heads label
+    del expected["14"], expected["6"]
+    assert {k: v for k, v in by_num.items() if k != "14"} == expected
+
+
+def test_write_report_files(sweep, tmp_path):
+    df = report.collect_runs([sweep])
+    out = tmp_path / "rep"
+    files = report.write_report(df, out, sources=[str(sweep)])
+    for name in ("runs.csv", "table1.csv", "summary.csv", "table1.md", "table1.tex",
+                 "table1.png", "index.html"):
+        assert (out / name).stat().st_size > 0, name
+    assert set(files.values()) == set(out.iterdir())
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 16
+    t1 = pd.read_csv(out / "table1.csv")
+    assert t1.loc[0, "predicted.best"] == report.table1(df).loc[0, "predicted.best"]
+    md = (out / "table1.md").read_text()
+    assert "1 failed" in md and "1 missing" in md and "2 skipped" in md
+    page = (out / "index.html").read_text()
+    assert "data:image/png;base64," in page
+    assert 'href="../outputs/multirun/2024-05-01/12-00-00/0/metrics.json"' in page
+    assert "\\begin{tabular}" in (out / "table1.tex").read_text()
+
+
+def test_cli(sweep, tmp_path):
+    out = tmp_path / "cli_rep"
+    r = subprocess.run([sys.executable, "-m", "rasp_hydra.report", str(sweep), "--out",
+                        str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "| task" in r.stdout and "hist2_26_bos_with_attns" in r.stdout
+    assert (out / "index.html").exists()
+
+
+def test_default_out_dir(sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert report.main([str(sweep)]) == 0
+    assert (tmp_path / "multirun_reports" / "2024-05-01_12-00-00" / "table1.md").exists()
+    assert "runs: 9 completed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["nonexistent", "empty"])
+def test_cli_errors(tmp_path, case, capsys):
+    path = tmp_path / "nope" if case == "nonexistent" else tmp_path
+    (tmp_path / "some" / "dir").mkdir(parents=True)
+    assert report.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert ("no such directory" if case == "nonexistent" else "no run directories") in err
+    assert not (tmp_path / "multirun_reports").exists()
+
+
+def test_cli_error_subprocess_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rasp_hydra.report", str(tmp_path / "nope")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no such directory" in r.stderr
