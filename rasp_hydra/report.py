@@ -599,17 +599,28 @@ def plot_table1(t1: pd.DataFrame, df: pd.DataFrame, path: Path,
         heights = [100 * v if pd.notna(v) else 0.0 for v in t1[f"{arch}.best"]]
         ax.bar(xs, heights, width, label=arch, color=f"C{j}")
         for x, task in zip(xs, tasks, strict=True):
-            runs = df[(df["task"] == task) & (df["arch"] == arch) & ok]
+            a = df[(df["task"] == task) & (df["arch"] == arch)]
+            runs = a[ok.loc[a.index]]
             if len(runs):
                 ax.plot([x] * len(runs), 100 * runs["test_acc"], "k.", ms=4)
+            elif len(a):  # say why there is no bar: "skipped", "running", ...
+                label = "/".join(a["status"].value_counts().index)
+                ax.text(x, 2, label, rotation=90, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
     ax.set_ylabel("test token accuracy (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 119)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title("Test accuracy per task and architecture (bar: best run; dots: runs)")
-    ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="lower left")
+    ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _latex_escape(text: str) -> str:
+    specials = {"\\": r"\textbackslash{}", "%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#",
+                "$": r"\$", "{": r"\{", "}": r"\}"}
+    return re.sub(r"[\\%_&#${}]", lambda m: specials[m.group()], text)
 
 
 def _html_table(frame: pd.DataFrame) -> str:
@@ -674,7 +685,8 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, sources: Sequence
     s.to_csv(files["summary_csv"], index=False)
 
     rest_md = rest.drop(columns=["run_dir"]).assign(
-        run=[os.path.relpath(p, out) for p in rest["run_dir"]]) if len(rest) else rest
+        run=[os.path.relpath(p, out) for p in rest["run_dir"]]).astype(object).fillna("") \
+        if len(rest) else rest
     md = [f"# Table 1: {', '.join(sources) or out.name}", "", note, "", to_markdown(disp), "",
           "## Per (task, layers, heads)", "", to_markdown(disp_s), "",
           "## Runs not counted", "", to_markdown(rest_md), ""]
@@ -682,7 +694,7 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, sources: Sequence
 
     tex = disp.map(lambda v: re.sub(r"\*\*(.+?)\*\*", r"\1", str(v)))
     files["table1_tex"].write_text(
-        tex.to_latex(index=False, escape=True, caption=note.replace("±", "$\\pm$"),
+        tex.to_latex(index=False, escape=True, caption=_latex_escape(note),
                      label="tab:table1").replace("±", "$\\pm$"))
 
     plot_table1(t1, df, files["figure"], include_interrupted)

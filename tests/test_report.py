@@ -282,3 +282,25 @@ def test_cli_error_subprocess_exit_code(tmp_path):
     r = subprocess.run([sys.executable, "-m", "rasp_hydra.report", str(tmp_path / "nope")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no such directory" in r.stderr
+
+
+def test_nothing_finished_yet_still_reports(tmp_path):
+    """Early in a sweep: running runs, a half-written metrics.json, a config-only dir."""
+    root = tmp_path / "sweep"
+    write_run(root / "0", "reverse_26", "predicted", 3e-4, "running", num=0)
+    write_run(root / "1", "reverse_26", "fewer_layers", 3e-4, num=1, with_metrics=False)
+    write_run(root / "2", "hist2_26_bos_with_attns", "predicted", 3e-4, num=2)
+    (root / "2" / "metrics.json").write_text('{"status": "compl')  # cut mid-write
+    (root / "3" / ".hydra").mkdir(parents=True)
+    (root / "3" / ".hydra" / "config.yaml").write_text("lang: {name: reverse_26}\n")
+    df = report.collect_runs([root])
+    status = dict(zip(df["run_dir"].map(lambda p: Path(p).name), df["status"], strict=True))
+    assert status == {"0": "running", "1": "running", "2": "unknown", "3": "unknown"}
+    assert "unreadable metrics.json" in df.loc[df["status"] == "unknown", "reason"].iloc[0]
+    t1 = report.table1(df).set_index("task")
+    assert t1.loc["reverse_26", "running"] == 2 and t1.loc["reverse_26", "unknown"] == 1
+    assert t1.filter(like=".n").sum().sum() == 0  # nothing counted, nothing is 0 %
+    assert report.summary(df).empty
+    report.write_report(df, tmp_path / "rep")
+    tex = (tmp_path / "rep" / "table1.tex").read_text()
+    assert "(\\%)" in tex and "reverse\\_26" in tex
