@@ -1,0 +1,91 @@
+"""``sort_{k}``: the input sorted by Unicode code point, duplicates kept
+("bca" -> "abc"; with k = 100, "aA0" -> "0Aa" since "0" < "A" < "a" as code points).
+
+RASP (paper, 2 layers, 1 head; the original's target selectors)::
+
+    before = select(tokens, tokens, <) or (== and indices <)   # layer 0 head 0
+    pos    = selector_width(before)                            # where x[k] goes
+    place  = select(pos, indices, ==)                          # layer 1 head 0
+    sort   = aggregate(place, tokens)
+
+"place" selects exactly one key per query and does not look at BOS.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Family, Selector
+from .rasp import indices, row_width, select_place
+
+
+def select_before(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Layer 0 head 0 "before": r[k] < r[q], or r[k] == r[q] and k < q, where r is each
+    position's code-point rank.
+
+    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> show(select_before(*ids("bab")))
+    010
+    000
+    110
+    """
+    i = indices(r)
+    rq, rk = r[:, :, None], r[:, None, :]
+    return (rk < rq) | ((rk == rq) & (i[None, :] < i[:, None]))
+
+
+def select_sort_place(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Layer 1 head 0 "place": q == pos(k), pos(k) = row k's width under "before".
+
+    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> show(select_sort_place(*ids("bab")))
+    010
+    100
+    001
+    """
+    return select_place(row_width(select_before(r, lengths), lengths))
+
+
+def sort_ranks(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The ranks sorted ascending (padding, which has the largest rank, stays last).
+
+    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> show(sort_ranks(*ids("cabab")))
+    0 0 1 1 2
+    """
+    return torch.sort(r, dim=1).values
+
+
+class Sort(Family):
+    name = "sort"
+    layers, heads = 2, 1
+    description = "the input sorted by code point"
+
+    def __init__(self, size):
+        super().__init__(size)
+        k = len(self.alphabet)
+        order = sorted(range(k), key=lambda i: self.alphabet[i])
+        rank = torch.empty(k + 2, dtype=torch.long)
+        rank[torch.tensor(order, dtype=torch.long)] = torch.arange(k)
+        rank[k:] = k  # BOS and padding rank after every token
+        self.rank = rank  # input id -> code-point rank
+        self.id_of_rank = torch.tensor(order + [k, k], dtype=torch.long)
+
+    def ranks(self, x):
+        return self.rank[x]
+
+    def outputs(self, x, lengths):
+        return self.id_of_rank[sort_ranks(self.ranks(x), lengths)]
+
+    def selectors(self):
+        return {
+            (0, 0): Selector(lambda x, n: select_before(self.ranks(x), n), "before"),
+            (1, 0): Selector(lambda x, n: select_sort_place(self.ranks(x), n), "place",
+                             look_at_bos=False),
+        }
+
+    def compute_selectors(self, x, lengths, heads):
+        r = self.ranks(x)
+        before = select_before(r, lengths)
+        out = {(0, 0): before, (1, 0): select_place(row_width(before, lengths))}
+        return {h: out[h] for h in heads}
