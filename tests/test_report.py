@@ -108,7 +108,7 @@ def sweep(tmp_path):
                   "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": overrides}},
         "model": {"layers": 2},
     }
-    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun, sort_keys=False))
     for num, (task, arch, lr) in enumerate(itertools.product(TASKS, ARCHS, LRS)):
         state = SPECIAL.get(num, "completed")
         if state == "deleted":
@@ -304,3 +304,25 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     report.write_report(df, tmp_path / "rep")
     tex = (tmp_path / "rep" / "table1.tex").read_text()
     assert "(\\%)" in tex and "reverse\\_26" in tex
+
+
+def test_missing_job_from_sweeper_params(tmp_path):
+    """An experiment preset's hydra.sweeper.params come before command-line overrides."""
+    root = tmp_path / "sweep"
+    root.mkdir()
+    multirun = {"hydra": {
+        "sweep": {"dir": "x", "subdir": "${hydra.job.num}"},
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                    "max_batch_size": None,
+                    "params": {"lang": ",".join(TASKS), "arch": "predicted,fewer_layers"}},
+        "overrides": {"task": ["+experiment=table1", "optimizer.lr=3e-4,1e-4"]}}}
+    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun, sort_keys=False))
+    jobs = list(itertools.product(TASKS, ("predicted", "fewer_layers"), LRS))
+    for num, (task, arch, lr) in enumerate(jobs):
+        if num != 5:
+            write_run(root / str(num), task, arch, lr, num=num)
+    df = report.collect_runs([root])
+    missing = df[df["status"] == "missing"]
+    assert len(df) == 8 and len(missing) == 1
+    assert (missing["task"].item(), missing["arch"].item()) == jobs[5][:2]
+    assert missing["lr"].item() == jobs[5][2]
