@@ -170,17 +170,24 @@ def _first(*values):
     return None
 
 
-def _predicted_budget(task: str | None) -> tuple[int | None, int | None]:
-    """RASP budget from the task registry, when metrics.json does not carry it."""
-    if not task:
-        return None, None
+def _task_info(task: str | None, flat_cfg: dict) -> tuple[str | None, int | None, int | None]:
+    """(task name, predicted layers, predicted heads) from the task registry, for runs whose
+    metrics.json does not (yet) say: by name, else from the config's lang.family/size/..."""
+    lang = {k[5:]: v for k, v in flat_cfg.items() if k.startswith("lang.")}
     try:
-        from rasp_hydra.tasks import get_task
+        from rasp_hydra.tasks import get_task, make_task
 
-        t = get_task(task)
-        return t.predicted_layers, t.predicted_heads
-    except Exception:
-        return None, None
+        t = get_task(task) if task else make_task(
+            family=lang["family"], size=lang.get("size"), bos=bool(lang.get("bos")),
+            with_attns=bool(lang.get("with_attns")))
+        return t.name, t.predicted_layers, t.predicted_heads
+    except Exception:  # registry unavailable or unknown task: name from the config's parts
+        if task or not lang.get("family"):
+            return task, None, None
+        size = f"_{lang['size']}" if lang.get("size") is not None else ""
+        name = (f"{lang['family']}{size}{'_bos' if lang.get('bos') else ''}"
+                f"{'_with_attns' if lang.get('with_attns') else ''}")
+        return name, None, None
 
 
 def derive_arch(layers, heads, predicted_layers, predicted_heads) -> str:
@@ -217,12 +224,21 @@ def read_run(run_dir: Path) -> dict:
         status = "running" if started else "unknown"
 
     task = _first(metrics.get("task"), flat_cfg.get("lang.name"))
+    p_layers, p_heads = metrics.get("predicted_layers"), metrics.get("predicted_heads")
+    if task is None or p_layers is None or p_heads is None:
+        task, p_layers, p_heads = _task_info(task, flat_cfg)
+    arch = _first(flat_cfg.get("arch.name"), metrics.get("arch"))
     layers = _first(metrics.get("layers"), flat_cfg.get("model.layers"))
     heads = _first(metrics.get("heads"), flat_cfg.get("model.heads"))
-    p_layers, p_heads = metrics.get("predicted_layers"), metrics.get("predicted_heads")
-    if p_layers is None or p_heads is None:
-        p_layers, p_heads = _predicted_budget(task)
-    arch = _first(flat_cfg.get("arch.name"), metrics.get("arch"))
+    d_model = _first(metrics.get("d_model"), flat_cfg.get("model.d_model"))
+    if "layers" not in metrics and arch in ARCH_ORDER and p_layers and p_heads:
+        # not started yet: the config's model.* is the base the arch variant rewrites
+        layers, heads = {"predicted": (p_layers, p_heads),
+                         "fewer_heads": (p_layers, p_heads - 1),
+                         "fewer_layers": (p_layers - 1, p_heads),
+                         "fewer_layers_wider": (p_layers - 1, 2 * p_heads)}[arch]
+        if arch == "fewer_layers_wider" and d_model is not None:
+            d_model = 2 * d_model
     if arch is None:
         arch = derive_arch(layers, heads, p_layers, p_heads)
     epochs_run = _first(metrics.get("epochs_run"), None if hist is None else len(hist))
@@ -237,7 +253,7 @@ def read_run(run_dir: Path) -> dict:
         "arch": str(arch),
         "layers": _num(layers),
         "heads": _num(heads),
-        "d_model": _num(_first(metrics.get("d_model"), flat_cfg.get("model.d_model"))),
+        "d_model": _num(d_model),
         "lr": _num(_first(metrics.get("lr"), flat_cfg.get("optimizer.lr"))),
         "gamma": _num(_first(metrics.get("gamma"), flat_cfg.get("schedule.gamma"))),
         "predicted_layers": _num(p_layers),
@@ -388,7 +404,7 @@ def table1(df: pd.DataFrame, include_interrupted: bool = False) -> pd.DataFrame:
     predicted run; then ``runs`` and one count column per status.
     """
     ok = counted(df, include_interrupted)
-    archs = _arch_order(df.loc[df["status"] != "missing", "arch"].dropna())
+    archs = _arch_order(df["arch"].dropna())
     attn_cols = sorted(
         (c for c in df.columns if c.startswith("attention_match.")),
         key=lambda c: [int(x) if x.isdigit() else x for x in c.split(".", 1)[1].split(",")],

@@ -326,3 +326,16 @@ def test_missing_job_from_sweeper_params(tmp_path):
     assert len(df) == 8 and len(missing) == 1
     assert (missing["task"].item(), missing["arch"].item()) == jobs[5][:2]
     assert missing["lr"].item() == jobs[5][2]
+
+
+def test_task_name_from_lang_parts(tmp_path):
+    """A job that has not written metrics.json yet and whose config has no lang.name."""
+    run = tmp_path / "0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
+        "lang": {"family": "hist2", "size": 26, "bos": True, "with_attns": False},
+        "model": {"layers": 2, "heads": 1, "d_model": 64}, "arch": {"name": "predicted"}}))
+    (run / "train.log").write_text("")
+    df = report.collect_runs([tmp_path])
+    assert df.loc[0, "task"] == "hist2_26_bos" and df.loc[0, "status"] == "running"
+    assert df.loc[0, "arch"] == "predicted"
