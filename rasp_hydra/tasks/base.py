@@ -21,7 +21,8 @@ import torch
 ALL_TOKENS = string.ascii_letters + string.digits + string.punctuation + string.whitespace
 BOS = "§"
 IGNORE = -100
-BLOCK = 1024  # samples per independently seeded block (see Task.sample)
+BLOCK = 4096  # samples per independently seeded block (see Task.sample)
+OUTPUT_CHUNK = 2048  # rows per chunk in Task.outputs
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2, "test_long": 3}
 
 Head = tuple[int, int]  # (layer, head)
@@ -189,7 +190,12 @@ class Task:
         return tokens, lengths
 
     def outputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """LongTensor[B, n] of target ids, IGNORE at padding."""
+        """LongTensor[B, n] of target ids, IGNORE at padding. Large batches are processed
+        in chunks of OUTPUT_CHUNK rows (cache-sized: several times faster on a CPU)."""
+        if tokens.shape[0] > OUTPUT_CHUNK:
+            return torch.cat([self.outputs(tokens[i:i + OUTPUT_CHUNK],
+                                           lengths[i:i + OUTPUT_CHUNK])
+                              for i in range(0, tokens.shape[0], OUTPUT_CHUNK)])
         x, n = self._strip(tokens, lengths)
         y = self.impl.outputs(x, n) if x.shape[1] else x.clone()
         if self.bos:

@@ -70,14 +70,13 @@ def dyck_ptf(x: torch.Tensor, lengths: torch.Tensor, pairs: int) -> torch.Tensor
     real = valid(x, lengths)
     is_bracket = (x < 2 * pairs) & real
     is_open = is_bracket & (x % 2 == 0)
-    is_close = is_bracket & (x % 2 == 1)
-    step = is_open.long() - is_close.long()
-    depth = step.cumsum(1)  # after each position
-    level = torch.where(is_open, depth, depth + 1)  # closer: depth before it
-    i = indices(x)
-    big = (3 * n + 3) * (n + 1)
+    is_close = is_bracket & ~is_open
+    step = is_open.int() - is_close.int()
+    depth = step.cumsum(1, dtype=torch.int32)  # after each position
+    level = depth + is_close.int()  # an opener's depth after it, a closer's before it
+    i = indices(x).int()
     key = torch.where(is_bracket, (level + n + 1) * (n + 1) + i[None, :],
-                      torch.full_like(level, big))
+                      torch.full_like(level, (3 * n + 3) * (n + 1)))
     order = torch.sort(key, dim=1).indices
     sx, sl = x.gather(1, order), level.gather(1, order)
     so, sc = is_open.gather(1, order), is_close.gather(1, order)
@@ -85,38 +84,55 @@ def dyck_ptf(x: torch.Tensor, lengths: torch.Tensor, pairs: int) -> torch.Tensor
     bad_sorted = sc.clone()
     bad_sorted[:, 1:] &= ~prev_matches
     bad = torch.zeros_like(bad_sorted).scatter_(1, order, bad_sorted)
-    failed = bad.long().cummax(1).values.bool()
-    out = torch.where(depth == 0, T, P)
-    return torch.where(failed, F, out)
+    failed = bad.int().cumsum(1, dtype=torch.int32) > 0
+    return torch.where(failed, F, torch.where(depth == 0, T, P))
 
 
 def _balanced(rng: np.random.Generator, target: np.ndarray, pairs: int, max_len: int,
               neutral: int) -> tuple[np.ndarray, np.ndarray]:
-    """Generator 0 for each target length, step-synchronous: every row that is still
-    shorter than its target inserts one item per step."""
+    """Generator 0 for each target length, step-synchronous over the rows: every row that
+    is still shorter than its target inserts one item per step.
+
+    Instead of shifting strings, each row keeps its characters in insertion order with
+    their current positions: an insertion of width w at slot s adds w to every position
+    >= s. The strings are laid out once at the end."""
     m = len(target)
-    width = max_len + 2
-    buf = np.full((m, width), neutral, dtype=np.int64)
+    far = np.int32(1 << 20)  # position of a character not yet inserted
+    pos = np.full((m, max_len), far, dtype=np.int32)
+    tok = np.full((m, max_len), neutral, dtype=np.int64)
     cur = np.zeros(m, dtype=np.int64)
-    cols = np.arange(width)[None, :]
-    active = np.nonzero(cur < target)[0]
-    while len(active):
+    live = np.arange(m)  # rows (of the block) still held in the compact arrays
+    lpos, ltok, lcur, ltarget = pos, tok, cur, target.astype(np.int64)
+    while True:
+        act = lcur < ltarget
+        if not act.any():
+            break
+        if act.mean() < 0.7:  # drop finished rows from the working arrays
+            pos[live], tok[live], cur[live] = lpos, ltok, lcur
+            live, lpos, ltok = live[act], lpos[act], ltok[act]
+            lcur, ltarget, act = lcur[act], ltarget[act], act[act]
         # Draws are made for every row of the block (fixed shapes -> reproducible).
-        is_pair = rng.random(m) < P_PAIR
-        pair = rng.integers(0, pairs, size=m)
-        slot = rng.integers(0, cur + 1)  # one of the len + 1 insertion points
-        c = cur[active]
-        w = np.where(is_pair[active] & (c + 2 <= max_len), 2, 1)
-        pos = slot[active][:, None]
-        first = np.where(w == 2, 2 * pair[active], neutral)[:, None]
-        src = np.where(cols < pos, cols, np.maximum(cols - w[:, None], 0))
-        rows = np.take_along_axis(buf[active], src, axis=1)
-        rows = np.where(cols == pos, first, rows)
-        rows = np.where((cols == pos + 1) & (w[:, None] == 2), first + 1, rows)
-        buf[active] = rows
-        cur[active] = c + w
-        active = active[cur[active] < target[active]]
-    return buf[:, :max_len], cur
+        u_pair, u_slot = rng.random(m)[live], rng.random(m)[live]
+        pair = rng.integers(0, pairs, size=m)[live]
+        w = np.where((u_pair < P_PAIR) & (lcur + 2 <= max_len), 2, 1) * act
+        slot = np.minimum((u_slot * (lcur + 1)).astype(np.int64), lcur)
+        width = int(lcur.max())
+        view = lpos[:, :width]
+        view += (view >= slot[:, None]) * w[:, None].astype(np.int32)
+        r = np.nonzero(act)[0]
+        c, s = lcur[r], slot[r]
+        first = np.where(w[r] == 2, 2 * pair[r], neutral)
+        lpos[r, c], ltok[r, c] = s, first
+        two = r[w[r] == 2]
+        lpos[two, lcur[two] + 1] = slot[two] + 1
+        ltok[two, lcur[two] + 1] = 2 * pair[two] + 1
+        lcur = lcur + w
+    pos[live], tok[live], cur[live] = lpos, ltok, lcur
+    out = np.full((m, max_len), neutral, dtype=np.int64)
+    used = np.arange(max_len)[None, :] < cur[:, None]
+    rows = np.broadcast_to(np.arange(m)[:, None], used.shape)
+    out[rows[used], pos[used]] = tok[used]
+    return out, cur
 
 
 class Dyck(Family):
