@@ -215,13 +215,16 @@ class Task:
             return {}
         x, n = self._strip(tokens, lengths)
         raw = self.impl.compute_selectors(x, n, heads)
-        real = torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None]
-        pair = real[:, :, None] & real[:, None, :]
+        B, m = x.shape
+        real = torch.arange(m, device=x.device)[None, :] < n[:, None]
+        pair = None
+        if not bool((n == m).all()):  # some padding: mask padded rows and columns
+            r8 = real.to(torch.uint8)
+            pair = (r8[:, :, None] * r8[:, None, :]).view(torch.bool)  # fast form on CPU
         out = {}
         for h in heads:
-            s = raw[h] & pair
+            s = raw[h] if pair is None else raw[h] & pair
             if self.bos:
-                B, m = x.shape
                 w = torch.zeros(B, m + 1, m + 1, dtype=torch.bool, device=x.device)
                 w[:, 0, 0] = lengths > 0
                 w[:, 1:, 1:] = s

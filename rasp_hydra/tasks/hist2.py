@@ -19,6 +19,7 @@ import torch
 
 from .base import Family, Selector
 from .rasp import (
+    compare,
     first_occurrence,
     select_earlier,
     select_same_token,
@@ -54,7 +55,7 @@ def select_same_count_first(x: torch.Tensor, lengths: torch.Tensor) -> torch.Ten
     """
     c = token_counts(x, lengths)
     key_ok = first_occurrence(x, lengths) & valid(x, lengths)
-    return (c[:, :, None] == c[:, None, :]) & key_ok[:, None, :]
+    return compare(c, c, torch.eq) & key_ok[:, None, :]
 
 
 def hist2(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,12 @@ Every function works on a batch: ``x`` is a LongTensor[B, n] of token ids *witho
 LongTensor[B]. Selectors return BoolTensor[B, n, n] indexed ``[batch, query, key]``;
 what they hold in padded rows and columns does not matter (the Task masks it).
 
+Speed (CPU, one thread): a [B, n, n] comparison of int64 values broadcast as
+``a[:, :, None] == a[:, None, :]`` is ~20x slower than the same comparison of uint8 values
+with the query side made contiguous, so pairwise comparisons go through ``compare``;
+per-position quantities (counts, first occurrences, places in a sort) are computed in
+O(B n) or O(B n log n), and selectors are built from them with one comparison or a scatter.
+
 The examples below run as doctests; ``ids`` turns words into a padded batch and ``show``
 prints a selector as a 0/1 matrix (rows are queries q, columns keys k).
 """
@@ -56,6 +62,23 @@ def valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return indices(x)[None, :] < lengths[:, None]
 
 
+def compare(q_vals: torch.Tensor, k_vals: torch.Tensor, op) -> torch.Tensor:
+    """BoolTensor[B, n, n]: ``op(q_vals[b, q], k_vals[b, k])`` for integer values.
+
+    >>> show(compare(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 2, 2]]), torch.lt))
+    111
+    000
+    000
+    """
+    B, n = q_vals.shape
+    lo = min(int(q_vals.min()), int(k_vals.min())) if q_vals.numel() else 0
+    hi = max(int(q_vals.max()), int(k_vals.max())) if q_vals.numel() else 0
+    if 0 <= lo and hi <= 255:  # the fast path
+        q_vals, k_vals = q_vals.to(torch.uint8), k_vals.to(torch.uint8)
+    q = q_vals[:, :, None].expand(B, n, n).contiguous()
+    return op(q, k_vals[:, None, :])
+
+
 def select_same_token(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """RASP ``select(tokens, tokens, ==)``: x[q] == x[k].
 
@@ -65,7 +88,7 @@ def select_same_token(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     0010
     1001
     """
-    return x[:, :, None] == x[:, None, :]
+    return compare(x, x, torch.eq)
 
 
 def select_earlier(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -129,16 +152,44 @@ def row_width(selector: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     0 1 2
     """
     real_k = valid(selector[:, 0, :], lengths)
-    return (selector & real_k[:, None, :]).sum(-1)
+    return (selector & real_k[:, None, :]).sum(-1)  # (slowish; the families use stable_place)
+
+
+def stable_place(key: torch.Tensor) -> torch.Tensor:
+    """LongTensor[B, n]: where each position lands in a stable ascending sort of ``key``,
+    i.e. how many positions j have key[j] < key[i], or key[j] == key[i] and j < i: the
+    selector width of that "before" selector, in O(n log n).
+
+    >>> show(stable_place(torch.tensor([[5, 3, 5, 1]])))
+    2 1 3 0
+    """
+    order = torch.sort(key, dim=1, stable=True).indices
+    pos = torch.empty_like(order)
+    return pos.scatter_(1, order, indices(key).expand_as(order).contiguous())
+
+
+def select_before_in(place: torch.Tensor) -> torch.Tensor:
+    """Select (q, k) iff place[k] < place[q] (k comes earlier in a total order).
+
+    >>> show(select_before_in(torch.tensor([[2, 1, 3, 0]])))
+    0101
+    0001
+    1101
+    0000
+    """
+    return compare(place, place, torch.gt)
 
 
 def select_place(pos: torch.Tensor) -> torch.Tensor:
-    """Select (q, k) iff q == pos(k): move the value at k to position pos(k).
+    """Select (q, k) iff q == pos(k): move the value at k to position pos(k). Built with
+    a scatter (positions >= n select nothing).
 
     >>> show(select_place(torch.tensor([[2, 0, 1]])))
     010
     001
     100
     """
-    i = torch.arange(pos.shape[1], device=pos.device)
-    return i[None, :, None] == pos[:, None, :]
+    B, n = pos.shape
+    out = torch.zeros(B, n + 1, n, dtype=torch.bool, device=pos.device)
+    out.scatter_(1, pos.clamp(0, n)[:, None, :], True)
+    return out[:, :n]

@@ -29,9 +29,12 @@ def select_flip(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     010
     100
     """
-    i = indices(x)
-    opp = lengths[:, None] - 1 - i[None, :]  # [B, n]: opp_idx of each query
-    return i[None, None, :] == opp[:, :, None]
+    B, n = x.shape
+    opp = lengths[:, None] - 1 - indices(x)[None, :]  # [B, n]: opp_idx of each query
+    out = torch.zeros(B, n, n, dtype=torch.bool, device=x.device)
+    # O(B n) scatter; padded rows (q >= length) get a True in column 0, which is fine:
+    # what a selector holds in padding does not matter (the Task masks it)
+    return out.scatter_(2, opp.clamp(min=0)[:, :, None], True)
 
 
 def reverse(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import torch
 
 from .base import Family, Selector
-from .rasp import indices, row_width, select_place
+from .rasp import select_before_in, select_place, stable_place
 
 
 def select_before(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 0 head 0 "before": r[k] < r[q], or r[k] == r[q] and k < q, where r is each
-    position's code-point rank.
+    position's code-point rank. That is "k comes before q in the stable sort by rank",
+    so it is computed as one comparison of places in that sort.
 
     >>> from rasp_hydra.tasks.rasp import ids, show
     >>> show(select_before(*ids("bab")))
@@ -29,13 +30,12 @@ def select_before(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     000
     110
     """
-    i = indices(r)
-    rq, rk = r[:, :, None], r[:, None, :]
-    return (rk < rq) | ((rk == rq) & (i[None, :] < i[:, None]))
+    return select_before_in(stable_place(r))
 
 
 def select_sort_place(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Layer 1 head 0 "place": q == pos(k), pos(k) = row k's width under "before".
+    """Layer 1 head 0 "place": q == pos(k), pos(k) = row k's width under "before"
+    (= k's place in the stable sort by rank).
 
     >>> from rasp_hydra.tasks.rasp import ids, show
     >>> show(select_sort_place(*ids("bab")))
@@ -43,7 +43,7 @@ def select_sort_place(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     100
     001
     """
-    return select_place(row_width(select_before(r, lengths), lengths))
+    return select_place(stable_place(r))
 
 
 def sort_ranks(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,10 @@ class Sort(Family):
         }
 
     def compute_selectors(self, x, lengths, heads):
-        r = self.ranks(x)
-        before = select_before(r, lengths)
-        out = {(0, 0): before, (1, 0): select_place(row_width(before, lengths))}
-        return {h: out[h] for h in heads}
+        place = stable_place(self.ranks(x))
+        out = {}
+        if (0, 0) in heads:
+            out[(0, 0)] = select_before_in(place)
+        if (1, 0) in heads:
+            out[(1, 0)] = select_place(place)
+        return out

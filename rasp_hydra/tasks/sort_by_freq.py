@@ -24,9 +24,10 @@ from .hist2 import select_same_earlier
 from .rasp import (
     first_occurrence,
     indices,
-    row_width,
+    select_before_in,
     select_place,
     select_same_token,
+    stable_place,
     token_counts,
     valid,
 )
@@ -45,9 +46,22 @@ def freq_score(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.where(first_occurrence(x, lengths), c, c - DEMOTE)
 
 
+def freq_place(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each position's place in the stable sort by descending score (padding last): the
+    width of its row under "comes before".
+
+    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> show(freq_place(*ids("abcbc")))
+    2 0 1 3 4
+    """
+    s = freq_score(x, lengths)
+    key = torch.where(valid(x, lengths), -s, torch.full_like(s, 10 * DEMOTE))
+    return stable_place(key)
+
+
 def select_comes_before(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 1 head 0 "comes before": score(k) > score(q), or equal and k < q
-    (real keys only).
+    (real keys only); i.e. k comes earlier than q in the stable sort by -score.
 
     >>> from rasp_hydra.tasks.rasp import ids, show
     >>> show(select_comes_before(*ids("abb")))
@@ -55,11 +69,7 @@ def select_comes_before(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     000
     110
     """
-    s = freq_score(x, lengths)
-    i = indices(x)
-    sq, sk = s[:, :, None], s[:, None, :]
-    sel = (sk > sq) | ((sk == sq) & (i[None, :] < i[:, None]))
-    return sel & valid(x, lengths)[:, None, :]
+    return select_before_in(freq_place(x, lengths)) & valid(x, lengths)[:, None, :]
 
 
 def select_freq_place(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -71,7 +81,7 @@ def select_freq_place(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     100
     001
     """
-    return select_place(row_width(select_comes_before(x, lengths), lengths))
+    return select_place(freq_place(x, lengths))
 
 
 class SortByFreq(Family):
@@ -85,8 +95,8 @@ class SortByFreq(Family):
     def outputs(self, x, lengths):
         """O(B n log n): stable sort of -score (padding last); the first
         ``distinct`` places get the tokens, the rest BOS."""
-        s = freq_score(x, lengths)
         real = valid(x, lengths)
+        s = freq_score(x, lengths)
         key = torch.where(real, -s, torch.full_like(s, 10 * DEMOTE))
         order = torch.sort(key, dim=1, stable=True).indices
         distinct = (first_occurrence(x, lengths) & real).sum(1, keepdim=True)
@@ -108,8 +118,10 @@ class SortByFreq(Family):
             same = select_same_token(x, lengths)
             out[(0, 0)] = same
             out[(0, 1)] = same & (indices(x)[None, :] < indices(x)[:, None])
+        if (1, 0) not in heads and (2, 0) not in heads:
+            return {h: out[h] for h in heads}
         if (1, 0) in heads or (2, 0) in heads:
-            before = select_comes_before(x, lengths)
-            out[(1, 0)] = before
-            out[(2, 0)] = select_place(row_width(before, lengths))
+            place = freq_place(x, lengths)
+            out[(1, 0)] = select_before_in(place)  # padded keys: masked by the Task
+            out[(2, 0)] = select_place(place)
         return {h: out[h] for h in heads}
