@@ -73,18 +73,15 @@ def safe_name(sequence: str) -> str:
     """
     if not sequence:
         raise ValueError("empty sequence")
-    parts = []
+    name, cut = "", False
     for c in sequence:
-        if c in SAFE:
-            parts.append(c)
-        elif ord(c) < 256:
-            parts.append(f"%{ord(c):02X}")
-        else:
-            parts.append(f"%u{ord(c):04X}")
-    name = "".join(parts)
-    if len(name) > MAX_NAME or any(c.isupper() for c in sequence):
-        digest = hashlib.sha1(sequence.encode("utf-8")).hexdigest()[:8]
-        name = f"{name[:MAX_NAME]}~{digest}"
+        part = c if c in SAFE else f"%{ord(c):02X}" if ord(c) < 256 else f"%u{ord(c):04X}"
+        if len(name) + len(part) > MAX_NAME:  # cut between characters, never in an escape
+            cut = True
+            break
+        name += part
+    if cut or any(c.isupper() for c in sequence):
+        name += "~" + hashlib.sha1(sequence.encode("utf-8")).hexdigest()[:8]
     return name
 
 
@@ -331,60 +328,60 @@ def draw_layer(path: Path, kind: str, layer: int, values, labels: list[str], tas
                match: dict, numbers: int | None) -> Path:
     """One PNG: a heatmap per head of ``values`` [H, n, n] (kind "attention" or "scores");
     for "attention", heads with a selector get it drawn below them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The Agg canvas on a bare Figure: no pyplot, so a notebook's backend and figure
+    # list stay as they are.
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     H, n = values.shape[0], values.shape[1]
     sel_heads = [h for h in range(H) if (layer, h) in selectors] if kind == "attention" else []
     rows = 2 if sel_heads else 1
     inches = _panel_inches(n)
     figsize, grid = _grid(rows, H, n, inches)
-    with plt.rc_context({"text.parse_math": False, "font.family": "DejaVu Sans"}):
-        fig = plt.figure(figsize=figsize)
-        try:
-            for h in range(H):
-                v = values[h]
-                if kind == "attention":
-                    title = f"head {h}: attention"
-                    if (layer, h) in match:
-                        title += f" (match {match[(layer, h)]:.3f})"
-                    vmin, vmax, cmap = 0.0, 1.0, "viridis"
+    with rc_context({"text.parse_math": False}):
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+        for h in range(H):
+            v = values[h]
+            if kind == "attention":
+                title = f"head {h}: attention"
+                if (layer, h) in match:
+                    title += f" (match {match[(layer, h)]:.3f})"
+                # 0 to the largest value: long sequences spread attention thin
+                vmin, vmax, cmap = 0.0, max(float(v.max()), 1e-6), "viridis"
+            else:
+                title = f"head {h}: pre-softmax scores"
+                vmin, vmax, cmap = float(v.min()), float(v.max()), "magma"
+                if vmin == vmax:
+                    vmax = vmin + 1e-6
+            rect, crect = grid[0][h]
+            _heatmap(fig, fig.add_axes(rect), fig.add_axes(crect), v, labels, title,
+                     cmap, vmin, vmax, numbers, inches)
+            if rows == 2:
+                rect, crect = grid[1][h]
+                if h in sel_heads:
+                    ref = (layer, h) in getattr(task, "reference_heads", ())
+                    name = selector_names.get((layer, h), "")
+                    what = "reference" if ref else "target"
+                    _heatmap(fig, fig.add_axes(rect), fig.add_axes(crect),
+                             selectors[(layer, h)].astype(float), labels,
+                             f"head {h}: {what} selector {name}".rstrip(), "Greys",
+                             0.0, 1.0, None, inches)
                 else:
-                    title = f"head {h}: pre-softmax scores"
-                    vmin, vmax, cmap = float(v.min()), float(v.max()), "magma"
-                    if vmin == vmax:
-                        vmax = vmin + 1e-6
-                rect, crect = grid[0][h]
-                _heatmap(fig, fig.add_axes(rect), fig.add_axes(crect), v, labels, title,
-                         cmap, vmin, vmax, numbers, inches)
-                if rows == 2:
-                    rect, crect = grid[1][h]
-                    if h in sel_heads:
-                        ref = (layer, h) in getattr(task, "reference_heads", ())
-                        name = selector_names.get((layer, h), "")
-                        what = "reference" if ref else "target"
-                        _heatmap(fig, fig.add_axes(rect), fig.add_axes(crect),
-                                 selectors[(layer, h)].astype(float), labels,
-                                 f"head {h}: {what} selector {name}".rstrip(), "Greys",
-                                 0.0, 1.0, None, inches)
-                    else:
-                        fig.text(rect[0] + rect[2] / 2, rect[1] + rect[3] / 2,
-                                 f"head {h}: no selector", ha="center", va="center")
-            what = "attention" if kind == "attention" else "pre-softmax scores"
-            seq = visible(sequence)
-            room = int(figsize[0] * 10)
-            if len(seq) > room:
-                seq = seq[: room - 3] + "..."
-            fig.suptitle(f"{task.name}, layer {layer}: {what}\n{summary}\ninput {seq}",
-                         fontsize=11, y=1 - 0.12 / figsize[1], va="top")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.tmp.png")
-            fig.savefig(tmp, dpi=_dpi(n, numbers))
-            tmp.replace(path)
-        finally:
-            plt.close(fig)
+                    fig.text(rect[0] + rect[2] / 2, rect[1] + rect[3] / 2,
+                             f"head {h}: no selector", ha="center", va="center")
+        what = "attention" if kind == "attention" else "pre-softmax scores"
+        seq = visible(sequence)
+        room = int(figsize[0] * 10)
+        if len(seq) > room:
+            seq = seq[: room - 3] + "..."
+        fig.suptitle(f"{task.name}, layer {layer}: {what}\n{summary}\ninput {seq}",
+                     fontsize=11, y=1 - 0.12 / figsize[1], va="top")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        fig.savefig(tmp, dpi=_dpi(n, numbers))
+        tmp.replace(path)
     return path
 
 
