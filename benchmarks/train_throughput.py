@@ -1,0 +1,136 @@
+"""Training throughput in real (unpadded) tokens per second, and model FLOP/s as a
+fraction of this machine's torch matmul FLOP/s at the model's matrix shapes.
+
+    python benchmarks/train_throughput.py [--steps 40] [--threads N]
+
+Cases (the paper's Table 1 sizes: d_model 256, ff 512, batch 50, lengths 1..100):
+  (a) reverse_100, 2 layers, 1 head
+  (b) sort_by_freq_26_bos_with_attns, 3 layers, 2 heads, attention-supervised
+Each case runs the real training step of rasp_hydra.train (the same loss, selectors,
+optimizer and length-bucketed batches as a run), times `--steps` steps after warm-up, and
+counts model FLOPs per real token: 6 x (matmul weights) + 12 x layers x n x d_model
+(attention scores and mixing, forward and backward) with n the sequence's own length;
+padding work counts as waste. The matmul reference times the forward and backward
+products of every linear layer at the mean batch's shapes, one pass between every two
+training steps (the same thread count, the same machine load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from rasp_hydra.data import batches, build_splits
+from rasp_hydra.model import Encoder, ModelConfig
+from rasp_hydra.tasks import get_task
+from rasp_hydra.train import OptimizerConfig, attention_terms, make_optimizer, sequence_loss
+
+CASES = {
+    "a": ("reverse_100", 2, 1),
+    "b": ("sort_by_freq_26_bos_with_attns", 3, 2),
+}
+
+
+def model_flops(cfg: ModelConfig, lengths: torch.Tensor) -> float:
+    """Training FLOPs (forward + backward) for sequences of these real lengths."""
+    d, ff, L = cfg.d_model, cfg.ff, cfg.layers
+    weights = L * (4 * d * d + 2 * d * ff) + d * cfg.n_out  # matmul weights per token
+    tokens = float(lengths.sum())
+    sq = float((lengths.double() ** 2).sum())  # sum over sequences of n^2
+    return 6 * weights * tokens + 12 * L * d * sq
+
+
+class MatmulReference:
+    """torch.matmul at the linear layers' forward and backward shapes (y = xW, dx = dy W^T,
+    dW = x^T dy) for `rows` tokens. `once()` times one pass; the benchmark calls it between
+    training steps so that both see the same machine load (a shared CPU drifts)."""
+
+    def __init__(self, cfg: ModelConfig, rows: int):
+        d, ff = cfg.d_model, cfg.ff
+        shapes = []
+        for k, n in ((d, 3 * d), (d, d), (d, ff), (ff, d), (d, cfg.n_out)):
+            shapes += [(rows, k, n), (rows, n, k), (k, rows, n)]
+        self.mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+        self.flops = sum(2 * m * k * n for m, k, n in shapes)
+        self.seconds = 0.0
+        self.done = 0.0
+        for a, b in self.mats:  # warm-up
+            a @ b
+
+    def once(self):
+        t0 = time.perf_counter()
+        for a, b in self.mats:
+            a @ b
+        self.seconds += time.perf_counter() - t0
+        self.done += self.flops
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds
+
+
+def run_case(key: str, steps: int, warmup: int, train_size: int) -> dict:
+    name, layers, heads = CASES[key]
+    task = get_task(name)
+    splits = build_splits(task, sizes={"train": train_size}, min_len=1, max_len=100)
+    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=layers, heads=heads,
+                      d_model=256, ff=512, max_len=101)
+    torch.manual_seed(0)
+    model = Encoder(cfg)
+    opt = make_optimizer(model.parameters(), OptimizerConfig())
+    sup = tuple(task.supervised_heads)
+    sup_layers = sorted({h[0] for h in sup})
+    it = batches(splits["train"], 50, shuffle=True, seed=0, epoch=1)
+    ref = MatmulReference(cfg, rows=round(float(splits["train"].lengths.float().mean()) * 50))
+    real = padded = 0
+    flops = dt = 0.0
+    for i, (tokens, lengths, targets) in enumerate(it):
+        if i == warmup + steps:
+            break
+        if i >= warmup:
+            ref.once()
+        t0 = time.perf_counter()
+        logits, attn, _ = model(tokens, lengths, need_attention=sup_layers)
+        loss = sequence_loss(logits, targets, lengths).mean()
+        if sup:
+            t = attention_terms(task, tokens, lengths, attn, sup, True, False)
+            loss = loss + 100.0 * t["sq_err"].mean() / t["n_elems"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            dt += time.perf_counter() - t0
+            real += int(lengths.sum())
+            padded += tokens.numel()
+            flops += model_flops(cfg, lengths)
+    rate = ref.rate
+    return {"case": key, "task": name, "layers": layers, "heads": heads, "steps": steps,
+            "tokens_per_s": real / dt, "padding": 1 - real / padded,
+            "model_gflops": flops / dt / 1e9, "matmul_gflops": rate / 1e9,
+            "fraction": flops / dt / rate, "seconds": dt}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=40, help="timed steps per case")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--cases", default="ab")
+    p.add_argument("--train-size", type=int, default=5000)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{torch.backends.cpu.get_cpu_capability()}")
+    for key in args.cases:
+        r = run_case(key, args.steps, args.warmup, args.train_size)
+        print(f"({r['case']}) {r['task']} {r['layers']}L{r['heads']}H d256 ff512 batch 50: "
+              f"{r['tokens_per_s']:,.0f} real tokens/s, padding {r['padding']:.1%}, "
+              f"model {r['model_gflops']:.1f} GFLOP/s = {r['fraction']:.0%} of matmul "
+              f"{r['matmul_gflops']:.1f} GFLOP/s ({r['steps']} steps, {r['seconds']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
