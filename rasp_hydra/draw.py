@@ -273,7 +273,7 @@ def _ticks(ax, labels: list[str]) -> None:
 def _overlay(ax, values, numbers: int, inches: float, vmin: float, vmax: float) -> None:
     n = values.shape[0]
     cell_pt = inches * 72 / n
-    size = max(1.5, min(9.0, cell_pt * 0.28))
+    size = max(1.5, min(9.0, cell_pt / (0.62 * (numbers + 2) + 0.4)))  # the text fits a cell
     mid = (vmin + vmax) / 2
     for i in range(n):
         for j in range(values.shape[1]):

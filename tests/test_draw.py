@@ -206,6 +206,10 @@ def test_directory_errors(sweep, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert main([str(tmp_path), "--all", "--sequence", "ab"]) == 2
     assert "holds no run" in capsys.readouterr().err
+    runs.write_skipped(tmp_path / "only_skipped" / "0", "no layers")
+    assert main([str(tmp_path / "only_skipped"), "--all", "--sequence", "ab"]) == 2
+    out, err = capsys.readouterr()
+    assert "passed over" in out and "no run below" in err
     with pytest.raises(DrawError, match="no last checkpoint"):
         bare = tmp_path / "bare"
         shutil.copytree(sweep / "0", bare, ignore=shutil.ignore_patterns("maps", "last.pt"))
