@@ -439,7 +439,9 @@ def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "a
         why = f"asked for {which}"
     r = run_sequence(model, task, sequence)
     test_acc, test_text = _test_accuracy(metrics)
-    names = {runs.head_key(h): n for h, n in getattr(task, "selector_names", {}).items()}
+    refs = set(getattr(task, "reference_heads", ()))
+    names = {runs.head_key(h): n + (", reference" if h in refs else ", target")
+             for h, n in getattr(task, "selector_names", {}).items()}
     for h in r["missing_heads"]:
         notes.append(f"the task has a selector for layer {h[0]} head {h[1]}, which this "
                      f"model ({model.cfg.layers} layers, {model.cfg.heads} heads) lacks")

@@ -107,7 +107,8 @@ def test_finished_run(sweep):
     assert _line(text, "test accuracy:").startswith(f"{acc:.4f}")
     assert _line(text, "run:") == str(run)
     assert "layers=2 heads=1 d_model=16" in _line(text, "config:")
-    assert "layer 0 head 0 (before):" in text and "layer 1 head 0 (place):" in text
+    assert "layer 0 head 0 (before, target):" in text
+    assert "layer 1 head 0 (place, target):" in text
     # match = mean over query positions of the attention mass on the selected keys
     model, task, _, _ = runs.load_model(run, "best")
     tokens, lengths = task.encode(["edcba"])
