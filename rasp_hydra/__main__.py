@@ -14,10 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from rasp_hydra import _lazytorch
 
-from rasp_hydra.config import register_configs
+if __name__ == "__main__":
+    _lazytorch.install()  # `--help`, `--cfg` and tab completion never wait for torch
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from rasp_hydra.config import register_configs  # noqa: E402
 
 register_configs()
 

@@ -134,8 +134,11 @@ def register_configs() -> None:
     cs.store(name="rasp_hydra_schema", node=Config)
     for name in task_names():
         task = get_task(name)
-        cs.store(group="lang", name=name, node=LangConfig(
-            family=task.family, size=task.size, bos=task.bos, with_attns=task.with_attns))
+        # Plain dicts: the schema validates them when they merge, and storing 80
+        # dataclass instances would cost a second at every start.
+        cs.store(group="lang", name=name, node={
+            "family": task.family, "size": task.size, "bos": task.bos,
+            "with_attns": task.with_attns})
     cs.store(group="optimizer", name="adam", node=OptimizerConfig(name=OptimizerName.adam))
     cs.store(group="optimizer", name="sgd",
              node=OptimizerConfig(name=OptimizerName.sgd, lr=1e-2, momentum=0.9))

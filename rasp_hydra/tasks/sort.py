@@ -13,6 +13,8 @@ RASP (paper, 2 layers, 1 head; the original's target selectors)::
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
 from .base import Family, Selector
@@ -61,15 +63,25 @@ class Sort(Family):
     layers, heads = 2, 1
     description = "the input sorted by code point"
 
-    def __init__(self, size):
-        super().__init__(size)
+    @cached_property
+    def order(self) -> list[int]:
+        """Input ids in code-point order."""
+        return sorted(range(len(self.alphabet)), key=lambda i: self.alphabet[i])
+
+    @cached_property
+    def rank(self) -> torch.Tensor:
+        """Input id -> code-point rank; BOS and padding rank after every token.
+        Built on first use, so that listing tasks needs no torch."""
         k = len(self.alphabet)
-        order = sorted(range(k), key=lambda i: self.alphabet[i])
         rank = torch.empty(k + 2, dtype=torch.long)
-        rank[torch.tensor(order, dtype=torch.long)] = torch.arange(k)
-        rank[k:] = k  # BOS and padding rank after every token
-        self.rank = rank  # input id -> code-point rank
-        self.id_of_rank = torch.tensor(order + [k, k], dtype=torch.long)
+        rank[torch.tensor(self.order, dtype=torch.long)] = torch.arange(k)
+        rank[k:] = k
+        return rank
+
+    @cached_property
+    def id_of_rank(self) -> torch.Tensor:
+        k = len(self.alphabet)
+        return torch.tensor(self.order + [k, k], dtype=torch.long)
 
     def ranks(self, x):
         return self.rank[x]

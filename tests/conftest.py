@@ -1,0 +1,38 @@
+"""Helpers shared by the end-to-end tests: run the real command line in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small enough that a run takes a few seconds on one core, big enough to learn hist_10_bos.
+TINY = [
+    "model.d_model=16", "lang.max_len=6", "lang.train_size=300", "lang.valid_size=50",
+    "lang.test_size=50", "train.epochs=2",
+]
+
+
+def cli(*args: str, cwd: Path, timeout: float = 240, module: str = "rasp_hydra",
+        check: bool = False) -> subprocess.CompletedProcess:
+    """`python -m rasp_hydra ARGS` in `cwd`; stdout and stderr captured as text."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+@pytest.fixture
+def cli_cwd(tmp_path: Path) -> Path:
+    """A scratch working directory: outputs/ lands inside it."""
+    return tmp_path
