@@ -177,9 +177,10 @@ def attention_terms(task, tokens, lengths, attn, heads, need_mse: bool, need_mat
     out = {}
     if need_mse:
         T = selector_targets(S.flatten(0, 1), valid.repeat(len(heads), 1)).view_as(P)
-        pair = (valid[:, :, None] & valid[:, None, :]).to(P.dtype)  # (B, n, n)
-        out["sq_err"] = (((P - T) ** 2) * pair).sum((1, 2, 3))  # (K,)
-        out["n_elems"] = pair.sum()
+        # P and T are exactly 0 on padded keys, so only padded query rows need masking
+        sq = ((P - T) ** 2).sum(-1)  # (K, B, n)
+        out["sq_err"] = (sq * valid).sum((1, 2))  # (K,)
+        out["n_elems"] = (lengths.to(P.dtype) ** 2).sum()  # real (query, key) pairs
     if need_match:
         mass = (P * S).sum(-1)  # (K, B, n): attention mass on selected keys per query
         out["match"] = (mass * valid).sum((1, 2))  # (K,)

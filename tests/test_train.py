@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import os
+import signal
 import threading
 
 import pytest
@@ -194,3 +196,19 @@ def test_hist_10_bos_one_layer_one_head_learns(tmp_path):
     out = train(task, splits, cfg, OptimizerConfig(lr=1e-3), ScheduleConfig(gamma=0.98),
                 TrainConfig(epochs=40, batch_size=50, num_threads=1), tmp_path, log=quiet)
     assert out["final"]["test"]["token_acc"] >= 0.99
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_interrupts_after_the_batch(tmp_path, sig):
+    task, splits, cfg = setup()
+    before = signal.getsignal(sig)
+
+    def send(epoch, row):
+        os.kill(os.getpid(), sig)
+
+    out = train(task, splits, cfg, train_cfg=tc(epochs=5), run_dir=tmp_path,
+                on_epoch_end=send, log=quiet)
+    assert out["status"] == "interrupted" and out["reason"] == sig.name
+    assert out["epochs_run"] == 1 and out["final"]["test"]["token_acc"] >= 0
+    assert signal.getsignal(sig) is before  # handlers restored
+    torch.load(tmp_path / runs.BEST, weights_only=True)
