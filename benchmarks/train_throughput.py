@@ -10,9 +10,9 @@ Each case runs the real training step of rasp_hydra.train (the same loss, select
 optimizer and length-bucketed batches as a run), times `--steps` steps after warm-up, and
 counts model FLOPs per real token: 6 x (matmul weights) + 12 x layers x n x d_model
 (attention scores and mixing, forward and backward) with n the sequence's own length;
-padding work counts as waste. The matmul reference times the forward and backward
-products of every linear layer at the mean batch's shapes, one pass between every two
-training steps (the same thread count, the same machine load).
+padding work counts as waste. The matmul reference (MatmulReference) times the same
+products alone at the mean batch's shapes, one pass between every two training steps
+(the same thread count, the same machine load).
 """
 
 from __future__ import annotations
@@ -43,17 +43,27 @@ def model_flops(cfg: ModelConfig, lengths: torch.Tensor) -> float:
 
 
 class MatmulReference:
-    """torch.matmul at the linear layers' forward and backward shapes (y = xW, dx = dy W^T,
-    dW = x^T dy) for `rows` tokens. `once()` times one pass; the benchmark calls it between
-    training steps so that both see the same machine load (a shared CPU drifts)."""
+    """The model's own matrix products for one mean-sized batch, timed alone: per layer
+    the q/k/v, output and feed-forward linears and the attention products (scores, mixing),
+    each forward and in its two backward forms (dx = dy W^T, dW = x^T dy), plus the
+    classifier. `once()` times one pass; the benchmark calls it between training steps so
+    that both see the same machine load (a shared CPU drifts)."""
 
-    def __init__(self, cfg: ModelConfig, rows: int):
-        d, ff = cfg.d_model, cfg.ff
-        shapes = []
-        for k, n in ((d, 3 * d), (d, d), (d, ff), (ff, d), (d, cfg.n_out)):
-            shapes += [(rows, k, n), (rows, n, k), (k, rows, n)]
-        self.mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
-        self.flops = sum(2 * m * k * n for m, k, n in shapes)
+    def __init__(self, cfg: ModelConfig, batch: int, lengths: torch.Tensor):
+        d, ff, H = cfg.d_model, cfg.ff, cfg.heads
+        rows = round(batch * float(lengths.double().mean()))
+        n = round(float(lengths.double().pow(2).mean().sqrt()))  # same sum of n^2
+        lin = [(d, 3 * d), (d, d), (d, ff), (ff, d)] * cfg.layers + [(d, cfg.n_out)]
+        self.mats = []
+        for k, m in lin:
+            self.mats += [((rows, k), (k, m)), ((rows, m), (m, k)), ((k, rows), (rows, m))]
+        hs, bh = d // H, batch * H
+        for _ in range(cfg.layers):
+            self.mats += [((bh, n, hs), (bh, hs, n)), ((bh, n, n), (bh, n, hs)),  # fwd
+                          ((bh, n, n), (bh, n, hs)), ((bh, hs, n), (bh, n, n)),  # bwd scores
+                          ((bh, n, hs), (bh, hs, n)), ((bh, n, n), (bh, n, hs))]  # bwd mixing
+        self.mats = [(torch.randn(a), torch.randn(b)) for a, b in self.mats]
+        self.flops = sum(2 * a.numel() * b.shape[-1] for a, b in self.mats)
         self.seconds = 0.0
         self.done = 0.0
         for a, b in self.mats:  # warm-up
@@ -83,7 +93,7 @@ def run_case(key: str, steps: int, warmup: int, train_size: int) -> dict:
     sup = tuple(task.supervised_heads)
     sup_layers = sorted({h[0] for h in sup})
     it = batches(splits["train"], 50, shuffle=True, seed=0, epoch=1)
-    ref = MatmulReference(cfg, rows=round(float(splits["train"].lengths.float().mean()) * 50))
+    ref = MatmulReference(cfg, 50, splits["train"].lengths)
     real = padded = 0
     flops = dt = 0.0
     for i, (tokens, lengths, targets) in enumerate(it):
