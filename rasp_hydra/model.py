@@ -154,7 +154,7 @@ class Encoder(nn.Module):
         # Key padding mask; None when the batch has no padding (lets SDPA take its
         # fastest path, and length-bucketed batches are often unpadded).
         mask = None
-        if int(lengths.min()) < n:
+        if lengths.device.type != "cpu" or int(lengths.min()) < n:  # no GPU sync
             valid = torch.arange(n, device=tokens.device)[None, :] < lengths[:, None]  # (B, n)
             mask = valid[:, None, None, :]  # (B, 1, 1, n)
         x = self.embed(tokens) + self.pos[:n]  # (B, n, d)

@@ -438,9 +438,10 @@ def train(
             lr = opt.param_groups[0]["lr"]
             model.train()
             acc = st.acc or {}
-            loss_sum = torch.tensor(acc.get("loss_sum", 0.0), dtype=torch.float64)
-            attn_sum = torch.tensor(acc.get("attn_sum", 0.0), dtype=torch.float64)
-            correct = torch.tensor(acc.get("correct", 0), dtype=torch.int64)
+            # accumulators stay on the device: no host sync per batch
+            loss_sum = torch.tensor(acc.get("loss_sum", 0.0), dtype=torch.float64, device=device)
+            attn_sum = torch.tensor(acc.get("attn_sum", 0.0), dtype=torch.float64, device=device)
+            correct = torch.tensor(acc.get("correct", 0), dtype=torch.int64, device=device)
             seqs, toks = acc.get("seqs", 0), acc.get("toks", 0)
             seconds = acc.get("seconds", 0.0)
             skip = st.batch
@@ -457,6 +458,7 @@ def train(
             for i, (tokens, lengths, targets) in enumerate(it):
                 if i < skip:
                     continue
+                n_real = int(lengths.sum())  # lengths still on the CPU here
                 tokens, lengths, targets = (t.to(device, non_blocking=True)
                                             for t in (tokens, lengths, targets))
                 logits, attn, _ = model(tokens, lengths, need_attention=sup_layers)
@@ -466,15 +468,15 @@ def train(
                     t = attention_terms(task, tokens, lengths, attn, supervised, True, False)
                     attn_mse = t["sq_err"].mean() / t["n_elems"]
                     loss = loss + tc.attn_loss_c * attn_mse
-                    attn_sum += attn_mse.detach().double().cpu() * tokens.shape[0]
+                    attn_sum += attn_mse.detach().double() * tokens.shape[0]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
-                    loss_sum += loss.detach().double().cpu() * tokens.shape[0]
-                    correct += (logits.argmax(-1) == targets).sum().cpu()
+                    loss_sum += loss.detach().double() * tokens.shape[0]
+                    correct += (logits.argmax(-1) == targets).sum()
                 seqs += tokens.shape[0]
-                toks += int(lengths.sum())
+                toks += n_real
                 st.batch = i + 1
                 if bar is not None:
                     bar.update(1)
