@@ -6,7 +6,6 @@ and reported as one `ConfigError` paragraph that says what was wrong and what is
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,18 +140,6 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
     if "submitit" in target:
         return max(1, min(cores, int(launcher.get("cpus_per_task") or 1)))
     return 1  # an unknown parallel launcher: never oversubscribe
-
-
-def closest(word: str, choices: list[str], n: int = 3) -> str:
-    """`"a", "b" or "c"`: the choices nearest to a mistyped word, for error messages."""
-    near = difflib.get_close_matches(word, choices, n=n, cutoff=0.5)
-    return " or ".join(repr(c) for c in near)
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / ".hydra" / "config.yaml").is_file() and (
-        (path / "metrics.json").is_file() or (path / "checkpoints").is_dir()
-    )
 
 
 def _enum_value(x: Any) -> Any:
