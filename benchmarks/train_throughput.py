@@ -18,6 +18,7 @@ products alone at the mean batch's shapes, one pass between every two training s
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -81,7 +82,8 @@ class MatmulReference:
         return self.done / self.seconds
 
 
-def run_case(key: str, steps: int, warmup: int, train_size: int) -> dict:
+def run_case(key: str, steps: int, warmup: int, train_size: int,
+             max_seconds: float = 40.0) -> dict:
     name, layers, heads = CASES[key]
     task = get_task(name)
     splits = build_splits(task, sizes={"train": train_size}, min_len=1, max_len=100)
@@ -94,10 +96,10 @@ def run_case(key: str, steps: int, warmup: int, train_size: int) -> dict:
     sup_layers = sorted({h[0] for h in sup})
     it = batches(splits["train"], 50, shuffle=True, seed=0, epoch=1)
     ref = MatmulReference(cfg, 50, splits["train"].lengths)
-    real = padded = 0
+    real = padded = done = 0
     flops = dt = 0.0
     for i, (tokens, lengths, targets) in enumerate(it):
-        if i == warmup + steps:
+        if done == steps or (dt > max_seconds and done >= 5):  # a busy machine: stop early
             break
         if i >= warmup:
             ref.once()
@@ -112,11 +114,12 @@ def run_case(key: str, steps: int, warmup: int, train_size: int) -> dict:
         opt.step()
         if i >= warmup:
             dt += time.perf_counter() - t0
+            done += 1
             real += int(lengths.sum())
             padded += tokens.numel()
             flops += model_flops(cfg, lengths)
     rate = ref.rate
-    return {"case": key, "task": name, "layers": layers, "heads": heads, "steps": steps,
+    return {"case": key, "task": name, "layers": layers, "heads": heads, "steps": done,
             "tokens_per_s": real / dt, "padding": 1 - real / padded,
             "model_gflops": flops / dt / 1e9, "matmul_gflops": rate / 1e9,
             "fraction": flops / dt / rate, "seconds": dt}
@@ -129,13 +132,17 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--cases", default="ab")
     p.add_argument("--train-size", type=int, default=5000)
+    p.add_argument("--max-seconds", type=float, default=40.0,
+                   help="stop a case's timing after this long (at least 5 steps)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+          f"{torch.backends.cpu.get_cpu_capability()}, load average "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg())
+          + " (other work on the cores slows the model's many small ops more than matmul)")
     for key in args.cases:
-        r = run_case(key, args.steps, args.warmup, args.train_size)
+        r = run_case(key, args.steps, args.warmup, args.train_size, args.max_seconds)
         print(f"({r['case']}) {r['task']} {r['layers']}L{r['heads']}H d256 ff512 batch 50: "
               f"{r['tokens_per_s']:,.0f} real tokens/s, padding {r['padding']:.1%}, "
               f"model {r['model_gflops']:.1f} GFLOP/s = {r['fraction']:.0%} of matmul "
