@@ -212,3 +212,25 @@ def test_signal_interrupts_after_the_batch(tmp_path, sig):
     assert out["epochs_run"] == 1 and out["final"]["test"]["token_acc"] >= 0
     assert signal.getsignal(sig) is before  # handlers restored
     torch.load(tmp_path / runs.BEST, weights_only=True)
+
+
+def test_runs_helpers_read_hydra_dirs(tmp_path):
+    from omegaconf import OmegaConf
+
+    task, splits, cfg = setup("hist_10_bos")
+    run = tmp_path / "sweep" / "0"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"lang": {"family": "hist", "size": 10, "bos": True,
+                                              "with_attns": False}}), run / ".hydra/config.yaml")
+    only_config = tmp_path / "sweep" / "1"
+    (only_config / ".hydra").mkdir(parents=True)
+    (only_config / ".hydra/config.yaml").write_text("lang: {}\n")
+    train(task, splits, cfg, train_cfg=tc(epochs=1), run_dir=run, log=quiet)
+    assert runs.find_runs(tmp_path) == [run, only_config]
+    model, task2, run_cfg, which = runs.load_model(run)
+    assert task2.name == "hist_10_bos" and run_cfg.lang.size == 10 and which == "best"
+    assert runs.read_metrics(only_config) == {} and runs.read_history(only_config) == []
+    runs.write_skipped(only_config, "no such arch", task="hist_10_bos")
+    assert runs.read_metrics(only_config)["status"] == "skipped"
+    with pytest.raises(FileNotFoundError):
+        runs.load_model(only_config)
