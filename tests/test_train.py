@@ -234,3 +234,14 @@ def test_runs_helpers_read_hydra_dirs(tmp_path):
     assert runs.read_metrics(only_config)["status"] == "skipped"
     with pytest.raises(FileNotFoundError):
         runs.load_model(only_config)
+
+
+def test_stops_after_perfect_validation_epochs(tmp_path):
+    task, splits, cfg = setup("reverse_10", max_len=1)  # one token: reverse is the identity
+    out = train(task, splits, cfg, OptimizerConfig(lr=1e-2),
+                train_cfg=tc(epochs=40, perfect_acc_epochs=2), run_dir=tmp_path, log=quiet)
+    hist = runs.read_history(tmp_path)
+    assert out["epochs_run"] < 40 and out["status"] == "completed"
+    assert [r["val_token_acc"] for r in hist[-2:]] == [1.0, 1.0]
+    assert len(hist) == 2 or hist[-3]["val_token_acc"] < 1.0
+    assert "stop: validation accuracy 1.0 for 2 epochs" in (tmp_path / runs.LOG).read_text()
