@@ -10,7 +10,9 @@ Every task name of the registry is also an option of the `lang` group
 `lang.family=mypkg.tasks:Palindrome`.
 
 This module must stay cheap to import (no torch): `--help`, `--cfg job` and tab completion
-import it.
+import it. That is why the optimizer, schedule and train sections mirror the plain
+dataclasses of `train.py` instead of importing them; here they add enums, so that Hydra
+rejects `optimizer=adamw` or `train.device=gpu` while composing.
 """
 
 from __future__ import annotations

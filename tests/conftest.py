@@ -32,6 +32,17 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensor ops: one thread is faster, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def cli_cwd(tmp_path: Path) -> Path:
     """A scratch working directory: outputs/ lands inside it."""

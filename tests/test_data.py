@@ -9,13 +9,7 @@ import torch
 from rasp_hydra.data import Split, batch_order, batches, build_splits, split_overlap
 from rasp_hydra.tasks import IGNORE, get_task
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SIZES = {"train": 3000, "valid": 200, "test": 200}

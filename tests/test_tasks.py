@@ -31,13 +31,7 @@ TESTS = Path(__file__).resolve().parent
 GOLDEN = TESTS / "data" / "golden_original_outputs.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensor ops: one thread is faster, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _golden():
