@@ -21,12 +21,17 @@ import argparse
 import os
 import time
 
-import torch
+# OpenMP threads that sleep while waiting (instead of spinning) leave the cores to whoever
+# else runs on them; on a shared 2-core machine this is worth 3x (set before torch loads
+# libgomp; OMP_WAIT_POLICY=ACTIVE in the environment restores spinning).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from rasp_hydra.data import batches, build_splits
-from rasp_hydra.model import Encoder, ModelConfig
-from rasp_hydra.tasks import get_task
-from rasp_hydra.train import OptimizerConfig, attention_terms, make_optimizer, sequence_loss
+import torch  # noqa: E402
+
+from rasp_hydra.data import batches, build_splits  # noqa: E402
+from rasp_hydra.model import Encoder, ModelConfig  # noqa: E402
+from rasp_hydra.tasks import get_task  # noqa: E402
+from rasp_hydra.train import OptimizerConfig, attention_terms, make_optimizer, sequence_loss  # noqa: E402
 
 CASES = {
     "a": ("reverse_100", 2, 1),
@@ -138,7 +143,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{torch.backends.cpu.get_cpu_capability()}, load average "
+          f"{torch.backends.cpu.get_cpu_capability()}, "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load average "
           + " ".join(f"{x:.1f}" for x in os.getloadavg())
           + " (other work on the cores slows the model's many small ops more than matmul)")
     for key in args.cases:
