@@ -11,6 +11,7 @@ inside the job, so `--help`, `--cfg job` and tab completion stay fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from rasp_hydra import _lazytorch
 
 if __name__ == "__main__":
     _lazytorch.install()  # `--help`, `--cfg` and tab completion never wait for torch
+    # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning
+    # threads steal the cores that the other jobs of a sweep train on. Inherited by the
+    # sweep's worker processes; set OMP_WAIT_POLICY=ACTIVE to override.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
