@@ -58,6 +58,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rasp_hydra.runs import find_runs
+
 ARCH_ORDER = ("predicted", "fewer_heads", "fewer_layers", "fewer_layers_wider")
 FAMILY_ORDER = ("reverse", "hist", "hist2", "sort", "sort_by_freq", "dyck1_ptf", "dyck2_ptf")
 STATUS_ORDER = (
@@ -72,26 +74,6 @@ class ReportError(Exception):
 
 
 # --------------------------------------------------------------------------- reading runs
-
-
-def find_run_dirs(root: Path) -> list[Path]:
-    """Run directories at or below ``root``: those holding .hydra/config.yaml or metrics.json.
-
-    A run directory is not searched further (its checkpoints/ and plots/ hold no runs).
-    """
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        d = Path(dirpath)
-        if "metrics.json" in filenames or (d / ".hydra" / "config.yaml").is_file():
-            found.append(d)
-            dirnames[:] = []
-            continue
-        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-    return sorted(found, key=_natural_key)
-
-
-def _natural_key(p: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -336,7 +318,7 @@ def collect_runs(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
     rows, seen = [], set()
     for root in roots:
-        run_dirs = [d for d in find_run_dirs(root) if d.resolve() not in seen]
+        run_dirs = [d for d in find_runs(root) if d.resolve() not in seen]
         seen.update(d.resolve() for d in run_dirs)
         rows += [read_run(d) for d in run_dirs]
         sweep_roots = {root} | {d.parent for d in run_dirs}

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -171,14 +172,20 @@ def is_run_dir(path) -> bool:
 
 
 def find_runs(root) -> list[Path]:
-    """Every directory under root (root included) that holds .hydra/config.yaml or
-    metrics.json, sorted by path."""
-    root = Path(root)
-    found = {p.parent for p in root.rglob(METRICS)}
-    found |= {p.parent.parent for p in root.rglob("config.yaml") if p.parent.name == ".hydra"}
-    if is_run_dir(root):
-        found.add(root)
-    return sorted(found)
+    """Run directories at or below root: those holding .hydra/config.yaml or metrics.json,
+    in natural order (2 before 10). A run directory is not searched further."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        if is_run_dir(dirpath):
+            found.append(Path(dirpath))
+            dirnames[:] = []
+        else:
+            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 def read_metrics(run_dir) -> dict:
