@@ -254,6 +254,45 @@ def test_sweep_on_joblib(cli_cwd):
                cwd=cli_cwd, check=True)
     assert "Joblib" in proc.stdout + proc.stderr
     check_sweep(sweep, threads=max(1, len(os.sched_getaffinity(0)) // 2))
+    check_report(sweep, cli_cwd)
+
+
+def check_report(sweep: Path, cwd: Path) -> None:
+    """The report of a real sweep: its numbers are the run directories' own; then the
+    same sweep made partial (a run still going, one deleted) says so."""
+    out = cwd / "report"
+    proc = cli(str(sweep), "--out", str(out), cwd=cwd, check=True, module="rasp_hydra.report")
+    for name in ("table1.md", "table1.csv", "table1.tex", "runs.csv", "table1.png",
+                 "index.html"):
+        assert (out / name).is_file(), name
+    assert (out / "table1.md").read_text().strip() in proc.stdout
+    t1 = pd.read_csv(out / "table1.csv").set_index("task")
+    for n in range(4):
+        m = metrics(sweep / str(n))
+        if m["status"] == "completed":
+            arch = OmegaConf.load(sweep / str(n) / ".hydra/config.yaml").arch.name
+            assert t1.loc[m["task"], f"{arch}.best"] == pytest.approx(
+                m["final"]["test"]["token_acc"])
+            assert t1.loc[m["task"], f"{arch}.seq_acc"] == pytest.approx(
+                m["final"]["test"]["seq_acc"])
+    assert t1.loc["hist_10_bos", "failed"] == 1 and t1.loc["hist_10_bos", "skipped"] == 1
+    assert pd.isna(t1.loc["hist_10_bos", "predicted.best"])  # a failure is not accuracy 0
+    for head, value in metrics(sweep / "2")["attention_match"].items():
+        assert t1.loc["sort_10", f"attn.{head}"] == pytest.approx(value)
+
+    # partial: job 3 deleted, job 2 "still running"
+    import shutil
+
+    shutil.rmtree(sweep / "3")
+    m2 = metrics(sweep / "2")
+    m2.update(status="running", final={}, attention_match={})
+    (sweep / "2" / "metrics.json").write_text(json.dumps(m2))
+    proc = cli(str(sweep), "--out", str(cwd / "partial"), cwd=cwd, check=True,
+               module="rasp_hydra.report")
+    t1 = pd.read_csv(cwd / "partial" / "table1.csv").set_index("task")
+    assert t1.loc["sort_10", "running"] == 1 and t1.loc["sort_10", "missing"] == 1
+    assert pd.isna(t1.loc["sort_10", "predicted.best"])
+    assert "running" in proc.stdout and "missing" in proc.stdout
 
 
 def test_sweep_on_submitit_local(cli_cwd):
