@@ -83,7 +83,7 @@ def test_run_directory_contract(tmp_path):
     model, task2, run_cfg, which = runs.load_model(tmp_path)
     assert which == "best" and task2.name == task.name and run_cfg is None
     assert not model.training
-    assert runs.find_runs(tmp_path.parent) == [tmp_path]
+    assert runs.find_runs(tmp_path) == [tmp_path]  # the root itself is a run
 
 
 def test_supervised_sort_learns_its_attention(tmp_path):
