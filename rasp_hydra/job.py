@@ -228,6 +228,8 @@ def run_from_hydra(cfg: Any) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     log = logging.getLogger("rasp_hydra")
     threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
+    if not multirun:
+        log.info("run directory: %s", run_dir)
     had_run = (run_dir / "metrics.json").exists()
     try:
         metrics = run_job(cfg, run_dir, threads=int(threads), log=log.info)
