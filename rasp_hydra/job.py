@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ARCH_VARIANTS = ("predicted", "fewer_heads", "fewer_layers", "fewer_layers_wider")
+from rasp_hydra.config import ArchName
+
+ARCH_VARIANTS = tuple(a.value for a in ArchName)
+
+
+def _enum_value(x: Any) -> Any:
+    return getattr(x, "value", x)
 
 
 class ConfigError(ValueError):
@@ -48,7 +54,7 @@ def resolve_budget(task, model: Any, arch: Any | None) -> Budget:
     if arch is None:
         return Budget(int(model.layers), int(model.heads), d_model, ff)
     L, H = task.predicted_layers, task.predicted_heads
-    name = str(getattr(arch.name, "value", arch.name))
+    name = str(_enum_value(arch.name))
     if name == "predicted":
         budget = Budget(L, H, d_model, ff)
     elif name == "fewer_heads":
@@ -111,7 +117,7 @@ def check_config(cfg: Any, task, budget: Budget, cuda_available) -> None:
             f"data holds ({longest}, BOS included). Set model.max_len >= {longest}, or null "
             "to size it from the data."
         )
-    device = str(getattr(cfg.train.device, "value", cfg.train.device))
+    device = str(_enum_value(cfg.train.device))
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device={device!r} is unknown; allowed: auto, cpu, cuda.")
     if device == "cuda" and not cuda_available():
@@ -140,10 +146,6 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
     if "submitit" in target:
         return max(1, min(cores, int(launcher.get("cpus_per_task") or 1)))
     return 1  # an unknown parallel launcher: never oversubscribe
-
-
-def _enum_value(x: Any) -> Any:
-    return getattr(x, "value", x)
 
 
 def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None) -> dict:

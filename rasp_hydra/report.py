@@ -58,9 +58,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from rasp_hydra.config import ArchName
 from rasp_hydra.runs import find_runs
 
-ARCH_ORDER = ("predicted", "fewer_heads", "fewer_layers", "fewer_layers_wider")
+ARCH_ORDER = tuple(a.value for a in ArchName)
 FAMILY_ORDER = ("reverse", "hist", "hist2", "sort", "sort_by_freq", "dyck1_ptf", "dyck2_ptf")
 STATUS_ORDER = (
     "completed", "interrupted", "running", "failed", "skipped", "unknown", "missing",
