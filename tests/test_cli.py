@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 import signal
@@ -89,6 +91,46 @@ def test_arch_that_cannot_exist_is_skipped():
     cfg = compose_cfg("lang=hist_10_bos", "arch=fewer_layers")
     b = job.resolve_budget(job.resolve_task(cfg.lang), cfg.model, cfg.arch)
     assert b.skipped and "0 layers" in b.skipped
+
+
+@functools.cache
+def sweep_job_configs(preset: str, only: tuple[str, ...] | None = None) -> list:
+    """The composed config of every job that a preset's `-m` sweep launches (the basic
+    sweeper's grid over its hydra.sweeper.params); with `only`, the other swept keys keep
+    their first value."""
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        params = compose(config_name="config", overrides=[f"+experiment={preset}"],
+                         return_hydra_config=True).hydra.sweeper.params
+        axes = [[f"{key}={v}" for v in str(values).split(",")] for key, values in params.items()]
+        axes = [a if only is None or a[0].split("=")[0] in only else a[:1] for a in axes]
+        return [compose(config_name="config", overrides=[f"+experiment={preset}", *job])
+                for job in itertools.product(*axes)]
+
+
+def test_quick_preset_sets_each_tasks_length():
+    jobs = sweep_job_configs("table1_quick", only=("lang", "arch"))
+    assert len(jobs) == 32
+    lengths = {(cfg.lang.family, cfg.lang.size, cfg.lang.bos): cfg.lang.max_len for cfg in jobs}
+    assert lengths == {("reverse", 26, False): 16, ("hist", 26, True): 16,
+                       ("hist2", 26, True): 16, ("sort", 26, True): 16,
+                       ("sort", 100, True): 16, ("sort_by_freq", 26, True): 16,
+                       ("dyck", 1, False): 48, ("dyck", 2, False): 48}
+    assert {(c.model.d_model, c.optimizer.lr, c.schedule.gamma, c.train.epochs)
+            for c in jobs} == {(64, 1e-3, 0.9, 20)}
+
+
+@pytest.mark.parametrize("preset", ["table1", "table1_quick"])
+def test_every_job_of_a_preset_passes_the_config_checks(preset):
+    skipped = 0
+    # lr and gamma do not change what is checked: one value each keeps this test fast
+    for cfg in sweep_job_configs(preset, only=("lang", "arch")):
+        task = job.resolve_task(cfg.lang)
+        budget = job.resolve_budget(task, cfg.model, cfg.arch)
+        job.check_config(cfg, task, budget, lambda: False)
+        skipped += budget.skipped is not None
+    assert skipped > 0  # the variants with 0 layers or heads are skipped, not failed
 
 
 # ------------------------------------------------------------------------- config errors
