@@ -17,6 +17,7 @@ import torch
 
 from rasp_hydra.data import build_split
 from rasp_hydra.tasks import get_task
+from rasp_hydra.tasks.rasp import valid
 
 P, T, F = 0, 1, 2
 SAMPLES = 6000
@@ -26,7 +27,7 @@ def rule_accuracy(pairs: int, max_len: int, ever: bool) -> float:
     task = get_task(f"dyck{pairs}_ptf")
     split = build_split(task, SAMPLES, seed=0, split="test", max_len=max_len)
     x, y, n = split.tokens, split.targets, split.lengths
-    real = torch.arange(x.shape[1])[None, :] < n[:, None]
+    real = valid(x, n)
     kinds = torch.arange(pairs)  # pair p is tokens (2p, 2p+1); the neutral comes last
     opens = ((x[..., None] == 2 * kinds) & real[..., None]).int()
     closes = ((x[..., None] == 2 * kinds + 1) & real[..., None]).int()
