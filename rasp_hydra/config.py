@@ -46,10 +46,41 @@ class Device(str, Enum):
 
 
 class ArchName(str, Enum):
-    predicted = "predicted"
-    fewer_heads = "fewer_heads"
-    fewer_layers = "fewer_layers"
+    """A model budget relative to a task's RASP-predicted L layers and H heads (Table 1)."""
+
+    predicted = "predicted"  # (L, H)
+    fewer_heads = "fewer_heads"  # (L, H - 1)
+    fewer_layers = "fewer_layers"  # (L - 1, H)
+    # (L - 1, 2H) at twice the width: checks that the missing layer, not the missing head
+    # capacity, is what hurts
     fewer_layers_wider = "fewer_layers_wider"
+
+    def budget(self, layers: int, heads: int) -> tuple[int, int, int]:
+        """(layers, heads, width factor) of this variant for a RASP budget of L, H.
+
+        >>> ArchName.fewer_layers_wider.budget(2, 1)
+        (1, 2, 2)
+        """
+        return {
+            ArchName.predicted: (layers, heads, 1),
+            ArchName.fewer_heads: (layers, heads - 1, 1),
+            ArchName.fewer_layers: (layers - 1, heads, 1),
+            ArchName.fewer_layers_wider: (layers - 1, 2 * heads, 2),
+        }[self]
+
+    @classmethod
+    def of(cls, layers: int, heads: int, rasp_layers: int, rasp_heads: int) -> ArchName | None:
+        """The variant whose budget for (rasp_layers, rasp_heads) is (layers, heads), if any.
+
+        >>> ArchName.of(1, 1, 2, 1).value
+        'fewer_layers'
+        >>> ArchName.of(3, 3, 2, 1) is None
+        True
+        """
+        for arch in cls:
+            if arch.budget(rasp_layers, rasp_heads)[:2] == (layers, heads):
+                return arch
+        return None
 
 
 @dataclass

@@ -55,18 +55,11 @@ def resolve_budget(task, model: Any, arch: Any | None) -> Budget:
         return Budget(int(model.layers), int(model.heads), d_model, ff)
     L, H = task.predicted_layers, task.predicted_heads
     name = str(_enum_value(arch.name))
-    if name == "predicted":
-        budget = Budget(L, H, d_model, ff)
-    elif name == "fewer_heads":
-        budget = Budget(L, H - 1, d_model, ff)
-    elif name == "fewer_layers":
-        budget = Budget(L - 1, H, d_model, ff)
-    elif name == "fewer_layers_wider":
-        # Twice the heads and twice the width: checks that the missing layer, not the
-        # missing head capacity, is what hurts.
-        budget = Budget(L - 1, 2 * H, 2 * d_model, 2 * ff)
-    else:
-        raise ConfigError(f"Unknown arch {name!r}; allowed: {', '.join(ARCH_VARIANTS)}.")
+    try:
+        layers, heads, width = ArchName(name).budget(L, H)
+    except ValueError:
+        raise ConfigError(f"Unknown arch {name!r}; allowed: {', '.join(ARCH_VARIANTS)}.") from None
+    budget = Budget(layers, heads, width * d_model, width * ff)
     if budget.layers < 1 or budget.heads < 1:
         budget.skipped = (
             f"arch={name} on {task.name} (RASP budget {L} layers, {H} heads) would need "

@@ -179,9 +179,8 @@ def derive_arch(layers, heads, predicted_layers, predicted_heads) -> str:
         l, h, L, H = int(layers), int(heads), int(predicted_layers), int(predicted_heads)
     except (TypeError, ValueError):
         return f"L{layers}H{heads}" if layers is not None else "(unknown)"
-    table = {(L, H): "predicted", (L, H - 1): "fewer_heads", (L - 1, H): "fewer_layers",
-             (L - 1, 2 * H): "fewer_layers_wider"}
-    return table.get((l, h), f"L{l}H{h}")
+    arch = ArchName.of(l, h, L, H)
+    return arch.value if arch is not None else f"L{l}H{h}"
 
 
 def read_run(run_dir: Path) -> dict:
@@ -216,12 +215,9 @@ def read_run(run_dir: Path) -> dict:
     d_model = _first(metrics.get("d_model"), flat_cfg.get("model.d_model"))
     if "layers" not in metrics and arch in ARCH_ORDER and p_layers and p_heads:
         # not started yet: the config's model.* is the base the arch variant rewrites
-        layers, heads = {"predicted": (p_layers, p_heads),
-                         "fewer_heads": (p_layers, p_heads - 1),
-                         "fewer_layers": (p_layers - 1, p_heads),
-                         "fewer_layers_wider": (p_layers - 1, 2 * p_heads)}[arch]
-        if arch == "fewer_layers_wider" and d_model is not None:
-            d_model = 2 * d_model
+        layers, heads, width = ArchName(arch).budget(int(p_layers), int(p_heads))
+        if d_model is not None:
+            d_model = width * d_model
     if arch is None:
         arch = derive_arch(layers, heads, p_layers, p_heads)
     epochs_run = _first(metrics.get("epochs_run"), None if hist is None else len(hist))
