@@ -4,9 +4,11 @@
     python -m rasp_hydra -m lang=hist_10_bos,sort_10 arch=predicted,fewer_layers
     python -m rasp_hydra --resume outputs/runs/2026-11-28/10-00-00-123456
 
-`--resume RUN_DIR` recomposes the run's own config from `RUN_DIR/.hydra/overrides.yaml`
-and continues training in that directory from `checkpoints/last.pt`. Torch is imported
-inside the job, so `--help`, `--cfg job` and tab completion stay fast.
+`--resume RUN_DIR [safe overrides]` recomposes the run's own config from
+`RUN_DIR/.hydra/overrides.yaml` and continues training in that directory from
+`checkpoints/last.pt`; overrides that would change the model, the data or the optimizer are
+refused before anything is written (config.RESUME_SAFE_KEYS lists what may change). Torch
+is imported inside the job, so `--help`, `--cfg job` and tab completion stay fast.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rasp_hydra.config import register_configs  # noqa: E402
+from rasp_hydra.job import claim_run_dir  # noqa: E402
 
 register_configs()
+OmegaConf.register_new_resolver("rasp_hydra.claim", claim_run_dir, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,27 +1,35 @@
-"""The config schema: dataclasses registered in Hydra's ConfigStore.
+"""The config: one set of dataclasses that is both Hydra's schema and what the library takes.
 
 Hydra validates every YAML file and command-line override against these types, so a
 misspelled key (`model.layer=2`) or a wrong type (`model.layers=two`) fails before any work
-starts. Defaults live in `conf/`; the dataclass defaults below are the ones of the original
-experiments ("Training defaults" in TASKS.md) so that a YAML file only states what differs.
+starts; `OmegaConf.to_object` turns a composed config into these same objects, which
+`train()` takes as they are. The defaults below are the ones of the original experiments
+("Training defaults" in TASKS.md) and are written nowhere else: `conf/` holds only presets
+that differ from them (`model=paper`, experiments).
 
 Every task name of the registry is also an option of the `lang` group
 (`lang=hist2_26_bos_with_attns`); a user family is reached by overriding
 `lang.family=mypkg.tasks:Palindrome`.
 
-This module must stay cheap to import (no torch): `--help`, `--cfg job` and tab completion
-import it. That is why the optimizer, schedule and train sections mirror the plain
-dataclasses of `train.py` instead of importing them; here they add enums, so that Hydra
-rejects `optimizer=adamw` or `train.device=gpu` while composing.
+The checks at the bottom are the library's one set: each raises `ConfigError` with one
+paragraph that says what was wrong and what is allowed. `job.py` calls them before any data
+is built; `train()` and the model call the same ones for notebook users.
+
+This module must stay cheap to import (no torch, no hydra at import): `--help`, `--cfg job`,
+tab completion and `model.py` import it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is meant for the user as it is."""
 
 
 class Positions(str, Enum):
@@ -43,6 +51,11 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Checkpoint(str, Enum):
+    last = "last"
+    best = "best"
 
 
 class ArchName(str, Enum):
@@ -83,6 +96,11 @@ class ArchName(str, Enum):
         return None
 
 
+def value(x):
+    """An enum member's value, anything else as it is (configs may hold either)."""
+    return getattr(x, "value", x)
+
+
 @dataclass
 class LangConfig:
     """Which task, and how its data is sampled. Lengths exclude BOS."""
@@ -104,6 +122,8 @@ class LangConfig:
 
 @dataclass
 class ModelConfig:
+    """The encoder (TASKS.md, "Training defaults"); `arch` may rewrite layers/heads/width."""
+
     layers: int = 2
     heads: int = 1
     d_model: int = 128
@@ -131,15 +151,20 @@ class ScheduleConfig:
 class TrainConfig:
     epochs: int = 50
     batch_size: int = 50
-    attn_loss_c: float = 100.0
-    reset_patience: int = 10
-    perfect_acc_epochs: int = 3
-    seed: int = 0
+    eval_batch_size: int = 250
+    attn_loss_c: float = 100.0  # total loss = sequence loss + c * attention loss
+    reset_patience: int = 10  # epochs without a better validation loss before reloading best
+    perfect_acc_epochs: int = 3  # stop after this many epochs of validation accuracy 1.0
+    seed: int = 0  # model init and batch order (the data has lang.data_seed)
     device: Device = Device.auto
     num_threads: int | None = None  # None: the cores of this job / jobs running in parallel
-    # Resume from this run directory's checkpoints/last.pt when it exists. A preempted SLURM
-    # job that is requeued into the same directory picks up where it stopped.
+    # Continue from this run directory's checkpoints when it has them. A preempted SLURM job
+    # that is requeued into the same directory picks up where it stopped.
     resume: bool = True
+    resume_from: Checkpoint = Checkpoint.last  # best: the way out when last.pt is broken
+    # a tqdm bar per epoch: auto (when stderr is a terminal) | true | false. A string, not an
+    # enum: Hydra reads `train.progress=true` as a boolean, which a string node keeps.
+    progress: str = "auto"
 
 
 @dataclass
@@ -159,8 +184,16 @@ class Config:
     arch: ArchConfig | None = None
 
 
+# Keys that may differ when a run is resumed: they change neither the model, the data nor
+# the optimizer (README, "What a run directory promises").
+RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
+                    "train.resume_from", "train.progress", "train.eval_batch_size", "logger")
+
+
 def register_configs() -> None:
     """Put the schema and every code-defined group option into Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
     from rasp_hydra.tasks import get_task, task_names
 
     cs = ConfigStore.instance()
@@ -172,6 +205,7 @@ def register_configs() -> None:
         cs.store(group="lang", name=name, node={
             "family": task.family, "size": task.size, "bos": task.bos,
             "with_attns": task.with_attns})
+    cs.store(group="model", name="default", node=ModelConfig())
     cs.store(group="optimizer", name="adam", node=OptimizerConfig(name=OptimizerName.adam))
     cs.store(group="optimizer", name="sgd",
              node=OptimizerConfig(name=OptimizerName.sgd, lr=1e-2, momentum=0.9))
@@ -180,3 +214,111 @@ def register_configs() -> None:
     cs.store(group="schedule", name="constant", node=ScheduleConfig(name=ScheduleName.constant))
     for arch in ArchName:
         cs.store(group="arch", name=arch.value, node=ArchConfig(name=arch))
+
+
+# ------------------------------------------------------------------------------- checks
+
+def _at_least(what: str, got, least, why: str = "") -> None:
+    if got is None or got < least:
+        raise ConfigError(f"{what}={got}; it must be at least {least}{why}.")
+
+
+def _positive_finite(what: str, got: float, hint: str) -> None:
+    if not (isinstance(got, (int, float)) and math.isfinite(got) and got > 0):
+        raise ConfigError(f"{what}={got}: it must be a finite number above 0 ({hint}).")
+
+
+def check_lang(lang: LangConfig) -> None:
+    """Lengths and split sizes that a run can be built from."""
+    if not 1 <= lang.min_len <= lang.max_len:
+        raise ConfigError(
+            f"lang.min_len={lang.min_len} and lang.max_len={lang.max_len}: lengths must "
+            "satisfy 1 <= min_len <= max_len.")
+    for split in ("train", "valid", "test"):
+        _at_least(f"lang.{split}_size", getattr(lang, f"{split}_size"), 1,
+                  ": training needs sequences to train on, validate on and test on")
+    _at_least("lang.long_test_size", lang.long_test_size, 0)
+    if lang.long_test_size > 0 and not 1 <= lang.long_min_len <= lang.long_max_len:
+        raise ConfigError(
+            f"lang.long_min_len={lang.long_min_len} and lang.long_max_len="
+            f"{lang.long_max_len}: the longer test split needs 1 <= min <= max.")
+
+
+def longest_sequence(lang: LangConfig, bos: bool) -> int:
+    """The longest sequence any split of `lang` holds, BOS included."""
+    longest = lang.max_len
+    if lang.long_test_size > 0:
+        longest = max(longest, lang.long_max_len)
+    return longest + int(bos)
+
+
+def check_model_shape(layers: int, heads: int, d_model: int, ff: int, dropout: float,
+                      positions) -> None:
+    """A transformer these numbers describe can exist."""
+    for what, got in (("layers", layers), ("heads", heads), ("d_model", d_model), ("ff", ff)):
+        _at_least(f"model.{what}", got, 1)
+    if d_model % heads:
+        raise ConfigError(
+            f"model.d_model={d_model} is not divisible by model.heads={heads}: each head gets "
+            "d_model / heads dimensions. Choose a d_model that is a multiple of the number "
+            "of heads.")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.dropout={dropout}; it must be in [0, 1).")
+    if value(positions) not in [p.value for p in Positions]:
+        raise ConfigError(f"model.positions={value(positions)!r} is unknown; allowed: "
+                          f"{', '.join(p.value for p in Positions)}.")
+
+
+def check_max_len(max_len: int, longest: int) -> None:
+    if max_len < longest:
+        raise ConfigError(
+            f"model.max_len={max_len} is shorter than the longest sequence the data holds "
+            f"({longest}, BOS included). Set model.max_len >= {longest}, or null to size it "
+            "from the data.")
+
+
+def check_supervision(task, layers: int, heads: int) -> None:
+    """Every supervised (layer, head) of `task` exists in a layers x heads model."""
+    missing = [(l, h) for l, h in task.supervised_heads if l >= layers or h >= heads]
+    if missing:
+        names = ", ".join(f"layer {l} head {h}" for l, h in missing)
+        raise ConfigError(
+            f"{task.name} supervises attention of {names}, which a model with {layers} layers "
+            f"and {heads} heads per layer does not have (layers and heads count from 0). "
+            f"Train with at least {max(l for l, _ in task.supervised_heads) + 1} layers and "
+            f"{max(h for _, h in task.supervised_heads) + 1} heads, or drop the _with_attns "
+            "suffix (lang.with_attns=false).")
+
+
+def check_optimizer(opt: OptimizerConfig, schedule: ScheduleConfig) -> None:
+    _positive_finite("optimizer.lr", opt.lr, "the paper uses 3e-4 and 1e-4")
+    for what in ("momentum", "weight_decay"):
+        got = getattr(opt, what)
+        if not (math.isfinite(got) and got >= 0):
+            raise ConfigError(f"optimizer.{what}={got}; it must be a finite number >= 0.")
+    _positive_finite("schedule.gamma", schedule.gamma,
+                     "the per-epoch decay factor; the paper uses 0.98 and 0.99, 1 keeps lr")
+
+
+def check_train(tc: TrainConfig) -> None:
+    for what, least in (("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1),
+                        ("reset_patience", 0), ("perfect_acc_epochs", 1)):
+        _at_least(f"train.{what}", getattr(tc, what), least)
+    if tc.num_threads is not None:
+        _at_least("train.num_threads", tc.num_threads, 1, ", or null for this job's share")
+    if not (math.isfinite(tc.attn_loss_c) and tc.attn_loss_c >= 0):
+        raise ConfigError(f"train.attn_loss_c={tc.attn_loss_c}; it must be a finite number "
+                          ">= 0 (0 turns attention supervision off).")
+    if str(tc.progress).lower() not in ("auto", "true", "false"):
+        raise ConfigError(f"train.progress={tc.progress!r} is unknown; allowed: auto (a bar "
+                          "when the output is a terminal), true, false.")
+    if value(tc.device) not in [d.value for d in Device]:
+        raise ConfigError(f"train.device={value(tc.device)!r} is unknown; allowed: "
+                          f"{', '.join(d.value for d in Device)}.")
+
+
+def check_device(device, cuda_available: bool) -> None:
+    if value(device) == "cuda" and not cuda_available:
+        raise ConfigError(
+            "train.device=cuda, but torch sees no CUDA device on this machine. Use "
+            "train.device=cpu, or train.device=auto to take a GPU only when there is one.")

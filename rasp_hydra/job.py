@@ -1,27 +1,47 @@
-"""One job of the Hydra app: turn the composed config into plain objects, check it, train.
+"""One job of the Hydra app: claim the run directory, check the config, train.
 
 Everything that can be wrong with a config is checked here, before any data is built,
-and reported as one `ConfigError` paragraph that says what was wrong and what is allowed.
+by the library's own checks (`rasp_hydra.config`), and reported as one `ConfigError`
+paragraph that says what was wrong and what is allowed.
+
+The run directory is claimed before Hydra writes anything into it: `hydra.output_subdir`
+(conf/config.yaml) is resolved by `claim_run_dir`, which takes the directory's lock,
+compares the config with the run's own if the directory already holds one, and tells Hydra
+where to save this invocation's composition: `.hydra/` for the first, `invocations/NNN/`
+for every later one, nowhere when the claim is refused (the directory is left untouched).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from dataclasses import dataclass
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rasp_hydra.config import ArchName
+from hydra.experimental.callback import Callback
 
-ARCH_VARIANTS = tuple(a.value for a in ArchName)
+from rasp_hydra.config import (
+    RESUME_SAFE_KEYS,
+    ArchName,
+    Config,
+    ConfigError,
+    check_device,
+    check_lang,
+    check_max_len,
+    check_model_shape,
+    check_optimizer,
+    check_supervision,
+    check_train,
+    longest_sequence,
+    value,
+)
 
-
-def _enum_value(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message is meant for the user as it is."""
+log = logging.getLogger("rasp_hydra")
 
 
 @dataclass
@@ -35,15 +55,22 @@ class Budget:
     skipped: str | None = None  # why this combination cannot exist, if it cannot
 
 
+def as_config(cfg: Any) -> Config:
+    """The typed Config of a composed DictConfig (or the Config itself)."""
+    if isinstance(cfg, Config):
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cfg)
+
+
 def resolve_task(lang: Any):
     """The task of `lang`, or a ConfigError that names the closest valid choices."""
-    from rasp_hydra.tasks import UnknownTaskError, make_task
+    from rasp_hydra.tasks import make_task
 
     try:
         return make_task(lang.family, lang.size, bool(lang.bos), bool(lang.with_attns))
-    except UnknownTaskError as err:
-        raise ConfigError(str(err)) from None
-    except (ValueError, ImportError, AttributeError) as err:
+    except (ValueError, ImportError, AttributeError) as err:  # UnknownTaskError is a ValueError
         raise ConfigError(str(err)) from None
 
 
@@ -54,73 +81,31 @@ def resolve_budget(task, model: Any, arch: Any | None) -> Budget:
     if arch is None:
         return Budget(int(model.layers), int(model.heads), d_model, ff)
     L, H = task.predicted_layers, task.predicted_heads
-    name = str(_enum_value(arch.name))
-    try:
-        layers, heads, width = ArchName(name).budget(L, H)
-    except ValueError:
-        raise ConfigError(f"Unknown arch {name!r}; allowed: {', '.join(ARCH_VARIANTS)}.") from None
+    layers, heads, width = ArchName(value(arch.name)).budget(L, H)
     budget = Budget(layers, heads, width * d_model, width * ff)
     if budget.layers < 1 or budget.heads < 1:
         budget.skipped = (
-            f"arch={name} on {task.name} (RASP budget {L} layers, {H} heads) would need "
-            f"{budget.layers} layers and {budget.heads} heads; a model needs at least one of each."
-        )
+            f"arch={value(arch.name)} on {task.name} (RASP budget {L} layers, {H} heads) would "
+            f"need {budget.layers} layers and {budget.heads} heads; a model needs at least one "
+            "of each.")
     return budget
 
 
 def check_config(cfg: Any, task, budget: Budget, cuda_available) -> None:
     """Raise ConfigError for every combination that cannot train; called before any work."""
+    check_lang(cfg.lang)
+    check_optimizer(cfg.optimizer, cfg.schedule)
+    check_train(cfg.train)
     if budget.skipped:
         return
-    if budget.d_model % budget.heads:
-        raise ConfigError(
-            f"model.d_model={budget.d_model} is not divisible by model.heads={budget.heads}: "
-            "each head gets d_model / heads dimensions. Choose a d_model that is a multiple "
-            "of the number of heads."
-        )
-    missing = [(l, h) for l, h in task.supervised_heads if l >= budget.layers or h >= budget.heads]
-    if missing:
-        heads = ", ".join(f"layer {l} head {h}" for l, h in missing)
-        raise ConfigError(
-            f"{task.name} supervises attention of {heads}, which a model with "
-            f"{budget.layers} layers and {budget.heads} heads per layer does not have "
-            f"(layers and heads count from 0). Train with at least "
-            f"{max(l for l, _ in task.supervised_heads) + 1} layers and "
-            f"{max(h for _, h in task.supervised_heads) + 1} heads, or drop the "
-            "_with_attns suffix (lang.with_attns=false)."
-        )
-    lang = cfg.lang
-    if not 1 <= lang.min_len <= lang.max_len:
-        raise ConfigError(
-            f"lang.min_len={lang.min_len} and lang.max_len={lang.max_len}: lengths must "
-            "satisfy 1 <= min_len <= max_len."
-        )
-    longest = lang.max_len
-    if lang.long_test_size > 0:
-        if not lang.long_min_len <= lang.long_max_len:
-            raise ConfigError(
-                f"lang.long_min_len={lang.long_min_len} > lang.long_max_len="
-                f"{lang.long_max_len}: the longer test split needs min <= max."
-            )
-        longest = max(longest, lang.long_max_len)
-    longest += int(task.bos)
-    if cfg.model.max_len is not None and cfg.model.max_len < longest:
-        raise ConfigError(
-            f"model.max_len={cfg.model.max_len} is shorter than the longest sequence the "
-            f"data holds ({longest}, BOS included). Set model.max_len >= {longest}, or null "
-            "to size it from the data."
-        )
-    device = str(_enum_value(cfg.train.device))
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"train.device={device!r} is unknown; allowed: auto, cpu, cuda.")
-    if device == "cuda" and not cuda_available():
-        raise ConfigError(
-            "train.device=cuda, but torch sees no CUDA device on this machine. Use "
-            "train.device=cpu, or train.device=auto to take a GPU only when there is one."
-        )
-    for key in ("epochs", "batch_size"):
-        if cfg.train[key] < 1:
-            raise ConfigError(f"train.{key}={cfg.train[key]}; it must be at least 1.")
+    check_model_shape(budget.layers, budget.heads, budget.d_model, budget.ff,
+                      cfg.model.dropout, cfg.model.positions)
+    if task.supervised_heads and cfg.train.attn_loss_c > 0:
+        check_supervision(task, budget.layers, budget.heads)
+    if cfg.model.max_len is not None:
+        check_max_len(cfg.model.max_len, longest_sequence(cfg.lang, task.bos))
+    if value(cfg.train.device) == "cuda":
+        check_device("cuda", cuda_available())
 
 
 def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
@@ -144,112 +129,256 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
 def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
-    Plain Python below this point: `cfg` only needs attribute access, so a notebook can
-    pass an OmegaConf config composed with `hydra.compose`.
+    Plain Python below this point: `cfg` is a Config, or a DictConfig composed with
+    `hydra.compose` (a notebook can pass one), turned into a Config first.
     """
     import torch
 
     from rasp_hydra import runs
     from rasp_hydra.data import build_splits, split_overlap
     from rasp_hydra.model import ModelConfig
-    from rasp_hydra.train import OptimizerConfig, ScheduleConfig, TrainConfig, train
+    from rasp_hydra.train import train
 
+    cfg = as_config(cfg)
     task = resolve_task(cfg.lang)
     budget = resolve_budget(task, cfg.model, cfg.arch)
-    arch = None if cfg.arch is None else str(_enum_value(cfg.arch.name))
-    meta = {"arch": arch, "num_threads": threads}
-    if budget.skipped:
-        return runs.write_skipped(
-            run_dir, budget.skipped, task=task.name, family=task.family, bos=bool(task.bos),
-            with_attns=bool(task.with_attns), arch=arch, layers=budget.layers,
-            heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
-            lr=float(cfg.optimizer.lr), gamma=float(cfg.schedule.gamma),
-            predicted_layers=task.predicted_layers, predicted_heads=task.predicted_heads,
-            num_threads=threads)
+    arch = None if cfg.arch is None else value(cfg.arch.name)
     check_config(cfg, task, budget, torch.cuda.is_available)
+    if budget.skipped:
+        record = runs.RunRecord.describe(
+            task, arch=arch, layers=budget.layers, heads=budget.heads, d_model=budget.d_model,
+            ff=budget.ff, optimizer=cfg.optimizer, schedule=cfg.schedule, train=cfg.train,
+            num_threads=threads, status="skipped", reason=budget.skipped)
+        runs.write_metrics(run_dir, record)
+        return record.to_dict()
 
     torch.set_num_threads(threads)
     lang = cfg.lang
     long_test = (lang.long_test_size, lang.long_min_len, lang.long_max_len) \
         if lang.long_test_size > 0 else None
     splits = build_splits(
-        task, seed=int(lang.data_seed),
+        task, seed=lang.data_seed,
         sizes={"train": lang.train_size, "valid": lang.valid_size, "test": lang.test_size},
-        min_len=int(lang.min_len), max_len=int(lang.max_len), long_test=long_test)
-    meta["overlap_with_train"] = split_overlap(splits)
-    longest = max(int(s.lengths.max()) for s in splits.values() if len(s))
+        min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
     model_cfg = ModelConfig(
         vocab_size=task.vocab_size, n_out=task.n_out, pad_id=task.pad_id,
         layers=budget.layers, heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
-        dropout=float(cfg.model.dropout), positions=str(_enum_value(cfg.model.positions)),
-        max_len=int(cfg.model.max_len) if cfg.model.max_len is not None else longest)
-    opt_cfg = OptimizerConfig(
-        name=str(_enum_value(cfg.optimizer.name)), lr=float(cfg.optimizer.lr),
-        momentum=float(cfg.optimizer.momentum), weight_decay=float(cfg.optimizer.weight_decay))
-    sched_cfg = ScheduleConfig(name=str(_enum_value(cfg.schedule.name)),
-                               gamma=float(cfg.schedule.gamma))
-    t = cfg.train
-    train_cfg = TrainConfig(
-        epochs=int(t.epochs), batch_size=int(t.batch_size), attn_loss_c=float(t.attn_loss_c),
-        reset_patience=int(t.reset_patience), perfect_acc_epochs=int(t.perfect_acc_epochs),
-        seed=int(t.seed), device=str(_enum_value(t.device)), num_threads=threads,
-        resume=bool(t.resume))
-    return train(task, splits, model_cfg, opt_cfg, sched_cfg, train_cfg, run_dir, meta=meta,
-                 log=log)
+        dropout=cfg.model.dropout, positions=value(cfg.model.positions),
+        max_len=cfg.model.max_len or longest_sequence(lang, task.bos))
+    cfg.train.num_threads = threads
+    meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits)}
+    return train(task, splits, model_cfg, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
+                 meta=meta, log=log)
 
 
-def _remove_fresh_dir(run_dir: Path) -> None:
-    """Remove a job directory this process just made, if it holds nothing of value."""
-    keep = {".hydra", "train.log"}
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= keep:
-        import shutil
+# -------------------------------------------------------------------- claiming a run dir
 
-        shutil.rmtree(run_dir, ignore_errors=True)
+@dataclass
+class Claim:
+    """This process's hold on one run directory, from Hydra's first look until the job ends."""
 
+    run_dir: Path
+    subdir: str | None = None  # where Hydra saves this invocation's composition
+    lock: Any = None
+    refusal: str | None = None  # why this invocation may not touch the directory
+    locked: bool = False
+    existing: bool = False  # the directory held a run before this invocation
+    overrides: list = field(default_factory=list)
+
+
+_claims: dict[str, Claim] = {}
+
+
+def claim_run_dir(output_dir: str, *, _root_) -> str | None:
+    """The `hydra.output_subdir` resolver: claim `output_dir` before Hydra writes into it.
+
+    Never raises (an exception here would surface as an interpolation error): the
+    outcome is kept for `run_from_hydra`, which reports it. Hydra resolves the key twice,
+    so the first answer is remembered.
+    """
+    if output_dir in _claims:
+        return _claims[output_dir].subdir
+    claim = _claims[output_dir] = Claim(Path(output_dir))
+    try:
+        _claim(claim, _root_)
+    except Exception as err:  # pragma: no cover - reported by the job
+        claim.refusal = f"could not claim {output_dir}: {type(err).__name__}: {err}"
+        claim.subdir = None
+    return claim.subdir
+
+
+def _claim(claim: Claim, root) -> None:
+    from omegaconf import OmegaConf
+
+    from rasp_hydra import runs
+
+    try:
+        claim.lock = runs.RunLock(claim.run_dir).acquire()
+    except runs.RunLocked as err:
+        claim.refusal, claim.locked = str(err), True
+        return
+    claim.overrides = list(OmegaConf.to_container(root.hydra.overrides.task))
+    original = runs.read_original_config(claim.run_dir)
+    claim.existing = bool(original) or runs.has_run(claim.run_dir)
+    if not claim.existing:
+        claim.subdir = str(runs.HYDRA)
+        return
+    current = OmegaConf.to_container(root, resolve=False, enum_to_str=True)
+    current.pop("hydra", None)
+    differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
+    if differ:
+        shown = "; ".join(f"{k}: {_dotted(original, k)!r} -> {_dotted(current, k)!r}"
+                          for k in differ)
+        claim.refusal = (
+            f"{claim.run_dir} already holds a run whose config differs from this one in "
+            f"{shown}. A run directory keeps one config for its whole history, so nothing was "
+            "written. To train with the new values, start a new run (leave out hydra.run.dir "
+            f"or --resume); to continue this run, use --resume {claim.run_dir} without those "
+            f"overrides. On resume only these may change: {', '.join(RESUME_SAFE_KEYS)}.")
+    elif not root.train.resume and runs.has_run(claim.run_dir):
+        claim.refusal = (
+            f"{claim.run_dir} already holds a run and train.resume=false would train it again "
+            "from scratch over its checkpoints, so nothing was written. Start a new run "
+            "directory, or continue this one with --resume.")
+    if claim.refusal:
+        claim.lock.release()
+        return
+    claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
+
+
+def _dotted(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def take_claim(run_dir: Path) -> Claim:
+    """The claim the resolver made for run_dir, or one made now (a user who set
+    hydra.output_subdir themselves, or a launcher that never resolved it)."""
+    from rasp_hydra import runs
+
+    claim = _claims.pop(str(run_dir), None)
+    if claim is None:
+        claim = Claim(run_dir, existing=runs.has_run(run_dir))
+        try:
+            claim.lock = runs.RunLock(run_dir).acquire()
+        except runs.RunLocked as err:
+            claim.refusal, claim.locked = str(err), True
+    return claim
+
+
+class RunDirCheck(Callback):
+    """A Hydra callback: a run or sweep directory that cannot be created is one paragraph
+    and exit code 2, before Hydra tries (and prints a traceback)."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        _check_creatable(str(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+def _check_creatable(path: str, key: str) -> None:
+    p = Path(path).absolute()
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable by this user"
+    if problem:
+        print(f"error: {key}={path} cannot be created: {problem}. Give a directory that "
+              "exists and is writable, or one whose nearest existing parent is "
+              f"(e.g. {key}=outputs/my_run).", file=sys.stderr)
+        sys.exit(2)
+
+
+# ------------------------------------------------------------------------------ the job
 
 def run_from_hydra(cfg: Any) -> float | None:
     """The Hydra task function: returns the final test token accuracy (for sweepers)."""
-    import logging
-    import sys
-    import traceback
-
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from rasp_hydra import runs
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    log = logging.getLogger("rasp_hydra")
-    threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
-    if not multirun:
-        log.info("run directory: %s", run_dir)
-    had_run = (run_dir / "metrics.json").exists()
+    claim = take_claim(run_dir)
+    if claim.refusal:
+        return _refused(claim, multirun)
     try:
-        metrics = run_job(cfg, run_dir, threads=int(threads), log=log.info)
-    except ConfigError as err:
+        threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
         if not multirun:
-            if not had_run:
-                _remove_fresh_dir(run_dir)
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        log.error("config error: %s", err)
-        runs.append_log(run_dir, f"config error: {err}")
-        runs.write_metrics(run_dir, {"status": "failed", "reason": "config error",
-                                     "error": str(err), "final": {}, "attention_match": {}})
-        return None
+            log.info("run directory: %s", run_dir)
+        return _run_claimed(cfg, claim, multirun, int(threads))
+    finally:
+        if claim.lock is not None:
+            claim.lock.release()
+
+
+def _refused(claim: Claim, multirun: bool) -> float:
+    """Nothing was written; say why, and fail this invocation (a sweep goes on)."""
+    if not multirun:
+        print(f"error: {claim.refusal}", file=sys.stderr)
+        sys.exit(3 if claim.locked else 2)
+    log.error("job not run: %s", claim.refusal)
+    return math.nan
+
+
+def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int) -> float | None:
+    from rasp_hydra import runs
+
+    run_dir = claim.run_dir
+    kind = "resume" if claim.existing else "start"
+    runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:], overrides=claim.overrides,
+                           config=claim.subdir)
+    try:
+        metrics = run_job(cfg, run_dir, threads=threads, log=log.info)
+    except ConfigError as err:
+        return _config_error(claim, err, multirun)
+    except runs.CheckpointError as err:
+        runs.append_invocation(run_dir, event="end", outcome="failed", error=str(err))
+        if multirun:
+            log.error("job failed: %s", err)
+            return None
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:
         text = traceback.format_exc()
         log.error("job failed: %s\n%s", err, text)
         runs.append_log(run_dir, f"job failed: {text}")
-        metrics = runs.read_metrics(run_dir) if (run_dir / "metrics.json").exists() else {}
-        if metrics.get("status") != "failed":  # train() records its own failures
-            metrics.update(status="failed", reason=type(err).__name__, error=text)
-            metrics.setdefault("final", {})
-            metrics.setdefault("attention_match", {})
-            runs.write_metrics(run_dir, metrics)
+        runs.append_invocation(run_dir, event="end", outcome="failed",
+                               error=f"{type(err).__name__}: {err}")
         if multirun:
             return None  # the sweep goes on; the report counts the failure
         raise
+    except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
+        runs.append_invocation(run_dir, event="end", outcome="interrupted",
+                               error=type(err).__name__)
+        raise
+    runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
+                           reason=metrics.get("reason"))
     return (metrics.get("final") or {}).get("test", {}).get("token_acc")
+
+
+def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float | None:
+    """A config that cannot train: a fresh directory is removed (single run) or records
+    the failure (sweep); a directory that held a run keeps its record as it was."""
+    from rasp_hydra import runs
+
+    run_dir = claim.run_dir
+    if claim.existing:
+        runs.append_invocation(run_dir, event="end", outcome="config error", error=str(err))
+    elif not multirun:
+        claim.lock.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        runs.append_log(run_dir, f"config error: {err}")
+        runs.write_metrics(run_dir, runs.RunRecord(status="failed", reason="config error",
+                                                   error=str(err)))
+        runs.append_invocation(run_dir, event="end", outcome="config error", error=str(err))
+    if not multirun:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    log.error("config error: %s", err)
+    return None

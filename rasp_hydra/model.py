@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rasp_hydra.config import check_model_shape
+
 
 @dataclass
 class ModelConfig:
@@ -42,14 +44,8 @@ class ModelConfig:
     max_len: int = 101  # longest sequence the positions cover, BOS included
 
     def __post_init__(self):
-        if self.layers < 1 or self.heads < 1:
-            raise ValueError(f"layers and heads must be >= 1, got {self.layers}, {self.heads}")
-        if self.d_model % self.heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by heads ({self.heads})"
-            )
-        if self.positions not in ("sin", "learned"):
-            raise ValueError(f"positions must be 'sin' or 'learned', got {self.positions!r}")
+        check_model_shape(self.layers, self.heads, self.d_model, self.ff, self.dropout,
+                          self.positions)
 
     def to_dict(self) -> dict:
         return asdict(self)

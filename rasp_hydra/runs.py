@@ -2,34 +2,49 @@
 
 A run directory holds:
 
-    .hydra/config.yaml      the resolved config (written by Hydra, read here)
+    .hydra/                 the first invocation's composition (written by Hydra, read here)
+    invocations/NNN/        the composition of every later invocation (a resume), beside it
+    invocations.jsonl       one line per invocation start and end: who, when, overrides, outcome
+    run.lock                the lock of the one process that may write the directory
     train.log               one line per epoch, then the final accuracies
     history.csv             one row per epoch, all metrics
-    metrics.json            the run's record; status running|completed|interrupted|failed|skipped
+    metrics.json            the run's record (RunRecord); status running|completed|interrupted|
+                            diverged|failed|skipped
     checkpoints/best.pt     best validation loss;  checkpoints/last.pt: everything to resume
     plots/curves.png        loss and accuracy curves
 
 Every file that a reader may see half-written (metrics.json, history.csv, checkpoints) is
 written to a temporary file and moved into place with ``os.replace``. Checkpoints hold only
-tensors and primitives, so ``torch.load(path, weights_only=True)`` reads them.
-Nothing here knows about Hydra beyond reading ``.hydra/config.yaml`` with OmegaConf.
+tensors and primitives, so ``torch.load(path, weights_only=True)`` reads them; one that
+cannot be read raises ``CheckpointError``, a paragraph that names the file and the way out.
+One process at a time writes a run directory: ``RunLock`` is an ``fcntl`` lock on
+``run.lock``, which the OS releases when the process dies (``kill -9`` leaves no stale lock).
+Nothing here knows about Hydra beyond reading ``.hydra/*.yaml`` with OmegaConf.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
 import re
+import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 LOG = "train.log"
-CONFIG = Path(".hydra") / "config.yaml"
+HYDRA = Path(".hydra")
+CONFIG = HYDRA / "config.yaml"
+OVERRIDES = HYDRA / "overrides.yaml"
+INVOCATION_DIRS = Path("invocations")
+INVOCATIONS = "invocations.jsonl"
+LOCK = "run.lock"
 BEST = Path("checkpoints") / "best.pt"
 LAST = Path("checkpoints") / "last.pt"
 CURVES = Path("plots") / "curves.png"
@@ -65,20 +80,93 @@ def _json_safe(x):
     return x
 
 
+# ---------------------------------------------------------------------------- the record
+
+# Statuses that end a run's history until it is resumed; the report counts only "completed"
+FINAL_STATUSES = ("completed", "interrupted", "diverged", "failed", "skipped")
+
+
+@dataclass
+class RunRecord:
+    """metrics.json: the one record the report, the drawer and the notebook API read."""
+
+    status: str = "running"
+    reason: str | None = None  # why a run ended other than completed
+    error: str | None = None
+    task: str | None = None
+    family: str | None = None
+    bos: bool | None = None
+    with_attns: bool | None = None
+    arch: str | None = None
+    layers: int | None = None
+    heads: int | None = None
+    d_model: int | None = None
+    ff: int | None = None
+    dropout: float | None = None
+    positions: str | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    schedule: str | None = None
+    gamma: float | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    attn_loss_c: float | None = None
+    predicted_layers: int | None = None
+    predicted_heads: int | None = None
+    params: int | None = None
+    supervised_heads: list = field(default_factory=list)
+    epochs_run: int = 0
+    best_epoch: int = 0
+    diverged_epoch: int | None = None
+    wall_seconds: float = 0.0
+    tokens_per_second: float | None = None
+    num_threads: int | None = None
+    device: str | None = None
+    resumes: int = 0
+    checkpoint: str = "best"  # the checkpoint `final` was evaluated from
+    overlap_with_train: dict | None = None
+    final: dict = field(default_factory=dict)  # split -> loss, token_acc, seq_acc[, attn_loss]
+    attention_match: dict = field(default_factory=dict)  # "layer,head" -> match on test
+
+    @classmethod
+    def describe(cls, task, *, arch=None, layers, heads, d_model, ff, optimizer, schedule,
+                 train, **fields) -> RunRecord:
+        """The record of a run of `task` with these sizes and configs, before it trains."""
+        v = lambda x: getattr(x, "value", x)  # noqa: E731 - enums as their values
+        return cls(
+            task=task.name, family=task.family, bos=bool(task.bos),
+            with_attns=bool(task.with_attns), arch=v(arch), layers=layers, heads=heads,
+            d_model=d_model, ff=ff, optimizer=v(optimizer.name), lr=float(optimizer.lr),
+            schedule=v(schedule.name),
+            gamma=float(schedule.gamma) if v(schedule.name) == "exponential" else 1.0,
+            batch_size=train.batch_size, seed=train.seed, attn_loss_c=train.attn_loss_c,
+            predicted_layers=task.predicted_layers, predicted_heads=task.predicted_heads,
+            **fields)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 # ---------------------------------------------------------------------------- writing
 
-def write_metrics(run_dir, metrics: dict) -> None:
+def write_metrics(run_dir, metrics: RunRecord | dict) -> None:
     """Write metrics.json atomically."""
+    if isinstance(metrics, RunRecord):
+        metrics = metrics.to_dict()
     text = json.dumps(_json_safe(metrics), indent=2, allow_nan=False)
     _atomic_write_bytes(Path(run_dir) / METRICS, (text + "\n").encode())
 
 
 def write_skipped(run_dir, reason: str, **fields) -> dict:
     """Record a run that ends at once (e.g. an arch variant with zero layers or heads)."""
-    metrics = {"status": "skipped", "reason": reason, "error": None, **fields,
-               "final": {}, "attention_match": {}}
-    write_metrics(run_dir, metrics)
-    return metrics
+    record = RunRecord.from_dict({**fields, "status": "skipped", "reason": reason})
+    write_metrics(run_dir, record)
+    return record.to_dict()
 
 
 def append_log(run_dir, line: str) -> None:
@@ -115,10 +203,33 @@ def save_checkpoint(path, obj: dict) -> None:
     _atomic_write_bytes(path, buf.getvalue())
 
 
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read; the message names the file and the way out."""
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint's dict (tensors and primitives only), or CheckpointError."""
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated, corrupt, or not a checkpoint of ours
+        run_dir = path.parent.parent
+        other = "best" if path.name == "last.pt" else "last"
+        way_out = (
+            f"resume from the best checkpoint instead (python -m rasp_hydra --resume {run_dir} "
+            "train.resume_from=best; not bit-exact: it continues from the best epoch), or start "
+            "a new run" if path.name == "last.pt" else
+            f"use the last checkpoint instead (--which {other} when drawing; a resume uses "
+            "last.pt anyway), or start a new run")
+        raise CheckpointError(
+            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}): "
+            f"it is truncated or corrupt, e.g. a copy that was cut short or a disk that filled "
+            f"up. Nothing was changed. To go on, {way_out}; to keep the broken file for "
+            f"inspection, move it aside first.") from None
 
 
 def plot_curves(run_dir, rows: list[dict]) -> Path | None:
@@ -162,6 +273,133 @@ def plot_curves(run_dir, rows: list[dict]) -> Path | None:
     finally:
         plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------- one writer
+
+class RunLocked(Exception):
+    """Another live process holds the run directory; the message names it."""
+
+
+class RunLock:
+    """An exclusive, advisory lock on RUN/run.lock, held for a whole invocation.
+
+    ``fcntl.flock`` belongs to the open file: the OS drops it when the process exits or is
+    killed, so a lock never outlives its holder. The file names the holder (pid, host,
+    start time) for the error that a second process gets.
+    """
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self._file = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.run_dir / LOCK, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            raise RunLocked(self._locked_message(holder)) from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "started": _now()}) + "\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def _locked_message(self, holder: str) -> str:
+        try:
+            h = json.loads(holder)
+            who = f"process {h['pid']} on {h['host']}, started {h['started']}"
+        except (ValueError, KeyError, TypeError):
+            who = "another process"
+        return (f"{self.run_dir} is in use by {who}: one process at a time may write a run "
+                "directory, and this one has left it untouched. Wait for that process to end "
+                "(or stop it), then run again; to train beside it, start a new run directory.")
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock; the file stays as a record
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def append_invocation(run_dir, **entry) -> None:
+    """Append one line to invocations.jsonl: the run directory's append-only history."""
+    line = json.dumps(_json_safe({"time": _now(), "pid": os.getpid(),
+                                  "host": socket.gethostname(), **entry}))
+    with open(Path(run_dir) / INVOCATIONS, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_invocations(run_dir) -> list[dict]:
+    path = Path(run_dir) / INVOCATIONS
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line cut short by a crash
+            continue
+    return out
+
+
+def has_run(run_dir) -> bool:
+    """Whether a run already trained (or tried to) in this directory."""
+    run_dir = Path(run_dir)
+    return (run_dir / METRICS).is_file() or (run_dir / LAST).is_file()
+
+
+def next_invocation_dir(run_dir) -> Path:
+    """Where a later invocation's composition goes: invocations/NNN (relative to run_dir)."""
+    base = Path(run_dir) / INVOCATION_DIRS
+    taken = [int(p.name) for p in base.glob("[0-9]*") if p.name.isdigit()] if base.is_dir() \
+        else []
+    return INVOCATION_DIRS / f"{max(taken, default=1) + 1:03d}"
+
+
+def config_differences(original: dict, current: dict, safe=()) -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts, except `safe` keys
+    (a key or any key below it). Keys the original lacks (added by a newer version of the
+    code, with their defaults) are not differences.
+
+    >>> config_differences({"model": {"layers": 2}, "train": {"epochs": 5}},
+    ...                    {"model": {"layers": 3}, "train": {"epochs": 9}}, ["train.epochs"])
+    ['model.layers']
+    """
+    flat_o, flat_c = _flatten(original), _flatten(current)
+    def is_safe(k):
+        return any(k == s or k.startswith(s + ".") for s in safe)
+    return [k for k, v in flat_o.items() if not is_safe(k) and flat_c.get(k, v) != v]
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 # ---------------------------------------------------------------------------- reading
@@ -239,11 +477,21 @@ def _task_from(run_cfg, ckpt: dict):
     return get_task(ckpt["task"])
 
 
+def read_original_config(run_dir) -> dict:
+    """The first invocation's composition as a plain dict ({} if none)."""
+    cfg = read_config(run_dir)
+    if cfg is None:
+        return {}
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
 def load_model(run_dir, which: str = "auto", map_location="cpu"):
     """(model in eval mode, task, run_config or None, which_used) from a run directory.
 
     which: "best", "last", or "auto" (best if the run completed, else last if it exists,
-    else best).
+    else best). A checkpoint that cannot be read raises CheckpointError naming it.
     """
     from rasp_hydra.model import Encoder, ModelConfig
 

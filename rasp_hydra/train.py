@@ -26,11 +26,17 @@ The procedure (TASKS.md, "Training defaults"), once per epoch:
 At the end (or on SIGINT/SIGTERM, after the current batch) the best checkpoint is reloaded
 and evaluated on every split. "loss" everywhere is the training objective (cross-entropy
 plus the weighted attention term for supervised runs; "attn_loss" is the unweighted MSE).
+A loss that becomes NaN or infinite ends the run as "diverged" after that epoch, keeping
+the best checkpoint and the last.pt of the epoch before.
 
 Resume: checkpoints/last.pt holds the model, optimizer, scheduler, trainer counters,
 history, and torch RNG state, written after every epoch (and after the last batch on an
 interrupt), so a resumed run continues exactly where the checkpoint was taken: on CPU with
 the same thread count the final metrics are bit-identical to an uninterrupted run.
+`train.resume_from=best` continues from best.pt instead (the way out when last.pt is
+broken): its epoch, weights and optimizer moments, the learning rate the schedule gives
+after that epoch, and the history up to it; the batch order and dropout are reseeded, so
+it is not bit-exact.
 """
 
 from __future__ import annotations
@@ -49,38 +55,24 @@ import torch
 import torch.nn.functional as F
 
 from rasp_hydra import runs
+from rasp_hydra.config import (
+    ConfigError,
+    OptimizerConfig,
+    ScheduleConfig,
+    TrainConfig,
+    check_device,
+    check_max_len,
+    check_optimizer,
+    check_supervision,
+    check_train,
+    value,
+)
 from rasp_hydra.model import Encoder, ModelConfig
+
+__all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "evaluate", "train"]
 
 IGNORE = -100
 logger = logging.getLogger("rasp_hydra.train")
-
-
-@dataclass
-class OptimizerConfig:
-    name: str = "adam"  # adam | sgd
-    lr: float = 3e-4
-    momentum: float = 0.0  # sgd only
-    weight_decay: float = 0.0
-
-
-@dataclass
-class ScheduleConfig:
-    name: str = "exponential"  # exponential | constant
-    gamma: float = 0.98  # per-epoch decay (exponential only)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 50
-    attn_loss_c: float = 100.0
-    reset_patience: int = 10
-    perfect_acc_epochs: int = 3
-    seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
-    num_threads: int | None = None  # torch threads while training (restored after); None: as is
-    resume: str | bool | None = None  # True: run_dir's last.pt; a path: that run dir/file
-    eval_batch_size: int = 250
 
 
 @dataclass
@@ -102,48 +94,48 @@ class _State:
     acc: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
 
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.train_tokens / self.train_seconds if self.train_seconds else None
+
 
 # ------------------------------------------------------------------------------ pieces
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name) -> torch.device:
+    name = value(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+    check_device(name, torch.cuda.is_available())
     return torch.device(name)
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     params = list(params)
-    if cfg.name == "adam":
+    if value(cfg.name) == "adam":
         # fused: one kernel for all parameters (much less per-step overhead on CPU)
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if cfg.name == "sgd":
+    if value(cfg.name) == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.name!r}; allowed: adam, sgd")
+    raise ConfigError(f"optimizer.name={value(cfg.name)!r} is unknown; allowed: adam, sgd")
 
 
 def make_scheduler(opt, cfg: ScheduleConfig):
-    if cfg.name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
-    if cfg.name == "constant":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=1.0)
-    raise ValueError(f"unknown schedule {cfg.name!r}; allowed: exponential, constant")
+    if value(cfg.name) not in ("exponential", "constant"):
+        raise ConfigError(f"schedule.name={value(cfg.name)!r} is unknown; allowed: "
+                          "exponential, constant")
+    gamma = cfg.gamma if value(cfg.name) == "exponential" else 1.0
+    return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
 
-def check_heads(task, model_cfg: ModelConfig) -> None:
-    """Supervision needs every supervised (layer, head) to exist in the model."""
-    missing = [h for h in task.supervised_heads
-               if h[0] >= model_cfg.layers or h[1] >= model_cfg.heads]
-    if missing:
-        names = ", ".join(f"layer {layer} head {head}" for layer, head in missing)
-        raise ValueError(
-            f"{task.name} supervises {names}, which a model with {model_cfg.layers} layers "
-            f"and {model_cfg.heads} heads lacks (layers and heads count from 0). Train "
-            "without _with_attns or with more layers/heads.")
+def check_run(task, splits: dict, model_cfg: ModelConfig, opt_cfg: OptimizerConfig,
+              sched_cfg: ScheduleConfig, tc: TrainConfig) -> None:
+    """The config checks that need the built data; the rest ran when the config was made."""
+    check_supervision(task, model_cfg.layers, model_cfg.heads)
+    check_optimizer(opt_cfg, sched_cfg)
+    check_train(tc)
+    check_max_len(model_cfg.max_len,
+                  max(int(s.lengths.max()) for s in splits.values() if len(s)))
 
 
 def present_heads(heads, model_cfg: ModelConfig) -> tuple:
@@ -285,16 +277,350 @@ def _checkpoint(model, model_cfg, task, epoch, **extra) -> dict:
             "epoch": int(epoch), **extra}
 
 
-def _resume_path(resume, run_dir: Path) -> Path | None:
-    if resume in (None, False, "", "false", "False"):
-        return None
-    if resume is True or resume in ("true", "True"):
-        path = run_dir
-    else:
-        path = Path(resume)
-    if path.is_dir():
-        path = path / runs.LAST
-    return path
+@dataclass
+class EpochStats:
+    """What one (possibly partial) training epoch accumulated; tensors stay on the device."""
+
+    loss_sum: torch.Tensor
+    attn_sum: torch.Tensor
+    correct: torch.Tensor
+    seqs: int = 0
+    toks: int = 0
+    seconds: float = 0.0
+    complete: bool = True
+
+    def to_state(self) -> dict:  # primitives, for last.pt
+        return {"loss_sum": float(self.loss_sum), "attn_sum": float(self.attn_sum),
+                "correct": int(self.correct), "seqs": self.seqs, "toks": self.toks,
+                "seconds": self.seconds}
+
+    def row(self, epoch: int, lr: float, supervised: bool) -> dict:
+        return {"epoch": epoch, "lr": lr, "seconds": self.seconds,
+                "train_loss": float(self.loss_sum) / max(self.seqs, 1),
+                "train_token_acc": int(self.correct) / max(self.toks, 1),
+                "train_attn_loss": float(self.attn_sum) / max(self.seqs, 1) if supervised
+                else None}
+
+
+class Trainer:
+    """The model, its optimizer and schedule, and the counters of the procedure."""
+
+    def __init__(self, task, splits, model_cfg: ModelConfig, opt_cfg: OptimizerConfig,
+                 sched_cfg: ScheduleConfig, tc: TrainConfig, device: torch.device, run_dir):
+        self.task, self.splits, self.model_cfg, self.tc = task, splits, model_cfg, tc
+        self.device, self.run_dir = device, Path(run_dir)
+        self.supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
+        self.measured = present_heads(task.selector_heads, model_cfg)
+        self.sup_layers = sorted({h[0] for h in self.supervised})
+        torch.manual_seed(tc.seed)
+        self.model = Encoder(model_cfg).to(device)
+        self.opt = make_optimizer(self.model.parameters(), opt_cfg)
+        self.sched = make_scheduler(self.opt, sched_cfg)
+        self.sched_cfg = sched_cfg
+        self.st = _State()
+        self.n_batches = math.ceil(len(splits["train"]) / tc.batch_size)
+
+    # --- restore -------------------------------------------------------------------
+    def restore(self, path: Path, from_best: bool = False) -> None:
+        """Continue from last.pt at `path` (exact), or from the best.pt beside it."""
+        ck = runs.load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if from_best:
+            self._restore_schedule_after(int(ck["epoch"]), path.parent.parent)
+            return
+        self.sched.load_state_dict(ck["scheduler"])
+        self.st = _State(**ck["trainer"])
+        self.st.resumes += 1
+        torch.set_rng_state(ck["rng"]["torch"].cpu())
+        if self.device.type == "cuda" and "cuda" in ck["rng"]:
+            torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu())
+
+    def _restore_schedule_after(self, epoch: int, source_dir: Path) -> None:
+        history = [r for r in runs.read_history(source_dir) if r["epoch"] <= epoch]
+        best = min(history, key=lambda r: r["val_loss"], default=None)
+        previous = runs.read_metrics(source_dir)
+        self.st = _State(epoch=epoch, best_val=best["val_loss"] if best else math.inf,
+                         best_epoch=epoch, history=history,
+                         resumes=int(previous.get("resumes") or 0) + 1,
+                         wall_seconds=float(previous.get("wall_seconds") or 0.0))
+        self.sched.last_epoch = epoch
+        for g, base in zip(self.opt.param_groups, self.sched.base_lrs, strict=True):
+            g["lr"] = base * self.sched.gamma ** epoch
+        torch.manual_seed(self.tc.seed + 7919 * epoch)  # a fresh, reproducible stream
+
+    # --- one epoch -----------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def _stats(self) -> EpochStats:
+        acc, dev = self.st.acc or {}, self.device
+        return EpochStats(
+            torch.tensor(acc.get("loss_sum", 0.0), dtype=torch.float64, device=dev),
+            torch.tensor(acc.get("attn_sum", 0.0), dtype=torch.float64, device=dev),
+            torch.tensor(acc.get("correct", 0), dtype=torch.int64, device=dev),
+            acc.get("seqs", 0), acc.get("toks", 0), acc.get("seconds", 0.0))
+
+    def train_epoch(self, epoch: int, stop, bar=None) -> EpochStats:
+        """Train until the epoch ends or `stop` is set (then `complete` is False)."""
+        from rasp_hydra.data import batches
+
+        self.model.train()
+        stats, skip, t0 = self._stats(), self.st.batch, time.perf_counter()
+        it = batches(self.splits["train"], self.tc.batch_size, shuffle=True, seed=self.tc.seed,
+                     epoch=epoch)
+        for i, (tokens, lengths, targets) in enumerate(it):
+            if i < skip:
+                continue
+            n_real = int(lengths.sum())  # lengths still on the CPU here: no device sync
+            tokens, lengths, targets = (t.to(self.device, non_blocking=True)
+                                        for t in (tokens, lengths, targets))
+            loss, logits, attn_mse = self._loss(tokens, lengths, targets)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            with torch.no_grad():  # accumulators stay on the device: no host sync per batch
+                stats.loss_sum += loss.detach().double() * tokens.shape[0]
+                if attn_mse is not None:
+                    stats.attn_sum += attn_mse.detach().double() * tokens.shape[0]
+                stats.correct += (logits.argmax(-1) == targets).sum()
+            stats.seqs += tokens.shape[0]
+            stats.toks += n_real
+            self.st.batch = i + 1
+            if bar is not None:
+                bar.step(loss, stats.toks - (self.st.acc or {}).get("toks", 0), t0)
+            if stop:
+                break
+        dt = time.perf_counter() - t0
+        stats.seconds += dt
+        self.st.train_seconds += dt
+        self.st.train_tokens += stats.toks - (self.st.acc or {}).get("toks", 0)
+        stats.complete = self.st.batch >= self.n_batches
+        return stats
+
+    def _loss(self, tokens, lengths, targets):
+        logits, attn, _ = self.model(tokens, lengths, need_attention=self.sup_layers)
+        loss = sequence_loss(logits, targets, lengths).mean()
+        if not self.supervised:
+            return loss, logits, None
+        t = attention_terms(self.task, tokens, lengths, attn, self.supervised, True, False)
+        attn_mse = t["sq_err"].mean() / t["n_elems"]
+        return loss + self.tc.attn_loss_c * attn_mse, logits, attn_mse
+
+    # --- validation and the decisions it drives ------------------------------------
+    def evaluate(self, split: str, measured=None) -> dict:
+        return evaluate(self.model, self.task, self.splits[split], self.tc.eval_batch_size,
+                        self.device, self.supervised,
+                        self.measured if measured is None else measured, self.tc.attn_loss_c)
+
+    def keep_best_or_reset(self, epoch: int, val_loss: float) -> str:
+        """Save a better model as best.pt; after reset_patience epochs without one, reload
+        it (weights and optimizer moments) at the current learning rate. Returns a note."""
+        st = self.st
+        if val_loss < st.best_val:
+            st.best_val, st.best_epoch, st.since_best = val_loss, epoch, 0
+            runs.save_checkpoint(self.run_dir / runs.BEST, _checkpoint(
+                self.model, self.model_cfg, self.task, epoch, optimizer=self.opt.state_dict(),
+                val_loss=val_loss))
+            return " *"
+        st.since_best += 1
+        if st.since_best <= self.tc.reset_patience:
+            return ""
+        best = runs.load_checkpoint(self.run_dir / runs.BEST, map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        lrs = [g["lr"] for g in self.opt.param_groups]
+        self.opt.load_state_dict(best["optimizer"])
+        for g, lr_now in zip(self.opt.param_groups, lrs, strict=True):
+            g["lr"] = lr_now
+        st.since_best = 0
+        st.resets += 1
+        return f" (reset to best of epoch {st.best_epoch})"
+
+    def end_epoch(self, epoch: int, row: dict, perfect: bool) -> None:
+        self.st.perfect_streak = self.st.perfect_streak + 1 if perfect else 0
+        self.sched.step()
+        self.st.history.append(row)
+        self.st.epoch, self.st.batch, self.st.acc = epoch, 0, {}
+
+    @property
+    def done(self) -> bool:
+        return self.st.perfect_streak >= self.tc.perfect_acc_epochs
+
+    # --- checkpoints ---------------------------------------------------------------
+    def save_last(self, wall_seconds: float) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        trainer = asdict(self.st)
+        trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
+        ck = _checkpoint(self.model, self.model_cfg, self.task, self.st.epoch,
+                         optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+                         trainer=trainer, rng=rng)
+        runs.save_checkpoint(self.run_dir / runs.LAST, ck)
+
+    def load_best(self) -> None:
+        """The best checkpoint's weights; the current ones become it if there is none yet."""
+        path = self.run_dir / runs.BEST
+        if path.is_file():
+            self.model.load_state_dict(runs.load_checkpoint(path, self.device)["model"])
+        else:  # stopped before the first validation: the current weights are the best
+            runs.save_checkpoint(path, _checkpoint(self.model, self.model_cfg, self.task,
+                                                   self.st.epoch,
+                                                   optimizer=self.opt.state_dict()))
+
+    def final_evaluation(self) -> tuple[dict, dict]:
+        """Loss and accuracies of the best model on every split; attention match on test."""
+        self.load_best()
+        final, match = {}, {}
+        for name in ("train", "valid", "test", "test_long"):
+            if name not in self.splits or not len(self.splits[name]):
+                continue
+            r = self.evaluate(name, self.measured if name == "test" else ())
+            final[name] = {k: r[k] for k in ("loss", "token_acc", "seq_acc", "attn_loss")
+                           if k in r}
+            if name == "test":
+                match = r["attention_match"]
+        return final, match
+
+
+class _Bar:
+    """A tqdm bar over one epoch's batches, with the loss and tokens/s."""
+
+    def __init__(self, epoch: int, total: int, initial: int):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm(total=total, initial=initial, desc=f"epoch {epoch}", leave=False,
+                         dynamic_ncols=True)
+
+    def step(self, loss: torch.Tensor, tokens: int, t0: float) -> None:
+        self.tqdm.update(1)
+        if self.tqdm.n % 20 == 0:  # reading the loss syncs the device: not every batch
+            rate = tokens / max(time.perf_counter() - t0, 1e-9)
+            self.tqdm.set_postfix(loss=f"{loss.detach().item():.4f}", tok_s=f"{rate:,.0f}")
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+class Recorder:
+    """The run's record: metrics.json, train.log, history.csv and the curves.
+
+    A resume that fails before it trains an epoch puts the run's earlier record back:
+    a failure never rewrites the status of finished work.
+    """
+
+    def __init__(self, run_dir, record: runs.RunRecord, log: Callable[[str], None]):
+        self.run_dir, self.record, self.log = Path(run_dir), record, log
+        previous = runs.read_metrics(self.run_dir)
+        self.previous = previous if previous.get("status") in runs.FINAL_STATUSES else None
+        self.session_start = time.perf_counter()
+        self.epochs_this_session = 0
+        self._last_plot = 0.0
+
+    def line(self, text: str) -> None:
+        runs.append_log(self.run_dir, text)
+        self.log(text)
+
+    def wall_seconds(self, st: _State) -> float:
+        return st.wall_seconds + time.perf_counter() - self.session_start
+
+    def update(self, st: _State, **fields) -> None:
+        for k, v in fields.items():
+            setattr(self.record, k, v)
+        self.record.epochs_run, self.record.best_epoch = st.epoch, st.best_epoch
+        self.record.wall_seconds = self.wall_seconds(st)
+        self.record.tokens_per_second = st.tokens_per_second
+        self.record.resumes = st.resumes
+        runs.write_metrics(self.run_dir, self.record)
+
+    def epoch(self, st: _State, row: dict, val: dict, total_epochs: int, note: str) -> None:
+        self.epochs_this_session += 1
+        runs.write_history(self.run_dir, st.history)
+        line = (f"epoch {row['epoch']:3d}/{total_epochs} train_loss {row['train_loss']:.4f} "
+                f"train_acc {row['train_token_acc']:.4f} val_loss {val['loss']:.4f} "
+                f"val_acc {val['token_acc']:.4f} val_seq_acc {val['seq_acc']:.4f} "
+                f"lr {row['lr']:.3g} {row['seconds']:.1f}s")
+        if row.get("train_attn_loss") is not None:
+            line += f" attn_loss {row['train_attn_loss']:.5f}"
+        if val["attention_match"]:
+            line += " match " + " ".join(f"{k}:{v:.3f}" for k, v in val["attention_match"].items())
+        self.line(line + note)
+        self.update(st)
+        if time.perf_counter() - self._last_plot > 60:
+            runs.plot_curves(self.run_dir, st.history)
+            self._last_plot = time.perf_counter()
+
+    def finish(self, st: _State, status: str, reason: str | None, final: dict,
+               match: dict) -> dict:
+        self.update(st, status=status, reason=reason, final=final, attention_match=match)
+        runs.plot_curves(self.run_dir, st.history)
+        line = "final " + " ".join(
+            f"{k} acc {v['token_acc']:.4f} (seq {v['seq_acc']:.4f})" for k, v in final.items())
+        if match:
+            line += " attention match " + " ".join(f"{k}:{v:.3f}" for k, v in match.items())
+        self.line(line + f" [{status}, best epoch {st.best_epoch}]")
+        return self.record.to_dict()
+
+    def fail(self, st: _State, err: BaseException) -> None:
+        """Record an exception that ends the run (re-raised by the caller)."""
+        what = f"{type(err).__name__}: {err}"
+        if isinstance(err, KeyboardInterrupt):
+            status, reason, error = "interrupted", "forced (second SIGINT)", None
+        else:
+            status, reason, error = "failed", type(err).__name__, what
+        try:
+            if self.previous is not None and self.epochs_this_session == 0:
+                runs.write_metrics(self.run_dir, self.previous)  # finished work stays as it was
+                runs.append_log(self.run_dir, f"resume failed before training: {what}")
+            else:
+                self.update(st, status=status, reason=reason, error=error)
+                runs.append_log(self.run_dir, f"{status}: {what}")
+        except Exception:  # pragma: no cover - the original error matters more
+            pass
+
+
+def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
+    """The checkpoint to continue from: `resume_from` (a run directory or a .pt file), else
+    this run directory's last.pt (or best.pt) when train.resume is on and it exists."""
+    name = runs.BEST if value(tc.resume_from) == "best" else runs.LAST
+    if resume_from is not None:
+        path = Path(resume_from)
+        path = path / name if path.is_dir() else path
+        if not path.is_file():
+            raise ConfigError(f"cannot resume from {resume_from}: {path} does not exist.")
+        return path
+    path = run_dir / name
+    if tc.resume and path.is_file():
+        return path
+    if tc.resume and value(tc.resume_from) == "best" and runs.has_run(run_dir):
+        raise ConfigError(f"train.resume_from=best, but {run_dir} has no {runs.BEST}: the run "
+                          "never finished an epoch. Start it over in a new directory.")
+    return None
+
+
+def _copy_best(source: Path, run_dir: Path) -> None:
+    """Resuming into a new directory: bring the best checkpoint along."""
+    src_best = source.parent / "best.pt"
+    if src_best.is_file() and source.parent.parent != run_dir:
+        runs.save_checkpoint(run_dir / runs.BEST, runs.load_checkpoint(src_best))
+
+
+def _first_line(trainer: Trainer, model_cfg: ModelConfig, params: int, source) -> str:
+    st = trainer.st
+    if st.resumes:
+        return f"resumed from {source} after epoch {st.epoch}" + (
+            f" (+{st.batch} batches)" if st.batch else "")
+    return (f"start {trainer.task.name}: {model_cfg.layers} layers, {model_cfg.heads} heads, "
+            f"d_model {model_cfg.d_model}, {params} params, "
+            f"{len(trainer.splits['train'])} train sequences, device {trainer.device.type}, "
+            f"{torch.get_num_threads()} threads")
+
+
+def _diverged(row: dict, val: dict | None) -> str | None:
+    values = [row["train_loss"]] + ([val["loss"]] if val is not None else [])
+    bad = [v for v in values if not math.isfinite(v)]
+    return None if not bad else f"the loss became {bad[0]} in epoch {row['epoch']}"
 
 
 # ------------------------------------------------------------------------------ train
@@ -313,305 +639,108 @@ def train(
     stop: threading.Event | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     handle_signals: bool = True,
-    progress: bool | None = None,
+    resume_from=None,
 ) -> dict:
     """Train one model on `task`; write the run directory; return metrics.json's dict.
 
     splits: {"train", "valid", "test"[, "test_long"]} of data.Split.
-    meta: extra metrics.json fields (e.g. {"arch": "predicted"}).
+    meta: extra RunRecord fields (e.g. {"arch": "predicted"}).
     log: called with each train.log line (default: logging, logger "rasp_hydra.train").
     stop: an Event; when set (or on SIGINT/SIGTERM if handle_signals, in the main thread)
         training stops after the current batch and the run ends "interrupted".
     on_epoch_end: called (epoch, history_row) after each epoch's files are written; an
         exception there ends the run "failed" (and is re-raised), like a crash.
-    progress: tqdm bar per epoch; default only when stderr is a terminal.
-    train_cfg.resume: True (this run_dir) or a run dir / last.pt path to continue from.
+    resume_from: another run directory (or a .pt file) to continue from; by default a
+        run continues from its own checkpoints when train_cfg.resume is on.
+    Bad values raise ConfigError before anything is written; so does a checkpoint that
+    cannot be read (runs.CheckpointError).
     """
-    from rasp_hydra.data import batches
-
-    opt_cfg = opt_cfg or OptimizerConfig()
-    sched_cfg = sched_cfg or ScheduleConfig()
-    tc = train_cfg or TrainConfig()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = log or logger.info
+    opt_cfg, sched_cfg = opt_cfg or OptimizerConfig(), sched_cfg or ScheduleConfig()
+    tc, run_dir = train_cfg or TrainConfig(), Path(run_dir)
+    check_run(task, splits, model_cfg, opt_cfg, sched_cfg, tc)
+    device = resolve_device(tc.device)
     threads_before = torch.get_num_threads()
     if tc.num_threads:
         torch.set_num_threads(int(tc.num_threads))
-    device = resolve_device(tc.device)
-    check_heads(task, model_cfg)
-    longest = max(int(s.lengths.max()) for s in splits.values() if len(s))
-    if longest > model_cfg.max_len:
-        raise ValueError(f"the data has sequences of length {longest} (BOS included) but "
-                         f"model max_len is {model_cfg.max_len}")
-    supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
-    measured = present_heads(task.selector_heads, model_cfg)
-    sup_layers = sorted({h[0] for h in supervised})
-
-    torch.manual_seed(tc.seed)
-    model = Encoder(model_cfg).to(device)
-    opt = make_optimizer(model.parameters(), opt_cfg)
-    sched = make_scheduler(opt, sched_cfg)
-    st = _State()
-
-    resume_from = _resume_path(tc.resume, run_dir)
-    if resume_from is not None and resume_from.is_file():
-        ck = runs.load_checkpoint(resume_from, map_location=device)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        st = _State(**ck["trainer"])
-        st.resumes += 1
-        torch.set_rng_state(ck["rng"]["torch"].cpu())
-        if device.type == "cuda" and "cuda" in ck["rng"]:
-            torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu())
-        if resume_from.parent.parent != run_dir:  # resuming into a new directory
-            src_best = resume_from.parent / "best.pt"
-            if src_best.is_file():
-                runs.save_checkpoint(run_dir / runs.BEST, runs.load_checkpoint(src_best))
-    elif resume_from is not None and resume_from != run_dir / runs.LAST:
-        raise FileNotFoundError(f"cannot resume: {resume_from} does not exist")
-
-    metrics = {
-        "status": "running", "reason": None, "error": None,
-        "task": task.name, "family": task.family, "bos": bool(task.bos),
-        "with_attns": bool(task.with_attns), "arch": None,
-        "layers": model_cfg.layers, "heads": model_cfg.heads, "d_model": model_cfg.d_model,
-        "ff": model_cfg.ff, "dropout": model_cfg.dropout, "positions": model_cfg.positions,
-        "optimizer": opt_cfg.name, "lr": opt_cfg.lr,
-        "schedule": sched_cfg.name,
-        "gamma": sched_cfg.gamma if sched_cfg.name == "exponential" else 1.0,
-        "batch_size": tc.batch_size, "seed": tc.seed, "attn_loss_c": tc.attn_loss_c,
-        "predicted_layers": task.predicted_layers, "predicted_heads": task.predicted_heads,
-        "params": sum(p.numel() for p in model.parameters()),
-        "supervised_heads": [runs.head_key(h) for h in supervised],
-        "epochs_run": st.epoch, "best_epoch": st.best_epoch, "wall_seconds": st.wall_seconds,
-        "tokens_per_second": None, "num_threads": torch.get_num_threads(),
-        "device": device.type, "resumes": st.resumes, "checkpoint": "best",
-        "final": {}, "attention_match": {},
-        **(meta or {}),
-    }
-    runs.write_metrics(run_dir, metrics)
-    if st.resumes:
-        line = f"resumed from {resume_from} after epoch {st.epoch}" + (
-            f" (+{st.batch} batches)" if st.batch else "")
-    else:
-        line = (f"start {task.name}: {model_cfg.layers} layers, {model_cfg.heads} heads, "
-                f"d_model {model_cfg.d_model}, {metrics['params']} params, "
-                f"{len(splits['train'])} train sequences, device {device.type}, "
-                f"{torch.get_num_threads()} threads")
-    runs.append_log(run_dir, line)
-    log(line)
-
     flag = _StopFlag(stop)
-    if handle_signals:
-        flag.install()
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    session_start = time.perf_counter()
-    last_plot = 0.0
-
-    def save_last():
-        rng = {"torch": torch.get_rng_state()}
-        if device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state()
-        trainer = asdict(st)  # wall_seconds: earlier sessions plus this one so far
-        trainer["wall_seconds"] = st.wall_seconds + time.perf_counter() - session_start
-        ck = _checkpoint(model, model_cfg, task, st.epoch, optimizer=opt.state_dict(),
-                         scheduler=sched.state_dict(), trainer=trainer, rng=rng)
-        runs.save_checkpoint(run_dir / runs.LAST, ck)
-
-    def tokens_per_second():
-        return st.train_tokens / st.train_seconds if st.train_seconds else None
-
-    def status_update():
-        metrics.update(epochs_run=st.epoch, best_epoch=st.best_epoch,
-                       wall_seconds=st.wall_seconds + time.perf_counter() - session_start,
-                       tokens_per_second=tokens_per_second())
-        runs.write_metrics(run_dir, metrics)
-
     try:
-        n_train = len(splits["train"])
-        n_batches = math.ceil(n_train / tc.batch_size)
-        done = st.perfect_streak >= tc.perfect_acc_epochs  # a finished run, resumed
-        for epoch in range(st.epoch + 1, 0 if done else tc.epochs + 1):
-            # 1. train ------------------------------------------------------------------
-            lr = opt.param_groups[0]["lr"]
-            model.train()
-            acc = st.acc or {}
-            # accumulators stay on the device: no host sync per batch
-            loss_sum = torch.tensor(acc.get("loss_sum", 0.0), dtype=torch.float64, device=device)
-            attn_sum = torch.tensor(acc.get("attn_sum", 0.0), dtype=torch.float64, device=device)
-            correct = torch.tensor(acc.get("correct", 0), dtype=torch.int64, device=device)
-            seqs, toks = acc.get("seqs", 0), acc.get("toks", 0)
-            seconds = acc.get("seconds", 0.0)
-            skip = st.batch
-            bar = None
-            if show_bar:
-                from tqdm import tqdm
-
-                bar = tqdm(total=n_batches, initial=skip, desc=f"epoch {epoch}",
-                           leave=False, dynamic_ncols=True)
-            t0 = time.perf_counter()
-            stopped = False
-            it = batches(splits["train"], tc.batch_size, shuffle=True, seed=tc.seed,
-                         epoch=epoch)
-            for i, (tokens, lengths, targets) in enumerate(it):
-                if i < skip:
-                    continue
-                n_real = int(lengths.sum())  # lengths still on the CPU here
-                tokens, lengths, targets = (t.to(device, non_blocking=True)
-                                            for t in (tokens, lengths, targets))
-                logits, attn, _ = model(tokens, lengths, need_attention=sup_layers)
-                per_seq = sequence_loss(logits, targets, lengths)
-                loss = per_seq.mean()
-                if supervised:
-                    t = attention_terms(task, tokens, lengths, attn, supervised, True, False)
-                    attn_mse = t["sq_err"].mean() / t["n_elems"]
-                    loss = loss + tc.attn_loss_c * attn_mse
-                    attn_sum += attn_mse.detach().double() * tokens.shape[0]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    loss_sum += loss.detach().double() * tokens.shape[0]
-                    correct += (logits.argmax(-1) == targets).sum()
-                seqs += tokens.shape[0]
-                toks += n_real
-                st.batch = i + 1
-                if bar is not None:
-                    bar.update(1)
-                    if i % 20 == 0:
-                        bar.set_postfix(loss=f"{float(loss):.4f}")
-                if flag:
-                    stopped = True
-                    break
-            dt = time.perf_counter() - t0
-            seconds += dt
-            if bar is not None:
-                bar.close()
-            st.train_seconds += dt
-            st.train_tokens += toks - acc.get("toks", 0)
-            if stopped and st.batch < n_batches:
-                # mid-epoch: keep what this epoch has done so far, for an exact resume
-                st.acc = {"loss_sum": float(loss_sum), "attn_sum": float(attn_sum),
-                          "correct": int(correct), "seqs": seqs, "toks": toks,
-                          "seconds": seconds}
-                save_last()
-                break
-            # 2. validate ---------------------------------------------------------------
-            val = evaluate(model, task, splits["valid"], tc.eval_batch_size, device,
-                           supervised, measured, tc.attn_loss_c)
-            row = {"epoch": epoch, "lr": lr, "seconds": seconds,
-                   "train_loss": float(loss_sum) / max(seqs, 1),
-                   "train_token_acc": int(correct) / max(toks, 1),
-                   "train_attn_loss": float(attn_sum) / max(seqs, 1) if supervised else None,
-                   "val_loss": val["loss"], "val_token_acc": val["token_acc"],
-                   "val_seq_acc": val["seq_acc"]}
-            if supervised:
-                row["val_attn_loss"] = val["attn_loss"]
-            for k, v in val["attention_match"].items():
-                row[f"attn_match_{k}"] = v
-            # 3. best checkpoint and reset patience ------------------------------------
-            note = ""
-            if val["loss"] < st.best_val:
-                st.best_val, st.best_epoch, st.since_best = val["loss"], epoch, 0
-                runs.save_checkpoint(run_dir / runs.BEST, _checkpoint(
-                    model, model_cfg, task, epoch, optimizer=opt.state_dict(),
-                    val_loss=val["loss"]))
-                note = " *"
-            else:
-                st.since_best += 1
-                if st.since_best > tc.reset_patience:
-                    best = runs.load_checkpoint(run_dir / runs.BEST, map_location=device)
-                    model.load_state_dict(best["model"])
-                    lrs = [g["lr"] for g in opt.param_groups]
-                    opt.load_state_dict(best["optimizer"])
-                    for g, lr_now in zip(opt.param_groups, lrs, strict=True):
-                        g["lr"] = lr_now
-                    st.since_best = 0
-                    st.resets += 1
-                    note = f" (reset to best of epoch {st.best_epoch})"
-            st.perfect_streak = st.perfect_streak + 1 if val["perfect"] else 0
-            # 4. decay lr, write everything -------------------------------------------
-            sched.step()
-            st.history.append(row)
-            st.epoch, st.batch, st.acc = epoch, 0, {}
-            save_last()
-            runs.write_history(run_dir, st.history)
-            line = (f"epoch {epoch:3d}/{tc.epochs} train_loss {row['train_loss']:.4f} "
-                    f"train_acc {row['train_token_acc']:.4f} val_loss {val['loss']:.4f} "
-                    f"val_acc {val['token_acc']:.4f} val_seq_acc {val['seq_acc']:.4f} "
-                    f"lr {lr:.3g} {seconds:.1f}s")
-            if supervised:
-                line += f" attn_loss {row['train_attn_loss']:.5f}"
-            if val["attention_match"]:
-                line += " match " + " ".join(f"{k}:{v:.3f}"
-                                             for k, v in val["attention_match"].items())
-            runs.append_log(run_dir, line + note)
-            log(line + note)
-            status_update()
-            now = time.perf_counter()
-            if now - last_plot > 60:
-                runs.plot_curves(run_dir, st.history)
-                last_plot = time.perf_counter()
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-            # 5. early stop -----------------------------------------------------------
-            if st.perfect_streak >= tc.perfect_acc_epochs:
-                line = (f"stop: validation accuracy 1.0 for {st.perfect_streak} epochs "
-                        "in a row")
-                runs.append_log(run_dir, line)
-                log(line)
-                break
-            if flag:
-                break
-
-        # final evaluation of the best checkpoint -----------------------------------------
-        interrupted = bool(flag)
-        if interrupted:
-            why = flag.signal or "stop requested"
-            line = f"interrupted ({why}) in epoch {st.epoch + 1}: evaluating the best checkpoint"
-            runs.append_log(run_dir, line)
-            log(line)
-        if (run_dir / runs.BEST).is_file():
-            best = runs.load_checkpoint(run_dir / runs.BEST, map_location=device)
-            model.load_state_dict(best["model"])
-        else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(run_dir / runs.BEST, _checkpoint(
-                model, model_cfg, task, st.epoch, optimizer=opt.state_dict()))
-        final, match = {}, {}
-        for name in ("train", "valid", "test", "test_long"):
-            if name not in splits or not len(splits[name]):
-                continue
-            r = evaluate(model, task, splits[name], tc.eval_batch_size, device,
-                         supervised, measured if name == "test" else (), tc.attn_loss_c)
-            final[name] = {k: r[k] for k in ("loss", "token_acc", "seq_acc", "attn_loss")
-                           if k in r}
-            if name == "test":
-                match = r["attention_match"]
-        metrics.update(status="interrupted" if interrupted else "completed",
-                       reason=(flag.signal or "stop requested") if interrupted else None,
-                       final=final, attention_match=match)
-        status_update()
-        runs.plot_curves(run_dir, st.history)
-        line = "final " + " ".join(
-            f"{k} acc {v['token_acc']:.4f} (seq {v['seq_acc']:.4f})" for k, v in final.items())
-        if match:
-            line += " attention match " + " ".join(f"{k}:{v:.3f}" for k, v in match.items())
-        line += f" [{metrics['status']}, best epoch {st.best_epoch}]"
-        runs.append_log(run_dir, line)
-        log(line)
-        return metrics
-    except BaseException as err:
-        metrics.update(status="failed", error=f"{type(err).__name__}: {err}")
-        if isinstance(err, KeyboardInterrupt):
-            metrics.update(status="interrupted", reason="forced (second SIGINT)", error=None)
-        try:
-            status_update()
-            runs.append_log(run_dir, f"{metrics['status']}: {type(err).__name__}: {err}")
-        except Exception:  # pragma: no cover - the original error matters more
-            pass
-        raise
+        trainer = Trainer(task, splits, model_cfg, opt_cfg, sched_cfg, tc, device, run_dir)
+        source = _resume_path(run_dir, tc, resume_from)
+        if source is not None:
+            trainer.restore(source, from_best=value(tc.resume_from) == "best")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if source is not None and resume_from is not None:
+            _copy_best(source, run_dir)
+        params = sum(p.numel() for p in trainer.model.parameters())
+        record = runs.RunRecord.describe(
+            task, layers=model_cfg.layers, heads=model_cfg.heads, d_model=model_cfg.d_model,
+            ff=model_cfg.ff, optimizer=opt_cfg, schedule=sched_cfg, train=tc,
+            dropout=model_cfg.dropout, positions=model_cfg.positions, params=params,
+            supervised_heads=[runs.head_key(h) for h in trainer.supervised],
+            num_threads=torch.get_num_threads(), device=device.type)
+        for k, v in (meta or {}).items():
+            setattr(record, k, v)
+        rec = Recorder(run_dir, record, log or logger.info)
+        rec.update(trainer.st)
+        rec.line(_first_line(trainer, model_cfg, params, source))
+        if handle_signals:
+            flag.install()
+        return _loop(trainer, rec, flag, on_epoch_end)
     finally:
         flag.restore()
         torch.set_num_threads(threads_before)
+
+
+def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dict:
+    """The epochs, then the final evaluation; every ending is recorded."""
+    tc, st = trainer.tc, trainer.st
+    progress = str(tc.progress).lower()
+    show_bar = sys.stderr.isatty() if progress == "auto" else progress == "true"
+    status, reason = "completed", None
+    try:
+        for epoch in range(st.epoch + 1, 0 if trainer.done else tc.epochs + 1):
+            lr = trainer.lr
+            bar = _Bar(epoch, trainer.n_batches, st.batch) if show_bar else None
+            stats = trainer.train_epoch(epoch, flag, bar)
+            if bar is not None:
+                bar.close()
+            if not stats.complete:  # interrupted mid-epoch: keep it all for an exact resume
+                st.acc = stats.to_state()
+                trainer.save_last(rec.wall_seconds(st))
+                break
+            row = stats.row(epoch, lr, bool(trainer.supervised))
+            val = None if _diverged(row, None) else trainer.evaluate("valid")
+            reason = _diverged(row, val)
+            if reason:
+                status, st.history = "diverged", [*st.history, row]
+                rec.record.diverged_epoch = epoch
+                runs.write_history(rec.run_dir, st.history)
+                rec.line(f"diverged: {reason}; keeping the best checkpoint "
+                         f"(epoch {st.best_epoch}) and the last.pt of epoch {st.epoch}")
+                break
+            row.update(val_loss=val["loss"], val_token_acc=val["token_acc"],
+                       val_seq_acc=val["seq_acc"])
+            if trainer.supervised:
+                row["val_attn_loss"] = val["attn_loss"]
+            row.update({f"attn_match_{k}": v for k, v in val["attention_match"].items()})
+            note = trainer.keep_best_or_reset(epoch, val["loss"])
+            trainer.end_epoch(epoch, row, val["perfect"])
+            trainer.save_last(rec.wall_seconds(st))
+            rec.epoch(st, row, val, tc.epochs, note)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if trainer.done:
+                rec.line(f"stop: validation accuracy 1.0 for {st.perfect_streak} epochs "
+                         "in a row")
+                break
+            if flag:
+                break
+        if flag and status == "completed":
+            status, reason = "interrupted", flag.signal or "stop requested"
+            rec.line(f"interrupted ({reason}) in epoch {st.epoch + 1}: evaluating the best "
+                     "checkpoint")
+        final, match = trainer.final_evaluation()
+        return rec.finish(st, status, reason, final, match)
+    except BaseException as err:
+        rec.fail(st, err)
+        raise

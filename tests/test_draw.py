@@ -41,9 +41,10 @@ def _train(run_dir: Path, name: str, layers: int, heads: int, max_len: int, data
         if stop_after is not None and epoch >= stop_after:
             stop.set()
 
-    return train(task, splits, cfg, train_cfg=TrainConfig(epochs=epochs, num_threads=1),
+    tc = TrainConfig(epochs=epochs, num_threads=1, progress="false")
+    return train(task, splits, cfg, train_cfg=tc,
                  run_dir=run_dir, stop=stop, on_epoch_end=on_epoch_end,
-                 handle_signals=False, progress=False, log=lambda line: None)
+                 handle_signals=False, log=lambda line: None)
 
 
 @pytest.fixture(scope="session")
