@@ -13,8 +13,9 @@ Steps (each a real entry point in a subprocess, its output shown as it comes):
      task where all four exist) for a few epochs, four joblib workers sharing the GPU,
      with nvidia-smi sampling the GPU's and each process's memory and the utilisation.
 The figures go to stdout, DIR/gpu_check.log (all output) and DIR/figures.json.
-Each step has a time limit taken from what is left of the budget (7.5 minutes by default),
-so the check ends in time even on a slow machine and says which step ran out.
+Each step has a time limit taken from what is left of the budget (7.5 minutes from the
+start of gpu_check.sh, installation included), so the check ends in time even on a slow
+machine and says which step ran out (a stopped run ends `interrupted`, as on Ctrl+C).
 
 `--smoke` runs the same steps on the CPU at tiny sizes (under a minute); a test runs it.
 """
@@ -162,14 +163,34 @@ def _numbers(line: str) -> list[float]:
         return []
 
 
-def machine(say: Log, device: str) -> dict:
-    import torch
+# Asked in a child process: the check itself never initialises CUDA, so that it holds no
+# CUDA context (hundreds of MiB) and nvidia-smi sees only the runs' processes.
+TORCH_VIEW = """
+import json, torch
+view = {"torch": torch.__version__, "cuda": torch.version.cuda,
+        "available": torch.cuda.is_available()}
+if view["available"]:
+    p = torch.cuda.get_device_properties(0)
+    view.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                compute_capability=f"{p.major}.{p.minor}", gpus=torch.cuda.device_count(),
+                cudnn=torch.backends.cudnn.version())
+print(json.dumps(view))
+"""
 
+
+def torch_view() -> dict:
+    proc = subprocess.run([sys.executable, "-c", TORCH_VIEW], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"error: torch does not load: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def machine(say: Log, view: dict, device: str) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip() or "unknown"
     info = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "commit": commit, "python": platform.python_version(), "torch": view["torch"],
             "cpu_cores": cores, "device": device}
     say(f"rasp_hydra GPU check, commit {commit}, {info['date']}: Python {info['python']}, "
         f"torch {info['torch']}, {cores} CPU cores")
@@ -178,13 +199,11 @@ def machine(say: Log, device: str) -> dict:
         for line in out.rstrip().splitlines():
             say("  " + line)
     if device == "cuda":
-        p = torch.cuda.get_device_properties(0)
-        info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
-                    compute_capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), gpus=torch.cuda.device_count())
-        say(f"torch sees {info['gpus']} GPU(s); cuda:0 = {p.name}, {info['gpu_memory_gib']} "
-            f"GiB, compute capability {info['compute_capability']}, CUDA {info['cuda']}, "
-            f"cuDNN {info['cudnn']}")
+        info.update({k: view[k] for k in ("gpu", "gpu_memory_gib", "compute_capability",
+                                          "cuda", "cudnn", "gpus")})
+        say(f"torch sees {info['gpus']} GPU(s); cuda:0 = {info['gpu']}, "
+            f"{info['gpu_memory_gib']} GiB, compute capability {info['compute_capability']}, "
+            f"CUDA {info['cuda']}, cuDNN {info['cudnn']}")
     else:
         say("device: cpu (smoke: tiny sizes, the same steps)")
     return info
@@ -226,15 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-epochs", type=int, default=None, help="default 3 (smoke: 1)")
     p.add_argument("--jobs", type=int, default=4, help="sweep workers sharing the GPU")
     p.add_argument("--budget", type=float, default=450.0,
-                   help="seconds for all steps together (default 7.5 minutes)")
+                   help="seconds for everything from gpu_check.sh's start, installation "
+                        "included (default 7.5 minutes)")
     args = p.parse_args(argv)
 
-    import torch
-
     device = "cpu" if args.smoke else "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
-        print("error: no CUDA device: torch " + torch.__version__ + " sees none "
-              f"(torch.version.cuda={torch.version.cuda}). On a GPU machine install a CUDA "
+    view = torch_view()
+    if device == "cuda" and not view["available"]:
+        print(f"error: no CUDA device: torch {view['torch']} sees none "
+              f"(torch.version.cuda={view['cuda']}). On a GPU machine install a CUDA "
               "build of torch (`pip install torch` on Linux x86-64 gets one) and check "
               "`nvidia-smi`; on a CPU run `bash benchmarks/gpu_check.sh --smoke`.",
               file=sys.stderr)
@@ -245,11 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ROOT / "outputs" / "gpu_check" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
     say = Log(out / "gpu_check.log")
-    deadline = time.perf_counter() + args.budget
+    # the budget counts from gpu_check.sh's start, installation included
+    started = float(os.environ.get("GPU_CHECK_STARTED", time.time()))
+    deadline = time.perf_counter() + args.budget - (time.time() - started)
     gpu_index = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
     if not gpu_index.isdigit():
         gpu_index = "0"  # a GPU UUID: nvidia-smi -i takes it, but keep the common case
-    figures: dict = {"machine": machine(say, device), "smoke": args.smoke, "out": str(out)}
+    figures: dict = {"machine": machine(say, view, device), "smoke": args.smoke, "out": str(out)}
     py = sys.executable
 
     def left(cap: float) -> float:

@@ -10,6 +10,7 @@
 # epoch with its peak GPU memory, and a 4-job sweep sharing the GPU; see its docstring.
 # PYTHON=... picks the interpreter (default: python).
 set -euo pipefail
+export GPU_CHECK_STARTED=${GPU_CHECK_STARTED:-$(date +%s)}   # the time budget counts from here
 cd "$(dirname "${BASH_SOURCE[0]}")/.."   # the repository root
 PYTHON=${PYTHON:-python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
