@@ -128,10 +128,10 @@ class GpuSampler:
             return
         for query, path in (("--query-gpu=memory.used,utilization.gpu", self.gpu_file),
                             ("--query-compute-apps=pid,used_memory", self.apps_file)):
-            f = path.open("w")
-            self.procs.append(subprocess.Popen(
-                ["nvidia-smi", query, "--format=csv,noheader,nounits", "-i", gpu_index,
-                 "-lms", "200"], stdout=f, stderr=subprocess.DEVNULL))
+            with path.open("w") as f:  # the child keeps its own copy of the descriptor
+                self.procs.append(subprocess.Popen(
+                    ["nvidia-smi", query, "--format=csv,noheader,nounits", "-i", gpu_index,
+                     "-lms", "200"], stdout=f, stderr=subprocess.DEVNULL))
 
     def stop(self) -> dict:
         for p in self.procs:
@@ -147,7 +147,9 @@ class GpuSampler:
                 per_pid[int(row[0])] = max(per_pid.get(int(row[0]), 0.0), row[1])
         return {"samples": len(gpu),
                 "gpu_memory_used_max_mib": max((g[0] for g in gpu), default=None),
+                # the mean includes start-up and data building, when the GPU waits
                 "gpu_utilization_mean_pct": sum(g[1] for g in gpu) / len(gpu) if gpu else None,
+                "gpu_utilization_max_pct": max((g[1] for g in gpu), default=None),
                 "processes": len(per_pid),
                 "process_memory_max_mib": max(per_pid.values(), default=None)}
 
@@ -207,6 +209,12 @@ def machine(say: Log, view: dict, device: str) -> dict:
     else:
         say("device: cpu (smoke: tiny sizes, the same steps)")
     return info
+
+
+def hydra_path(key: str, path: Path) -> str:
+    """`key='path'`, quoted for Hydra's override grammar (paths may hold `=` or spaces)."""
+    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return f"{key}='{quoted}'"
 
 
 def read_json(path: Path) -> dict:
@@ -291,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     sampler = GpuSampler(out / "epoch", gpu_index)
     code, secs = run_step([py, "benchmarks/measure_run.py", "--json", str(out / "epoch.json"),
                            "--", *sizes["epoch"], f"train.device={device}",
-                           f"hydra.run.dir={run_dir}"], say, left(200), ROOT)
+                           hydra_path("hydra.run.dir", run_dir)], say, left(200), ROOT)
     m = read_json(run_dir / "metrics.json")
     figures["epoch"] = {"exit_status": code, "seconds": secs, **read_json(out / "epoch.json"),
                         "status": m.get("status"), "epoch_seconds": epoch_seconds(run_dir),
@@ -309,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     code, secs = run_step([py, "-m", "rasp_hydra", "-m", "+experiment=table1",
                            *sizes["sweep"], f"train.epochs={sweep_epochs}",
                            f"train.device={device}", f"hydra.launcher.n_jobs={args.jobs}",
-                           f"hydra.sweep.dir={sweep_dir}"], say, left(400), ROOT)
+                           hydra_path("hydra.sweep.dir", sweep_dir)], say, left(400), ROOT)
     jobs = []
     for d in sorted(sweep_dir.glob("[0-9]*"), key=lambda p: int(p.name)):
         jm = read_json(d / "metrics.json")
@@ -364,7 +372,8 @@ def summarize(fig: dict, say: Log) -> None:
         f"{mach['cpu_cores']} cores"
         + ("" if not smi else f"; GPU memory max {_f(smi['gpu_memory_used_max_mib'], ',.0f')} "
            f"MiB in all, {_f(smi['process_memory_max_mib'], ',.0f')} MiB per process; "
-           f"GPU utilisation mean {_f(smi['gpu_utilization_mean_pct'], '.0f')}%"))
+           f"GPU utilisation mean {_f(smi['gpu_utilization_mean_pct'], '.0f')}% (start-up "
+           f"included), max {_f(smi['gpu_utilization_max_pct'], '.0f')}%"))
     for j in jobs:
         say(f"  {j['arch']}: {j['status']}, {j['layers']}L{j['heads']}H d{j['d_model']}, "
             f"{j['epochs_run']} epochs, {_f(j['wall_seconds'], '.1f')} s, "
