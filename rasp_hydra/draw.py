@@ -178,8 +178,8 @@ def _load(run_dir: Path, which: str):
                         f"it has the {other} one: use --which {other} or auto.")
     try:
         return runs.load_model(run_dir, which)
-    except DrawError:
-        raise
+    except runs.CheckpointError as e:  # names the file and the way out
+        raise DrawError(str(e)) from None
     except Exception as e:  # a checkpoint that does not load is the user's to know about
         raise DrawError(f"cannot load the model of {run_dir}: {type(e).__name__}: {e}") from None
 

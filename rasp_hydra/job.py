@@ -221,6 +221,7 @@ def _claim(claim: Claim, root) -> None:
     original = runs.read_original_config(claim.run_dir)
     claim.existing = bool(original) or runs.has_run(claim.run_dir)
     if not claim.existing:
+        claim.lock.announce()
         claim.subdir = str(runs.HYDRA)
         return
     current = OmegaConf.to_container(root, resolve=False, enum_to_str=True)
@@ -243,6 +244,7 @@ def _claim(claim: Claim, root) -> None:
     if claim.refusal:
         claim.lock.release()
         return
+    claim.lock.announce()
     claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
 
 
@@ -261,7 +263,7 @@ def take_claim(run_dir: Path) -> Claim:
     if claim is None:
         claim = Claim(run_dir, existing=runs.has_run(run_dir))
         try:
-            claim.lock = runs.RunLock(run_dir).acquire()
+            claim.lock = runs.RunLock(run_dir).acquire().announce()
         except runs.RunLocked as err:
             claim.refusal, claim.locked = str(err), True
     return claim

@@ -232,6 +232,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             f"inspection, move it aside first.") from None
 
 
+def _num(x) -> float:
+    """A metric for plotting: NaN where an epoch has none (e.g. the one that diverged)."""
+    return float("nan") if x is None else float(x)
+
+
 def plot_curves(run_dir, rows: list[dict]) -> Path | None:
     """Loss (log scale) and accuracy per epoch -> plots/curves.png. Never raises."""
     if not rows:
@@ -249,7 +254,7 @@ def plot_curves(run_dir, rows: list[dict]) -> Path | None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     try:
         for key, label in (("train_loss", "train"), ("val_loss", "valid")):
-            ys = [max(float(r[key]), 1e-12) for r in rows]
+            ys = [max(_num(r.get(key)), 1e-12) for r in rows]
             ax1.plot(ep, ys, label=label)
         ax1.set_yscale("log")
         ax1.set_xlabel("epoch")
@@ -257,7 +262,7 @@ def plot_curves(run_dir, rows: list[dict]) -> Path | None:
         ax1.legend()
         for key, label in (("train_token_acc", "train token"), ("val_token_acc", "valid token"),
                            ("val_seq_acc", "valid sequence")):
-            ax2.plot(ep, [r[key] for r in rows], label=label)
+            ax2.plot(ep, [_num(r.get(key)) for r in rows], label=label)
         for key in rows[-1]:
             if key.startswith("attn_match_"):
                 ax2.plot(ep, [r.get(key, float("nan")) for r in rows], ls="--",
@@ -305,12 +310,18 @@ class RunLock:
             holder = f.read().strip()
             f.close()
             raise RunLocked(self._locked_message(holder)) from None
+        self._file = f
+        return self
+
+    def announce(self) -> RunLock:
+        """Name this process in the lock file, for the error a second process gets. Kept
+        apart from `acquire`, so that an invocation that is refused changes no byte."""
+        f = self._file
         f.seek(0)
         f.truncate()
         f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                             "started": _now()}) + "\n")
         f.flush()
-        self._file = f
         return self
 
     def _locked_message(self, holder: str) -> str:
@@ -329,7 +340,7 @@ class RunLock:
             self._file = None
 
     def __enter__(self) -> RunLock:
-        return self.acquire()
+        return self.acquire().announce()
 
     def __exit__(self, *exc) -> None:
         self.release()

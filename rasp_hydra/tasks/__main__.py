@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .base import BOS
+from .base import BOS, SPLIT_IDS
 from .registry import FAMILIES, get_task, task_names
 
 MATRIX_MAX = 20  # selectors are printed for sequences shorter than this
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="all task names, grouped by family")
     peep = sub.add_parser("peep", help="inputs, outputs and (short sequences) selectors")
     peep.add_argument("name", help="task name, e.g. hist2_10_bos_with_attns")
-    peep.add_argument("--split", default="train")
+    peep.add_argument("--split", default="train", choices=list(SPLIT_IDS),
+                      help="which split's samples (default: train)")
     peep.add_argument("--start", type=int, default=0)
     peep.add_argument("--stop", type=int, default=10)
     peep.add_argument("--seed", type=int, default=0)
