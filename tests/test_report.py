@@ -280,6 +280,27 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     assert "(\\%)" in tex and "reverse\\_26" in tex
 
 
+def test_half_written_files(tmp_path):
+    """Files caught mid-write by a foreign writer: a config cut short counts as no config,
+    a history with half a header as started, a record that is not a JSON object as unknown."""
+    root = tmp_path / "sweep"
+    write_config(root / "0", "lang=sort_26")
+    (root / "0" / runs.CONFIG).write_text("lang: {family: so")
+    write_config(root / "1", "lang=sort_26", "arch=predicted")
+    (root / "1" / runs.HISTORY).write_text("epo")
+    write_run(root / "2", "reverse_26", "predicted", 3e-4, num=2)
+    (root / "2" / runs.METRICS).write_text("[1, 2]")
+    df = report.collect_runs([root])
+    rows = {Path(r["run_dir"]).name: r for _, r in df.iterrows()}
+    assert (rows["0"]["status"], rows["0"]["task"]) == ("unknown", "(unknown)")
+    assert (rows["1"]["status"], rows["1"]["task"], rows["1"]["arch"]) \
+        == ("running", "sort_26", "predicted")
+    assert math.isnan(rows["1"]["val_acc_epoch20"]) and math.isnan(rows["1"]["epochs_run"])
+    assert rows["2"]["status"] == "unknown" and "not a JSON object" in rows["2"]["reason"]
+    assert rows["2"]["val_acc_epoch20"] > 0  # its history is still read
+    assert report.table1(df)["runs"].sum() == 3
+
+
 def test_missing_job_from_sweeper_params(tmp_path):
     """An experiment preset's hydra.sweeper.params come before command-line overrides."""
     root = tmp_path / "sweep"

@@ -41,13 +41,9 @@ def _int(x) -> str:
     return "?" if pd.isna(x) else str(int(x))
 
 
-def _status_note(row: pd.Series | dict, prefix: str = "") -> str:
-    parts = []
-    for s in STATUS_ORDER[1:]:
-        n = row.get(f"{prefix}{s}", 0)
-        if n:
-            parts.append(f"{int(n)} {s}")
-    return ", ".join(parts)
+def _status_note(row: pd.Series | dict) -> str:
+    """``"1 running, 2 skipped"``: the counts of every status but completed."""
+    return ", ".join(f"{int(row.get(s, 0))} {s}" for s in STATUS_ORDER[1:] if row.get(s, 0))
 
 
 def _arch_cell(r: pd.Series, arch: str, runs_of_arch: pd.DataFrame,
@@ -255,7 +251,9 @@ def _run_sections(df: pd.DataFrame) -> str:
         facts = (f"lr {r.get('lr')}, gamma {r.get('gamma')}, test token accuracy "
                  f"{_pct(r.get('test_acc'), 2)} (sequence {_pct(r.get('test_seq_acc'), 2)}), "
                  f"{_int(r.get('epochs_run'))} epochs")
-        parts.append(f'<section id="run-{i}"><h3>{i}: {title}</h3>'
+        run = Path(r["run_dir"])
+        parts.append(f'<section id="run-{i}"><h3>{html.escape(run.parent.name)}/'
+                     f"{html.escape(run.name)}: {title}</h3>"
                      f"<p><code>{html.escape(str(r['run_dir']))}</code></p>"
                      f"<p>{html.escape(facts)}</p>")
         for key in ("reason", "error"):
@@ -263,7 +261,8 @@ def _run_sections(df: pd.DataFrame) -> str:
                 parts.append(f"<pre>{html.escape(r[key])}</pre>")
         curves = runs.curves_path(r["run_dir"])
         if curves is not None:
-            parts.append(f'<img alt="curves of run {i}" src="{_data_uri(curves.read_bytes())}">')
+            parts.append(f'<img alt="curves of {html.escape(run.name)}" '
+                         f'src="{_data_uri(curves.read_bytes())}">')
         parts.append("</section>")
     return "<h2>Run details</h2>" + "".join(parts)
 
