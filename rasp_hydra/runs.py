@@ -524,3 +524,68 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     model.eval()
     run_cfg = read_config(run_dir)
     return model, _task_from(run_cfg, ckpt), run_cfg, which
+
+
+# ---- readers for the report
+# The report reads directories that may be half-written, cut short or foreign; these
+# readers never raise: they return what is there, and say why when a file cannot be read.
+
+def read_metrics_or_problem(run_dir) -> tuple[dict, str | None]:
+    """(metrics, None), ({}, None) if there is no metrics.json yet, or ({}, why) if it
+    cannot be read (cut mid-write by a foreign writer, or not a JSON object)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return {}, None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {}, f"unreadable {METRICS}: {e}"
+    if not isinstance(metrics, dict):
+        return {}, f"{METRICS} is not a JSON object"
+    return metrics, None
+
+
+def read_config_dict(run_dir) -> dict:
+    """The run's config as plain nested dicts (interpolations unresolved); {} if it has
+    none or it cannot be read."""
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = read_config(run_dir)
+        cfg = OmegaConf.to_container(cfg, resolve=False) if cfg is not None else {}
+    except Exception:  # a half-written or foreign file is "no config", not a crash
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def read_history_frame(run_dir):
+    """history.csv as a pandas DataFrame, or None if there is none, it is empty, or it is
+    being written (no ``epoch`` column yet)."""
+    import pandas as pd
+
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return None
+    try:
+        hist = pd.read_csv(path)
+    except Exception:  # empty or cut short
+        return None
+    return hist if "epoch" in hist.columns and len(hist) else None
+
+
+def has_started(run_dir) -> bool:
+    """Whether training has begun: it has written its log or a history row."""
+    run_dir = Path(run_dir)
+    return (run_dir / HISTORY).is_file() or (run_dir / LOG).is_file()
+
+
+def curves_path(run_dir) -> Path | None:
+    """plots/curves.png of the run, if it has been drawn."""
+    path = Path(run_dir) / CURVES
+    return path if path.is_file() else None
+
+
+def run_files(run_dir) -> list[Path]:
+    """The files of a run a person opens (record, log, history, curves) that exist."""
+    run_dir = Path(run_dir)
+    return [run_dir / f for f in (METRICS, LOG, HISTORY, CURVES) if (run_dir / f).is_file()]

@@ -4,6 +4,8 @@ The sweep: 2 tasks x 4 arch variants x 2 learning rates, numbered job dirs as Hy
 basic sweeper makes them, with the partial states a real sweep leaves: `reverse_26`
 fewer_heads is skipped (0 heads), one run still running (metrics.json without final), one
 failed, one interrupted, one started without metrics.json yet, one job directory deleted.
+Each run directory holds the config Hydra composes from conf/ and a record with the keys
+train.py writes (tests/records.py).
 """
 
 from __future__ import annotations
@@ -11,82 +13,56 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
 import yaml
 
-from rasp_hydra import report
+from rasp_hydra import report, runs
+from rasp_hydra.tasks import get_task
+from rasp_hydra.tasks.registry import FAMILIES
+from tests.records import compose_config, model_shape, train_record, write_config, write_skipped
 
-TASKS = {  # name -> (family, bos, with_attns, predicted layers, heads)
-    "reverse_26": ("reverse", False, False, 2, 1),
-    "hist2_26_bos_with_attns": ("hist2", True, True, 2, 2),
-}
+TASKS = ("reverse_26", "hist2_26_bos_with_attns")
 ARCHS = ("predicted", "fewer_heads", "fewer_layers", "fewer_layers_wider")
 LRS = (3e-4, 1e-4)
 GAMMA = 0.98
 
 
-def arch_budget(arch, L, H, d):
-    return {"predicted": (L, H, d), "fewer_heads": (L, H - 1, d), "fewer_layers": (L - 1, H, d),
-            "fewer_layers_wider": (L - 1, 2 * H, 2 * d)}[arch]
-
-
 def write_run(job: Path, task, arch, lr, status="completed", *, num, epochs=25,
-              with_metrics=True, with_final=True):
-    family, bos, with_attns, L, H = TASKS[task]
-    layers, heads, d_model = arch_budget(arch, L, H, 64)
-    (job / ".hydra").mkdir(parents=True)
-    cfg = {
-        "lang": {"family": family, "size": 26, "bos": bos, "with_attns": with_attns,
-                 "name": task, "min_len": 1, "max_len": 20, "train_size": 500,
-                 "valid_size": 100, "test_size": 100, "data_seed": 0, "long_test_size": 0,
-                 "long_min_len": 21, "long_max_len": 30},
-        "model": {"layers": layers, "heads": heads, "d_model": d_model, "ff": 2 * d_model,
-                  "dropout": 0.0, "positions": "sin", "max_len": 21},
-        "optimizer": {"name": "adam", "lr": lr, "momentum": 0.0, "weight_decay": 0.0},
-        "schedule": {"name": "exponential", "gamma": GAMMA},
-        "train": {"epochs": epochs, "batch_size": 50, "attn_loss_c": 100.0,
-                  "reset_patience": 10, "perfect_acc_epochs": 3, "seed": 0,
-                  "device": "auto", "num_threads": None, "resume": None},
-        "arch": {"name": arch},
-    }
-    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (job / ".hydra" / "overrides.yaml").write_text(
-        yaml.safe_dump([f"lang={task}", f"arch={arch}", f"optimizer.lr={lr}"]))
-    (job / "train.log").write_text("epoch 1 ...\n")
+              with_metrics=True, with_final=True, sweep_overrides=()):
+    cfg = write_config(job, f"lang={task}", f"arch={arch}", f"optimizer.lr={lr}",
+                       f"schedule.gamma={GAMMA}", "model.d_model=64", *sweep_overrides)
+    layers, heads, _ = model_shape(cfg)
+    if status == "skipped":
+        write_skipped(job, cfg, "0 heads")
+        return
+    runs.append_log(job, "epoch 1 ...")
     # accuracy that depends on everything, so a wrong grouping changes the numbers
     acc = round(0.5 + 0.04 * num + (0.01 if lr == 3e-4 else 0.0), 4) % 1.0
-    if status != "skipped":
-        n_ep = epochs if status != "running" else 7
-        rows = [{"epoch": e, "lr": lr * GAMMA ** (e - 1), "seconds": 1.0,
-                 "train_loss": 1.0 / e, "train_token_acc": acc * e / n_ep,
-                 "train_attn_loss": 0.0, "val_loss": 1.1 / e,
-                 "val_token_acc": round(acc * e / n_ep - 0.001 * num, 6),
-                 "val_seq_acc": acc * e / n_ep / 2} for e in range(1, n_ep + 1)]
-        pd.DataFrame(rows).to_csv(job / "history.csv", index=False)
+    n_ep = epochs if status != "running" else 7
+    runs.write_history(job, [
+        {"epoch": e, "lr": lr * GAMMA ** (e - 1), "seconds": 1.0, "train_loss": 1.0 / e,
+         "train_token_acc": acc * e / n_ep, "train_attn_loss": 0.0, "val_loss": 1.1 / e,
+         "val_token_acc": round(acc * e / n_ep - 0.001 * num, 6),
+         "val_seq_acc": acc * e / n_ep / 2} for e in range(1, n_ep + 1)])
     if not with_metrics:
         return
     split = {"loss": round(1 - acc, 4), "token_acc": acc, "seq_acc": round(acc ** 3, 4)}
     attn = {f"{l},{h}": round(0.8 + 0.01 * num + 0.05 * l, 4)
-            for l in range(layers) for h in range(heads)} if with_attns else {}
+            for l in range(layers) for h in range(heads)} if cfg.lang.with_attns else {}
     final = status in ("completed", "interrupted") and with_final
-    metrics = {
-        "status": status, "reason": "0 heads" if status == "skipped" else None,
-        "error": "RuntimeError: boom" if status == "failed" else None,
-        "task": task, "family": family, "bos": bos, "with_attns": with_attns, "arch": arch,
-        "layers": layers, "heads": heads, "d_model": d_model, "ff": 2 * d_model,
-        "lr": lr, "gamma": GAMMA, "predicted_layers": L, "predicted_heads": H,
-        "params": 1000 * (layers + 1) * (heads + 1), "epochs_run": epochs,
-        "best_epoch": epochs - 2, "wall_seconds": 10.0, "tokens_per_second": 1e4,
-        "num_threads": 1, "checkpoint": "best",
-        "final": {"train": split, "valid": split, "test": split} if final else {},
-        "attention_match": attn if final else {},
-    }
-    (job / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    runs.write_metrics(job, train_record(
+        cfg, status=status, reason="SIGINT" if status == "interrupted" else None,
+        error="RuntimeError: boom" if status == "failed" else None,
+        final={"train": split, "valid": split, "test": split} if final else {},
+        attention_match=attn if final else {}, epochs_run=epochs, best_epoch=epochs - 2))
 
 
 # job num -> special state; others complete. Order = Hydra basic sweeper's product order.
@@ -113,8 +89,7 @@ def sweep(tmp_path):
         state = SPECIAL.get(num, "completed")
         if state == "deleted":
             continue
-        L, H = TASKS[task][3:]
-        if arch_budget(arch, L, H, 64)[1] == 0 or arch_budget(arch, L, H, 64)[0] == 0:
+        if 0 in model_shape(compose_config(f"lang={task}", f"arch={arch}")):
             state = "skipped"
         write_run(root / str(num), task, arch, lr, num=num,
                   status={"no_metrics": "running"}.get(state, state),
@@ -143,7 +118,7 @@ def test_collect_runs_rows_and_statuses(sweep):
     assert missing["task"] == "reverse_26" and missing["arch"] == "fewer_layers_wider"
     assert "optimizer.lr=0.0003" in missing["reason"]
     # flattened config and metrics, dotted names
-    for col in ("model.layers", "optimizer.lr", "arch.name", "lang.name",
+    for col in ("model.layers", "optimizer.lr", "arch.name", "lang.family",
                 "final.test.token_acc", "attention_match.1,1", "epochs_run"):
         assert col in df.columns, col
     run0 = df[df["run_dir"].str.endswith("/0")].iloc[0]
@@ -291,8 +266,7 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     write_run(root / "1", "reverse_26", "fewer_layers", 3e-4, num=1, with_metrics=False)
     write_run(root / "2", "hist2_26_bos_with_attns", "predicted", 3e-4, num=2)
     (root / "2" / "metrics.json").write_text('{"status": "compl')  # cut mid-write
-    (root / "3" / ".hydra").mkdir(parents=True)
-    (root / "3" / ".hydra" / "config.yaml").write_text("lang: {name: reverse_26}\n")
+    write_config(root / "3", "lang=reverse_26")  # Hydra has started the job, nothing else
     df = report.collect_runs([root])
     status = dict(zip(df["run_dir"].map(lambda p: Path(p).name), df["status"], strict=True))
     assert status == {"0": "running", "1": "running", "2": "unknown", "3": "unknown"}
@@ -304,6 +278,27 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     report.write_report(df, tmp_path / "rep")
     tex = (tmp_path / "rep" / "table1.tex").read_text()
     assert "(\\%)" in tex and "reverse\\_26" in tex
+
+
+def test_half_written_files(tmp_path):
+    """Files caught mid-write by a foreign writer: a config cut short counts as no config,
+    a history with half a header as started, a record that is not a JSON object as unknown."""
+    root = tmp_path / "sweep"
+    write_config(root / "0", "lang=sort_26")
+    (root / "0" / runs.CONFIG).write_text("lang: {family: so")
+    write_config(root / "1", "lang=sort_26", "arch=predicted")
+    (root / "1" / runs.HISTORY).write_text("epo")
+    write_run(root / "2", "reverse_26", "predicted", 3e-4, num=2)
+    (root / "2" / runs.METRICS).write_text("[1, 2]")
+    df = report.collect_runs([root])
+    rows = {Path(r["run_dir"]).name: r for _, r in df.iterrows()}
+    assert (rows["0"]["status"], rows["0"]["task"]) == ("unknown", "(unknown)")
+    assert (rows["1"]["status"], rows["1"]["task"], rows["1"]["arch"]) \
+        == ("running", "sort_26", "predicted")
+    assert math.isnan(rows["1"]["val_acc_epoch20"]) and math.isnan(rows["1"]["epochs_run"])
+    assert rows["2"]["status"] == "unknown" and "not a JSON object" in rows["2"]["reason"]
+    assert rows["2"]["val_acc_epoch20"] > 0  # its history is still read
+    assert report.table1(df)["runs"].sum() == 3
 
 
 def test_missing_job_from_sweeper_params(tmp_path):
@@ -329,13 +324,150 @@ def test_missing_job_from_sweeper_params(tmp_path):
 
 
 def test_task_name_from_lang_parts(tmp_path):
-    """A job that has not written metrics.json yet and whose config has no lang.name."""
+    """A job that has not written metrics.json yet: its task from the config's lang parts."""
     run = tmp_path / "0"
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
-        "lang": {"family": "hist2", "size": 26, "bos": True, "with_attns": False},
-        "model": {"layers": 2, "heads": 1, "d_model": 64}, "arch": {"name": "predicted"}}))
-    (run / "train.log").write_text("")
+    write_config(run, "lang=hist2_26_bos", "arch=predicted")
+    runs.append_log(run, "start")
     df = report.collect_runs([tmp_path])
     assert df.loc[0, "task"] == "hist2_26_bos" and df.loc[0, "status"] == "running"
     assert df.loc[0, "arch"] == "predicted"
+
+
+def test_table1_orders_tasks_by_the_registry(tmp_path):
+    """Families in the task registry's order (Dyck by its family `dyck`), then names."""
+    tasks = ["dyck1_ptf", "sort_by_freq_26", "hist_26", "reverse_26", "sort_26", "hist2_26",
+             "dyck2_ptf", "hist_10"]
+    for num, task in enumerate(tasks):
+        write_run(tmp_path / str(num), task, "predicted", 3e-4, num=num)
+    order = list(report.table1(report.collect_runs([tmp_path]))["task"])
+    families = list(FAMILIES)
+    assert order == sorted(tasks, key=lambda t: (families.index(get_task(t).family), t))
+    assert order[-2:] == ["dyck1_ptf", "dyck2_ptf"] and order[0] == "reverse_26"
+
+
+def optuna_sweep(root: Path, finished: bool) -> dict[int, float]:
+    """A sweep laid out as hydra-optuna-sweeper leaves it: numbered trial directories, its
+    multirun.yaml, and optimization_results.yaml once the study has ended. The search
+    space is a `choice`, which the basic sweeper could enumerate too; trial 1's directory
+    was deleted, trial 3 failed. Returns the completed trials' test accuracies."""
+    root.mkdir(parents=True)
+    lrs = {0: 1e-3, 1: 3e-4, 2: 3e-4, 3: 1e-2, 4: 1e-4}
+    multirun = {"hydra": {
+        "sweep": {"dir": str(root), "subdir": "${hydra.job.num}"},
+        "sweeper": {
+            "_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+            "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": 123},
+            "direction": "maximize", "study_name": "lr", "storage": None, "n_trials": 5,
+            "n_jobs": 1, "max_failure_rate": 0.0,
+            "params": {"optimizer.lr": "choice(1e-4,3e-4,1e-3,1e-2)"}},
+        "overrides": {"hydra": ["hydra.mode=MULTIRUN"],
+                      "task": ["hydra/sweeper=optuna", "lang=reverse_26"]}}}
+    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun, sort_keys=False))
+    for trial, lr in lrs.items():
+        write_run(root / str(trial), "reverse_26", "predicted", lr, num=trial,
+                  status="failed" if trial == 3 else "completed")
+    shutil.rmtree(root / "1")
+    if finished:
+        (root / "optimization_results.yaml").write_text(yaml.safe_dump(
+            {"name": "optuna", "best_params": {"optimizer.lr": 1e-4}, "best_value": 0.9}))
+    return {t: runs.read_metrics(root / str(t))["final"]["test"]["token_acc"]
+            for t in lrs if t not in (1, 3)}
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_optuna_sweep_trials_are_runs(tmp_path, finished):
+    root = tmp_path / "optuna"
+    accs = optuna_sweep(root, finished)
+    assert report.sweeper_kind(root) == "optuna"
+    df = report.collect_runs([root])
+    assert "missing" not in set(df["status"])  # nothing rebuilt for an Optuna study
+    assert list(df["trial"]) == [0, 2, 3, 4]
+    assert [Path(p).name for p in df["run_dir"]] == ["0", "2", "3", "4"]
+    assert list(df["status"]) == ["completed", "completed", "failed", "completed"]
+    t1 = report.table1(df).set_index("task")
+    assert t1.loc["reverse_26", "predicted.best"] == max(accs.values())
+    assert t1.loc["reverse_26", "predicted.n"] == 3 and t1.loc["reverse_26", "failed"] == 1
+    page = report.write_report(df, tmp_path / "rep")["html"].read_text()
+    assert "<th>trial</th>" in page
+
+
+def test_basic_sweep_has_no_trial_column(sweep):
+    assert report.sweeper_kind(sweep) == "basic"
+    assert "trial" not in report.collect_runs([sweep]).columns
+
+
+def test_load_sweep_is_the_runs_table(sweep, tmp_path):
+    df = report.load_sweep(sweep)
+    pd.testing.assert_frame_equal(df, report.collect_runs([sweep]))
+    assert report.load_sweep([str(sweep)]).shape == df.shape
+    report.write_report(df, tmp_path / "rep")
+    assert list(pd.read_csv(tmp_path / "rep" / "runs.csv").columns) == list(df.columns)
+    assert len(df) == 16 and df["run_dir"].is_unique
+
+
+class Links(HTMLParser):
+    """Every tag's attributes, to find where a page links."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def attr(self, name: str) -> list[tuple[str, str]]:
+        return [(t, a[name]) for t, a in self.tags if name in a]
+
+
+def draw_curves(run_dirs) -> dict[str, bytes]:
+    """plots/curves.png for these runs, drawn by runs.py from their history."""
+    pngs = {}
+    for d in run_dirs:
+        path = runs.plot_curves(d, runs.read_history(d))
+        pngs[d.name] = path.read_bytes()
+    return pngs
+
+
+def test_html_links_resolve_from_the_report_folder_when_moved(sweep, tmp_path):
+    """A sweep (in a folder whose name has a space and a `#`) and its report, moved
+    together elsewhere: every link of the page, taken relative to the page's folder, is a
+    file or run directory of the moved sweep; each present run is linked, the deleted one
+    is not; links are URL-quoted."""
+    shared = tmp_path / "shared"
+    shutil.copytree(sweep, shared / "sweep #1")
+    draw_curves([shared / "sweep #1" / "0", shared / "sweep #1" / "4"])
+    report.main([str(shared / "sweep #1"), "--out", str(shared / "report")])
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.move(shared, moved)
+    page = moved / "report" / "index.html"
+    hrefs = [h for _, h in Links(page.read_text()).attr("href")]
+    assert not [h for h in hrefs if " " in h or "#" in h]
+    targets = [(page.parent / unquote(h)).resolve() for h in hrefs]
+    assert targets and [t for t in targets if not t.exists()] == []
+    moved_sweep = (moved / "sweep #1").resolve()
+    assert all(t.is_relative_to(moved_sweep) for t in targets)
+    linked_runs = {t.name for h, t in zip(hrefs, targets, strict=True) if h.endswith("/")}
+    assert linked_runs == {str(n) for n in range(16)} - {"6"}
+    assert moved_sweep / "0" / runs.CURVES in targets
+    assert moved_sweep / "1" / runs.CURVES not in targets  # not drawn
+
+
+def test_html_self_contained(sweep, tmp_path, capsys):
+    """--self-contained: nothing leaves the page; every table link is an anchor of the page;
+    each drawn run's curves are embedded, byte for byte."""
+    pngs = draw_curves([sweep / "0", sweep / "4", sweep / "12"])
+    out = tmp_path / "rep"
+    assert report.main([str(sweep), "--out", str(out), "--self-contained"]) == 0
+    shutil.rmtree(tmp_path / "outputs")
+    links = Links((out / "index.html").read_text())
+    ids = {a["id"] for _, a in links.tags if "id" in a}
+    hrefs = [h for _, h in links.attr("href")]
+    assert len(hrefs) == 16 and all(h.startswith("#") and h[1:] in ids for h in hrefs)
+    srcs = links.attr("src")
+    assert all(t == "img" and s.startswith("data:image/png;base64,") for t, s in srcs)
+    assert len(srcs) == 1 + len(pngs)  # the table's figure, then one per drawn run
+    import base64
+
+    embedded = sorted(base64.b64decode(s.split(",", 1)[1]) for _, s in srcs[1:])
+    assert embedded == sorted(pngs.values())

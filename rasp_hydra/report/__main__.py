@@ -1,0 +1,48 @@
+"""``python -m rasp_hydra.report SWEEP_DIR [SWEEP_DIR ...]``: the report's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rasp_hydra.report.collect import ReportError, collect_runs
+from rasp_hydra.report.render import display_table1, sweep_name, to_markdown, write_report
+from rasp_hydra.report.tables import status_counts, table1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rasp_hydra.report",
+        description="Build Table 1 (and a per-run table, figure and HTML page) from sweep "
+                    "directories.")
+    parser.add_argument("paths", nargs="+", metavar="SWEEP_DIR",
+                        help="sweep or run directories, searched recursively")
+    parser.add_argument("--out", help="report folder (default multirun_reports/<sweep name>)")
+    parser.add_argument("--include-interrupted", action="store_true",
+                        help="count interrupted runs (with a final test accuracy) too")
+    parser.add_argument("--self-contained", action="store_true",
+                        help="index.html embeds each run's curves and links only inside "
+                             "itself, so the one file can be shared alone")
+    args = parser.parse_args(argv)
+    try:
+        df = collect_runs(args.paths)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("multirun_reports") / sweep_name(args.paths)
+    files = write_report(df, out, sources=[str(p) for p in args.paths],
+                         include_interrupted=args.include_interrupted,
+                         self_contained=args.self_contained)
+    t1 = table1(df, args.include_interrupted)
+    print(to_markdown(display_table1(t1, df, args.include_interrupted)))
+    counts = status_counts(df)
+    print("\nruns: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    print(f"report: {files['html']} (and table1.md/.csv/.tex, runs.csv, summary.csv, "
+          f"table1.png in {out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Find run directories and read each into one row of the runs DataFrame.
+
+Every file inside a run directory is read through ``rasp_hydra.runs``. This module knows
+only the files Hydra writes at a sweep's root: ``multirun.yaml`` (which sweeper ran, and
+with which overrides) and, for the Optuna sweeper, ``optimization_results.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from rasp_hydra import runs
+from rasp_hydra.config import ArchName
+
+EPOCH_FOR_VAL = 20
+UNKNOWN_TASK = "(unknown)"
+ARCH_ORDER = tuple(a.value for a in ArchName)
+
+
+class ReportError(Exception):
+    """A problem with the report's input, shown to the user as one paragraph (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}, "c": 2}`` -> ``{"a.b": 1, "c": 2}``; an empty dict leaves no key.
+
+    >>> flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]})
+    {'a.b': 1, 'd': '[1, 2]'}
+    """
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _first(*values):
+    for v in values:
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            return v
+    return None
+
+
+def _val_acc_at(hist: pd.DataFrame | None, epoch: int = EPOCH_FOR_VAL) -> float:
+    if hist is None or "val_token_acc" not in hist.columns:
+        return math.nan
+    rows = hist[hist["epoch"] == epoch]
+    if len(rows):
+        return float(rows["val_token_acc"].iloc[-1])
+    if hist["epoch"].max() < epoch:  # ended before epoch 20: its last value
+        return float(hist["val_token_acc"].iloc[-1])
+    return math.nan
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _task_info(task: str | None, flat_cfg: dict) -> tuple[str | None, int | None, int | None]:
+    """(task name, predicted layers, predicted heads) from the task registry, for runs whose
+    metrics do not (yet) say: by name, else from the config's lang.family/size/bos/..."""
+    lang = {k[5:]: v for k, v in flat_cfg.items() if k.startswith("lang.")}
+    try:
+        from rasp_hydra.tasks import get_task, make_task
+
+        t = get_task(task) if task else make_task(
+            family=lang["family"], size=lang.get("size"), bos=bool(lang.get("bos")),
+            with_attns=bool(lang.get("with_attns")))
+        return t.name, t.predicted_layers, t.predicted_heads
+    except Exception:  # registry unavailable or unknown task: name from the config's parts
+        if task or not lang.get("family"):
+            return task, None, None
+        size = f"_{lang['size']}" if lang.get("size") is not None else ""
+        name = (f"{lang['family']}{size}{'_bos' if lang.get('bos') else ''}"
+                f"{'_with_attns' if lang.get('with_attns') else ''}")
+        return name, None, None
+
+
+def derive_arch(layers, heads, predicted_layers, predicted_heads) -> str:
+    """Arch variant name from a run's layers/heads and the task's RASP budget (L, H).
+
+    >>> derive_arch(1, 2, 2, 1), derive_arch(3, 1, 2, 1)
+    ('fewer_layers_wider', 'L3H1')
+    """
+    try:
+        l, h, L, H = int(layers), int(heads), int(predicted_layers), int(predicted_heads)
+    except (TypeError, ValueError):
+        return f"L{layers}H{heads}" if layers is not None else "(unknown)"
+    arch = ArchName.of(l, h, L, H)
+    return arch.value if arch is not None else f"L{l}H{h}"
+
+
+def _status(metrics: dict, problem: str | None, run_dir: Path) -> str:
+    if metrics:
+        return str(metrics.get("status") or "unknown")
+    if problem:
+        return "unknown"
+    return "running" if runs.has_started(run_dir) else "unknown"
+
+
+def _model_of(metrics: dict, flat_cfg: dict) -> dict:
+    """Task, its RASP budget, arch variant and model shape, from the metrics when the run
+    wrote them, else from the config and the task registry."""
+    task = metrics.get("task")
+    p_layers, p_heads = metrics.get("predicted_layers"), metrics.get("predicted_heads")
+    if task is None or p_layers is None or p_heads is None:
+        task, p_layers, p_heads = _task_info(task, flat_cfg)
+    arch = _first(flat_cfg.get("arch.name"), metrics.get("arch"))
+    layers = _first(metrics.get("layers"), flat_cfg.get("model.layers"))
+    heads = _first(metrics.get("heads"), flat_cfg.get("model.heads"))
+    d_model = _first(metrics.get("d_model"), flat_cfg.get("model.d_model"))
+    if "layers" not in metrics and arch in ARCH_ORDER and p_layers and p_heads:
+        # not started yet: the config's model.* is the base the arch variant rewrites
+        layers, heads, width = ArchName(arch).budget(int(p_layers), int(p_heads))
+        if d_model is not None:
+            d_model = width * d_model
+    if arch is None:
+        arch = derive_arch(layers, heads, p_layers, p_heads)
+    return {"task": task if task else UNKNOWN_TASK,
+            "family": _first(metrics.get("family"), flat_cfg.get("lang.family")),
+            "arch": str(arch), "layers": _num(layers), "heads": _num(heads),
+            "d_model": _num(d_model), "predicted_layers": _num(p_layers),
+            "predicted_heads": _num(p_heads)}
+
+
+def read_run(run_dir: str | os.PathLike) -> dict:
+    """One row of the runs table: canonical columns, flattened config, flattened metrics."""
+    run_dir = Path(run_dir)
+    metrics, problem = runs.read_metrics_or_problem(run_dir)
+    hist = runs.read_history_frame(run_dir)
+    flat_cfg = flatten(runs.read_config_dict(run_dir))
+    flat_metrics = flatten(metrics)
+    row = {k if k not in flat_metrics else f"cfg.{k}": v for k, v in flat_cfg.items()}
+    row.update(flat_metrics)
+
+    model = _model_of(metrics, flat_cfg)
+    canonical = {
+        "run_dir": str(run_dir.resolve()),
+        "status": _status(metrics, problem, run_dir),
+        "reason": _first(metrics.get("reason"), problem),
+        "error": metrics.get("error"),
+        **{k: model[k] for k in ("task", "family", "arch", "layers", "heads", "d_model")},
+        "lr": _num(_first(metrics.get("lr"), flat_cfg.get("optimizer.lr"))),
+        "gamma": _num(_first(metrics.get("gamma"), flat_cfg.get("schedule.gamma"))),
+        "predicted_layers": model["predicted_layers"],
+        "predicted_heads": model["predicted_heads"],
+        "test_acc": _num(flat_metrics.get("final.test.token_acc")),
+        "test_seq_acc": _num(flat_metrics.get("final.test.seq_acc")),
+        "test_loss": _num(flat_metrics.get("final.test.loss")),
+        "val_acc_epoch20": _val_acc_at(hist),
+        "epochs_run": _num(_first(metrics.get("epochs_run"),
+                                  None if hist is None else len(hist))),
+    }
+    # canonical names win; a metric of the same name stays under "metrics.<name>"
+    for k in canonical:
+        if k in row and k in flat_metrics:
+            row[f"metrics.{k}"] = row.pop(k)
+        row.pop(k, None)
+    return {**canonical, **row}
+
+
+# --------------------------------------------------------------------------- sweep roots
+
+
+def _sweep_hydra_config(sweep_root: Path) -> dict | None:
+    """The ``hydra`` section of a sweep root's multirun.yaml, or None if it has none."""
+    path = sweep_root / "multirun.yaml"
+    if not path.is_file():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        hydra_cfg = OmegaConf.to_container(OmegaConf.load(path).get("hydra", {}),
+                                           resolve=False)
+    except Exception:  # a foreign or half-written file: a sweep we know nothing about
+        return {}
+    return hydra_cfg if isinstance(hydra_cfg, dict) else {}
+
+
+def sweeper_kind(sweep_root: str | os.PathLike) -> str | None:
+    """``"basic"``, ``"optuna"``, ``"other"`` for a Hydra sweep root, None if it is none.
+
+    The Optuna sweeper names itself in multirun.yaml while it runs and leaves
+    ``optimization_results.yaml`` when it ends.
+    """
+    sweep_root = Path(sweep_root)
+    hydra_cfg = _sweep_hydra_config(sweep_root)
+    target = str(((hydra_cfg or {}).get("sweeper") or {}).get("_target_", ""))
+    if target.endswith("OptunaSweeper") or (sweep_root / "optimization_results.yaml").is_file():
+        return "optuna"
+    if hydra_cfg is None:
+        return None
+    return "basic" if target.endswith("BasicSweeper") else "other"
+
+
+def _basic_sweeper_jobs(hydra_cfg: dict) -> list[list[str]] | None:
+    """Every job's overrides, enumerated as Hydra's BasicSweeper does (sweeper params first,
+    then command-line overrides); None if the job directories are not numbered."""
+    sweeper = hydra_cfg.get("sweeper") or {}
+    subdir = str((hydra_cfg.get("sweep") or {}).get("subdir", "${hydra.job.num}"))
+    if subdir.replace(" ", "") != "${hydra.job.num}":
+        return None
+    args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    args += list((hydra_cfg.get("overrides") or {}).get("task") or [])
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(args)
+    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None)
+            for job in batch]
+
+
+def _missing_jobs(sweep_root: Path, present: Iterable[Path]) -> list[dict]:
+    """Rows for the numbered job directories a basic-sweeper sweep should have but lacks."""
+    try:
+        jobs = _basic_sweeper_jobs(_sweep_hydra_config(sweep_root) or {})
+    except Exception:  # not a sweep we can rebuild: no missing rows, never a crash
+        return []
+    have = {p.name for p in present if p.parent == sweep_root}
+    rows = []
+    for num, job in enumerate(jobs or []):
+        if str(num) in have:
+            continue
+        values = dict(o.split("=", 1) for o in job)
+        rows.append({
+            "run_dir": str((sweep_root / str(num)).resolve()),
+            "status": "missing",
+            "reason": "job directory absent; overrides: " + " ".join(job),
+            "task": _first(values.get("lang"), values.get("+lang")),
+            "arch": _first(values.get("arch"), values.get("+arch")),
+            "lr": _num(values.get("optimizer.lr")),
+            "gamma": _num(values.get("schedule.gamma")),
+        })
+    return rows
+
+
+def _with_trial(row: dict, run_dir: Path) -> dict:
+    """An Optuna trial's row gains ``trial``: its job number in the sweep, which is Optuna's
+    trial number for a study the sweep began (a continued study numbers on from before)."""
+    trial = int(run_dir.name) if run_dir.name.isdigit() else math.nan
+    return {"run_dir": row["run_dir"], "status": row["status"], "trial": trial, **row}
+
+
+# --------------------------------------------------------------------------- all runs
+
+
+def _check_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    roots = [Path(p) for p in paths]
+    absent = [str(p) for p in roots if not p.exists()]
+    if absent:
+        raise ReportError(
+            f"{', '.join(absent)}: no such directory. Give one or more sweep directories "
+            "(for example outputs/multirun/2024-05-01/12-00-00) or run directories; every "
+            f"directory holding {runs.CONFIG} or {runs.METRICS} below them is read."
+        )
+    not_dirs = [str(p) for p in roots if not p.is_dir()]
+    if not_dirs:
+        raise ReportError(f"{', '.join(not_dirs)}: not a directory. Give sweep directories.")
+    return roots
+
+
+def _rows_below(root: Path, seen: set[Path]) -> list[dict]:
+    """The rows of the runs below root not seen yet, and of its basic sweeps' missing jobs."""
+    run_dirs = [d for d in runs.find_runs(root) if d.resolve() not in seen]
+    seen.update(d.resolve() for d in run_dirs)
+    kinds = {sr: sweeper_kind(sr) for sr in sorted({root} | {d.parent for d in run_dirs})}
+    rows = [_with_trial(read_run(d), d) if kinds.get(d.parent) == "optuna" else read_run(d)
+            for d in run_dirs]
+    for sr, kind in kinds.items():
+        # only the basic sweeper's jobs can be rebuilt; an Optuna study's trials are
+        # whatever the sampler asked for, so nothing is ever "missing" there
+        if kind == "basic" and sr.resolve() not in seen:
+            seen.add(sr.resolve())
+            rows += _missing_jobs(sr, run_dirs)
+    return rows
+
+
+def _fill_missing_tasks(df: pd.DataFrame) -> pd.DataFrame:
+    """A missing job's task is its lang override when a present run has that task (else
+    unknown); its family comes from the present runs."""
+    missing = df["status"] == "missing"
+    present = df[~missing]
+    known = set(present["task"])
+    df.loc[missing & ~df["task"].isin(known), "task"] = UNKNOWN_TASK
+    family = present.dropna(subset=["family"]).groupby("task")["family"].first()
+    df.loc[missing, "family"] = df.loc[missing, "task"].map(family)
+    return df
+
+
+def collect_runs(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per run directory found below ``paths`` (plus ``missing`` rows of a basic
+    sweep, see the package docstring).
+
+    Raises ReportError for a path that does not exist or when no run directory is found.
+    """
+    roots = _check_paths(paths)
+    rows: list[dict] = []
+    seen: set[Path] = set()
+    for root in roots:
+        rows += _rows_below(root, seen)
+    if not any(r["status"] != "missing" for r in rows):
+        raise ReportError(
+            f"no run directories found below {', '.join(str(p) for p in roots)}: a run "
+            f"directory holds {runs.CONFIG} or {runs.METRICS}. Is this the sweep directory "
+            "Hydra printed (outputs/multirun/DATE/TIME), and has the sweep started?"
+        )
+    return _fill_missing_tasks(pd.DataFrame(rows))
+
+
+def load_sweep(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The report's per-run DataFrame of a sweep (or of several): one row per run, the
+    columns of the report's ``runs.csv``.
+
+    Canonical columns first (``run_dir``, ``status``, ``task``, ``arch``, ``layers``,
+    ``heads``, ``lr``, ``gamma``, ``test_acc``, ``val_acc_epoch20``, ...; ``trial`` for an
+    Optuna sweep), then the flattened config (``model.d_model``, ``optimizer.lr``, ...) and
+    every metric (``final.valid.token_acc``, ``attention_match.0,0``, ...)::
+
+        >>> from rasp_hydra.report import load_sweep
+        >>> df = load_sweep("outputs/multirun/2026-11-28/10-00-00-123456")  # doctest: +SKIP
+        >>> df[df.status == "completed"].groupby(["task", "arch"]).test_acc.max()  # doctest: +SKIP
+
+    Raises ReportError when the path does not exist or holds no run directory.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    return collect_runs(paths)

@@ -1,0 +1,101 @@
+"""Run directories as the project writes them, for tests that need many without training.
+
+The config is composed from the project's own conf/ by Hydra and saved as Hydra saves it,
+so a key the schema does not have cannot appear in a fixture. The metrics record has the
+keys train.py writes (job.py adds arch and num_threads); ``train_record`` is the one
+place that knows them, until the record becomes a typed structure in runs.py. Skipped runs,
+history, log and curves are written by runs.py's own writers.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from rasp_hydra import runs
+from rasp_hydra.config import ArchName, register_configs
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@functools.cache
+def _composed_yaml(overrides: tuple[str, ...]) -> str:
+    register_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return OmegaConf.to_yaml(compose(config_name="config", overrides=list(overrides)))
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The job config Hydra composes for these command-line overrides (hydra key left out,
+    as in a run directory's saved config)."""
+    return OmegaConf.create(_composed_yaml(tuple(overrides)))
+
+
+def write_config(run_dir: Path, *overrides: str) -> DictConfig:
+    """Save the composed config and the overrides into run_dir as Hydra does for a job."""
+    cfg = compose_config(*overrides)
+    (Path(run_dir) / runs.CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, Path(run_dir) / runs.CONFIG)
+    OmegaConf.save(OmegaConf.create(list(overrides)), Path(run_dir) / ".hydra" / "overrides.yaml")
+    return cfg
+
+
+def _task(cfg: DictConfig):
+    from rasp_hydra.tasks import make_task
+
+    lang = cfg.lang
+    return make_task(lang.family, lang.size, bool(lang.bos), bool(lang.with_attns))
+
+
+def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
+    """(layers, heads, d_model) the job trains: the arch variant's budget, else model.*."""
+    if cfg.get("arch") is None:
+        return cfg.model.layers, cfg.model.heads, cfg.model.d_model
+    task = _task(cfg)
+    layers, heads, width = ArchName(cfg.arch.name).budget(task.predicted_layers,
+                                                          task.predicted_heads)
+    return layers, heads, width * cfg.model.d_model
+
+
+def train_record(cfg: DictConfig, *, status: str = "completed", reason: str | None = None,
+                 error: str | None = None, final: dict | None = None,
+                 attention_match: dict | None = None, epochs_run: int = 0,
+                 best_epoch: int = 0) -> dict:
+    """metrics.json of a job that trained (running, completed, interrupted or failed)."""
+    task = _task(cfg)
+    layers, heads, d_model = model_shape(cfg)
+    ff = cfg.model.ff or 2 * d_model
+    return {
+        "status": status, "reason": reason, "error": error,
+        "task": task.name, "family": task.family, "bos": bool(task.bos),
+        "with_attns": bool(task.with_attns),
+        "arch": None if cfg.get("arch") is None else str(cfg.arch.name),
+        "layers": layers, "heads": heads, "d_model": d_model, "ff": ff,
+        "dropout": cfg.model.dropout, "positions": str(cfg.model.positions),
+        "optimizer": str(cfg.optimizer.name), "lr": cfg.optimizer.lr,
+        "schedule": str(cfg.schedule.name), "gamma": cfg.schedule.gamma,
+        "batch_size": cfg.train.batch_size, "seed": cfg.train.seed,
+        "attn_loss_c": cfg.train.attn_loss_c,
+        "predicted_layers": task.predicted_layers, "predicted_heads": task.predicted_heads,
+        "params": 1000 * (layers + 1) * (heads + 1),
+        "supervised_heads": [runs.head_key(h) for h in task.supervised_heads],
+        "epochs_run": epochs_run, "best_epoch": best_epoch, "wall_seconds": 10.0,
+        "tokens_per_second": 1e4, "num_threads": 1, "device": "cpu", "resumes": 0,
+        "checkpoint": "best", "final": final or {}, "attention_match": attention_match or {},
+    }
+
+
+def write_skipped(run_dir: Path, cfg: DictConfig, reason: str) -> dict:
+    """A job whose arch variant does not exist, recorded as job.py records it."""
+    task = _task(cfg)
+    layers, heads, d_model = model_shape(cfg)
+    return runs.write_skipped(
+        run_dir, reason, task=task.name, family=task.family, bos=bool(task.bos),
+        with_attns=bool(task.with_attns), arch=str(cfg.arch.name), layers=layers,
+        heads=heads, d_model=d_model, ff=cfg.model.ff or 2 * d_model,
+        lr=float(cfg.optimizer.lr), gamma=float(cfg.schedule.gamma),
+        predicted_layers=task.predicted_layers, predicted_heads=task.predicted_heads,
+        num_threads=1)
