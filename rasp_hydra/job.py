@@ -61,6 +61,8 @@ def as_config(cfg: Any) -> Config:
         return cfg
     from omegaconf import OmegaConf
 
+    if OmegaConf.get_type(cfg) is not Config:  # e.g. a run's saved config.yaml
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), cfg)
     return OmegaConf.to_object(cfg)
 
 

@@ -1,10 +1,9 @@
 """Run directories as the project writes them, for tests that need many without training.
 
 The config is composed from the project's own conf/ by Hydra and saved as Hydra saves it,
-so a key the schema does not have cannot appear in a fixture. The metrics record has the
-keys train.py writes (job.py adds arch and num_threads); ``train_record`` is the one
-place that knows them, until the record becomes a typed structure in runs.py. Skipped runs,
-history, log and curves are written by runs.py's own writers.
+so a key the schema does not have cannot appear in a fixture. The metrics record is the
+typed ``runs.RunRecord`` that train.py and job.py write, built the way they build it.
+Skipped runs, history, log and curves are written by runs.py's own writers.
 """
 
 from __future__ import annotations
@@ -60,42 +59,38 @@ def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
     return layers, heads, width * cfg.model.d_model
 
 
+def _record(cfg: DictConfig, **fields) -> runs.RunRecord:
+    """The RunRecord that train.py / job.py would write for this config."""
+    from rasp_hydra.job import as_config
+
+    typed = as_config(cfg)
+    task = _task(cfg)
+    layers, heads, d_model = model_shape(cfg)
+    return runs.RunRecord.describe(
+        task, arch=None if typed.arch is None else typed.arch.name, layers=layers,
+        heads=heads, d_model=d_model, ff=cfg.model.ff or 2 * d_model,
+        optimizer=typed.optimizer, schedule=typed.schedule, train=typed.train,
+        dropout=cfg.model.dropout, positions=str(cfg.model.positions), num_threads=1,
+        **fields)
+
+
 def train_record(cfg: DictConfig, *, status: str = "completed", reason: str | None = None,
                  error: str | None = None, final: dict | None = None,
                  attention_match: dict | None = None, epochs_run: int = 0,
                  best_epoch: int = 0) -> dict:
     """metrics.json of a job that trained (running, completed, interrupted or failed)."""
-    task = _task(cfg)
-    layers, heads, d_model = model_shape(cfg)
-    ff = cfg.model.ff or 2 * d_model
-    return {
-        "status": status, "reason": reason, "error": error,
-        "task": task.name, "family": task.family, "bos": bool(task.bos),
-        "with_attns": bool(task.with_attns),
-        "arch": None if cfg.get("arch") is None else str(cfg.arch.name),
-        "layers": layers, "heads": heads, "d_model": d_model, "ff": ff,
-        "dropout": cfg.model.dropout, "positions": str(cfg.model.positions),
-        "optimizer": str(cfg.optimizer.name), "lr": cfg.optimizer.lr,
-        "schedule": str(cfg.schedule.name), "gamma": cfg.schedule.gamma,
-        "batch_size": cfg.train.batch_size, "seed": cfg.train.seed,
-        "attn_loss_c": cfg.train.attn_loss_c,
-        "predicted_layers": task.predicted_layers, "predicted_heads": task.predicted_heads,
-        "params": 1000 * (layers + 1) * (heads + 1),
-        "supervised_heads": [runs.head_key(h) for h in task.supervised_heads],
-        "epochs_run": epochs_run, "best_epoch": best_epoch, "wall_seconds": 10.0,
-        "tokens_per_second": 1e4, "num_threads": 1, "device": "cpu", "resumes": 0,
-        "checkpoint": "best", "final": final or {}, "attention_match": attention_match or {},
-    }
+    layers, heads, _ = model_shape(cfg)
+    return _record(
+        cfg, status=status, reason=reason, error=error, final=final or {},
+        attention_match=attention_match or {}, epochs_run=epochs_run, best_epoch=best_epoch,
+        params=1000 * (layers + 1) * (heads + 1), wall_seconds=10.0, tokens_per_second=1e4,
+        device="cpu",
+        supervised_heads=[runs.head_key(h) for h in _task(cfg).supervised_heads],
+    ).to_dict()
 
 
 def write_skipped(run_dir: Path, cfg: DictConfig, reason: str) -> dict:
     """A job whose arch variant does not exist, recorded as job.py records it."""
-    task = _task(cfg)
-    layers, heads, d_model = model_shape(cfg)
-    return runs.write_skipped(
-        run_dir, reason, task=task.name, family=task.family, bos=bool(task.bos),
-        with_attns=bool(task.with_attns), arch=str(cfg.arch.name), layers=layers,
-        heads=heads, d_model=d_model, ff=cfg.model.ff or 2 * d_model,
-        lr=float(cfg.optimizer.lr), gamma=float(cfg.schedule.gamma),
-        predicted_layers=task.predicted_layers, predicted_heads=task.predicted_heads,
-        num_threads=1)
+    record = _record(cfg, status="skipped", reason=reason)
+    runs.write_metrics(run_dir, record)
+    return record.to_dict()
