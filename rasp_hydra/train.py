@@ -199,36 +199,38 @@ def evaluate(model, task, split, batch_size: int, device, supervised=(), measure
     model.eval()
     heads = tuple(dict.fromkeys((*supervised, *measured)))
     layers = sorted({h[0] for h in heads})
-    seq_loss = torch.zeros((), dtype=torch.float64)
-    correct = total = seq_ok = n_seq = 0
-    sq_err = torch.zeros(len(supervised), dtype=torch.float64)
-    n_elems = 0.0
-    match = torch.zeros(len(measured), dtype=torch.float64)
-    rows = 0.0
+    # sums stay on the device and are read once at the end: no host sync per batch
+    zeros = lambda *shape, dtype=torch.float64: torch.zeros(shape, dtype=dtype,  # noqa: E731
+                                                            device=device)
+    seq_loss, n_elems, rows = zeros(), zeros(), zeros()
+    correct, seq_ok = zeros(dtype=torch.int64), zeros(dtype=torch.int64)
+    sq_err, match = zeros(len(supervised)), zeros(len(measured))
+    total = n_seq = 0
     for tokens, lengths, targets in batches(split, batch_size, shuffle=False):
+        total += int(lengths.sum())  # still on the CPU
+        n_seq += tokens.shape[0]
         tokens, lengths, targets = (t.to(device) for t in (tokens, lengths, targets))
         logits, attn, _ = model(tokens, lengths, need_attention=layers)
-        seq_loss += sequence_loss(logits, targets, lengths).double().sum().cpu()
+        seq_loss += sequence_loss(logits, targets, lengths).double().sum()
         pred = logits.argmax(-1)
         ok = (pred == targets) | (targets == IGNORE)
-        correct += int((pred == targets).sum())
-        total += int(lengths.sum())
-        seq_ok += int(ok.all(1).sum())
-        n_seq += tokens.shape[0]
+        correct += (pred == targets).sum()
+        seq_ok += ok.all(1).sum()
         if supervised:
             t = attention_terms(task, tokens, lengths, attn, supervised, True, False)
-            sq_err += t["sq_err"].double().cpu()
-            n_elems += float(t["n_elems"])
+            sq_err += t["sq_err"].double()
+            n_elems += t["n_elems"].double()
         if measured:
             t = attention_terms(task, tokens, lengths, attn, measured, False, True)
-            match += t["match"].double().cpu()
-            rows += float(t["rows"])
+            match += t["match"].double()
+            rows += t["rows"].double()
     model.train(was_training)
+    correct, seq_ok, rows = int(correct), int(seq_ok), float(rows)
     loss = float(seq_loss) / max(n_seq, 1)
     out = {"loss": loss, "token_acc": correct / max(total, 1),
            "seq_acc": seq_ok / max(n_seq, 1)}
     if supervised:
-        attn_mse = float(sq_err.mean()) / max(n_elems, 1.0)
+        attn_mse = float(sq_err.mean()) / max(float(n_elems), 1.0)
         out["loss"] = loss + attn_loss_c * attn_mse
         out["attn_loss"] = attn_mse
     out["attention_match"] = {runs.head_key(h): float(m) / max(rows, 1.0)
