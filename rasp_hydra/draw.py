@@ -39,7 +39,6 @@ from pathlib import Path
 
 from rasp_hydra import runs
 
-MAPS = "maps"
 IN_OUT = "in_out.txt"
 MAX_TICKS = 40  # at most this many labelled ticks per axis; beyond, every k-th token
 MAX_NAME = 100  # longest escaped sequence kept whole in a directory name
@@ -139,17 +138,6 @@ def _test_accuracy(metrics: dict) -> tuple[float | None, str]:
     return float(test["token_acc"]), text
 
 
-def _checkpoint_epoch(run_dir: Path, which: str) -> int | None:
-    import torch
-
-    path = run_dir / (runs.BEST if which == "best" else runs.LAST)
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(ck.get("epoch"))
-    except Exception:  # only used for a message
-        return None
-
-
 def _load(run_dir: Path, which: str):
     if which not in ("auto", "best", "last"):
         raise DrawError(f"--which must be auto, best or last, not {which!r}.")
@@ -164,7 +152,7 @@ def _load(run_dir: Path, which: str):
                 "checkpoints/ (e.g. outputs/runs/DATE/TIME or outputs/multirun/DATE/TIME/N).")
         raise DrawError(f"{run_dir} holds no run (no .hydra/config.yaml or metrics.json)."
                         + hint)
-    has = {w: (run_dir / p).is_file() for w, p in (("best", runs.BEST), ("last", runs.LAST))}
+    has = runs.checkpoints(run_dir)
     if not any(has.values()):
         m = runs.read_metrics(run_dir)
         status = m.get("status", "unknown")
@@ -453,14 +441,14 @@ def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "a
         "run_dir": str(run_dir), "task": task.name,
         "config": config_summary(model.cfg, run_cfg, metrics),
         "status": status, "epochs_run": metrics.get("epochs_run"),
-        "checkpoint": used, "checkpoint_epoch": _checkpoint_epoch(run_dir, used), "why": why,
+        "checkpoint": used, "checkpoint_epoch": runs.checkpoint_epoch(run_dir, used), "why": why,
         "test_acc": test_acc, "test_text": test_text,
         "input": body, "tokens": r["tokens"], "output": r["output"], "correct": r["correct"],
         "output_ok": r["output"] == r["correct"], "tokens_right": right,
         "attention_match": {runs.head_key(h): v for h, v in r["match"].items()},
         "selector_names": names, "notes": notes,
     }
-    out = Path(out_dir) if out_dir is not None else run_dir / MAPS / safe_name(body)
+    out = Path(out_dir) if out_dir is not None else run_dir / runs.MAPS / safe_name(body)
     summary = config_summary(model.cfg, run_cfg, metrics, short=True)
     sel_names = getattr(task, "selector_names", {})
     files = {"attention": [], "scores": []}

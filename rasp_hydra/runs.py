@@ -12,6 +12,7 @@ A run directory holds:
                             diverged|failed|skipped
     checkpoints/best.pt     best validation loss;  checkpoints/last.pt: everything to resume
     plots/curves.png        loss and accuracy curves
+    maps/SEQUENCE/          the drawer's heatmaps of one sequence
 
 Every file that a reader may see half-written (metrics.json, history.csv, checkpoints) is
 written to a temporary file and moved into place with ``os.replace``. Checkpoints hold only
@@ -48,6 +49,7 @@ LOCK = "run.lock"
 BEST = Path("checkpoints") / "best.pt"
 LAST = Path("checkpoints") / "last.pt"
 CURVES = Path("plots") / "curves.png"
+MAPS = "maps"  # the drawer's figures, one folder per sequence
 
 HISTORY_COLUMNS = [
     "epoch", "lr", "seconds", "train_loss", "train_token_acc", "train_attn_loss",
@@ -486,6 +488,22 @@ def _task_from(run_cfg, ckpt: dict):
     if spec:
         return make_task(spec["family"], spec["size"], spec["bos"], spec["with_attns"])
     return get_task(ckpt["task"])
+
+
+def checkpoints(run_dir) -> dict[str, bool]:
+    """Which checkpoints a run has: {"best": bool, "last": bool}."""
+    return {"best": (Path(run_dir) / BEST).is_file(), "last": (Path(run_dir) / LAST).is_file()}
+
+
+def checkpoint_epoch(run_dir, which: str) -> int | None:
+    """The epoch a checkpoint was taken after, without loading its tensors (None if unknown)."""
+    import torch
+
+    path = Path(run_dir) / (BEST if which == "best" else LAST)
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # only used for a message
+        return None
 
 
 def read_original_config(run_dir) -> dict:
