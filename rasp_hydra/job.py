@@ -309,15 +309,38 @@ def run_from_hydra(cfg: Any) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     claim = take_claim(run_dir)
     if claim.refusal:
-        return _refused(claim, multirun)
+        return _refused(claim, multirun)  # before any line: a refused job shows nothing else
+    tag = _progress_tag(hc) if multirun else ""
+    if multirun:
+        log.info("%sstart %s", tag, " ".join(hc.overrides.task))
+    else:
+        log.info("run directory: %s", run_dir)
     try:
         threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
-        if not multirun:
-            log.info("run directory: %s", run_dir)
-        return _run_claimed(cfg, claim, multirun, int(threads))
+        result = _run_claimed(cfg, claim, multirun, int(threads))
+        if multirun:
+            log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))
+        return result
     finally:
         if claim.lock is not None:
             claim.lock.release()
+
+
+def _progress_tag(hc) -> str:
+    """"[7/32] " for job 7 (counting from 1) of a 32-job sweep; "[7] " if the size is unknown."""
+    from rasp_hydra import runs
+
+    total = runs.sweep_size(hc.sweep.dir)
+    return f"[{hc.job.num + 1}/{total}] " if total else f"[{hc.job.num + 1}] "
+
+
+def _outcome(run_dir: Path) -> str:
+    from rasp_hydra import runs
+
+    m = runs.read_metrics(run_dir)
+    test = (m.get("final") or {}).get("test") or {}
+    acc = f", test acc {test['token_acc']:.4f}" if "token_acc" in test else ""
+    return f"{m.get('status', 'no record')}{acc}, {m.get('wall_seconds') or 0:.0f}s"
 
 
 def _refused(claim: Claim, multirun: bool) -> float:

@@ -415,6 +415,75 @@ def _flatten(d, prefix=""):
     return out
 
 
+# ---------------------------------------------------------------------------- sweep roots
+
+MULTIRUN = "multirun.yaml"  # Hydra writes it at a sweep's root before the jobs start
+OPTUNA_RESULTS = "optimization_results.yaml"
+
+
+def read_sweep_config(sweep_root) -> dict | None:
+    """The ``hydra`` section of a sweep root's multirun.yaml, or None if it has none."""
+    path = Path(sweep_root) / MULTIRUN
+    if not path.is_file():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        hydra_cfg = OmegaConf.to_container(OmegaConf.load(path).get("hydra", {}),
+                                           resolve=False)
+    except Exception:  # a foreign or half-written file: a sweep we know nothing about
+        return {}
+    return hydra_cfg if isinstance(hydra_cfg, dict) else {}
+
+
+def sweeper_kind(sweep_root) -> str | None:
+    """``"basic"``, ``"optuna"``, ``"other"`` for a Hydra sweep root, None if it is none.
+
+    The Optuna sweeper names itself in multirun.yaml while it runs and leaves
+    ``optimization_results.yaml`` when it ends.
+    """
+    sweep_root = Path(sweep_root)
+    hydra_cfg = read_sweep_config(sweep_root)
+    target = str(((hydra_cfg or {}).get("sweeper") or {}).get("_target_", ""))
+    if target.endswith("OptunaSweeper") or (sweep_root / OPTUNA_RESULTS).is_file():
+        return "optuna"
+    if hydra_cfg is None:
+        return None
+    return "basic" if target.endswith("BasicSweeper") else "other"
+
+
+def sweep_jobs(sweep_root) -> list[list[str]] | None:
+    """Every job's overrides of a basic-sweeper sweep, enumerated as Hydra's BasicSweeper
+    does (sweeper params first, then command-line overrides); None if the job directories
+    are not numbered or the sweep is not one of those."""
+    hydra_cfg = read_sweep_config(sweep_root) or {}
+    sweeper = hydra_cfg.get("sweeper") or {}
+    subdir = str((hydra_cfg.get("sweep") or {}).get("subdir", "${hydra.job.num}"))
+    if subdir.replace(" ", "") != "${hydra.job.num}" or sweeper_kind(sweep_root) == "optuna":
+        return None
+    args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    args += list((hydra_cfg.get("overrides") or {}).get("task") or [])
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(args)
+    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None)
+            for job in batch]
+
+
+def sweep_size(sweep_root) -> int | None:
+    """How many jobs a sweep runs: its basic-sweeper jobs or its Optuna trials (None if
+    unknown)."""
+    try:
+        if sweeper_kind(sweep_root) == "optuna":
+            n = ((read_sweep_config(sweep_root) or {}).get("sweeper") or {}).get("n_trials")
+            return int(n) if n is not None else None
+        jobs = sweep_jobs(sweep_root)
+        return len(jobs) if jobs is not None else None
+    except Exception:  # a count for a progress line, never a reason to fail
+        return None
+
+
 # ---------------------------------------------------------------------------- reading
 
 def is_run_dir(path) -> bool:

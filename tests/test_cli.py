@@ -294,7 +294,10 @@ def test_sweep_on_joblib(cli_cwd):
     sweep = cli_cwd / "sweep"
     proc = cli("-m", *GRID, "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
                cwd=cli_cwd, check=True)
-    assert "Joblib" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Joblib" in out
+    for n in range(1, 5):  # one line when each job starts and ends
+        assert f"[{n}/4] start lang=" in out and f"[{n}/4] done {n - 1}: " in out
     check_sweep(sweep, threads=max(1, len(os.sched_getaffinity(0)) // 2))
     check_report(sweep, cli_cwd)
 

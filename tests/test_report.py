@@ -378,7 +378,7 @@ def optuna_sweep(root: Path, finished: bool) -> dict[int, float]:
 def test_optuna_sweep_trials_are_runs(tmp_path, finished):
     root = tmp_path / "optuna"
     accs = optuna_sweep(root, finished)
-    assert report.sweeper_kind(root) == "optuna"
+    assert runs.sweeper_kind(root) == "optuna"
     df = report.collect_runs([root])
     assert "missing" not in set(df["status"])  # nothing rebuilt for an Optuna study
     assert list(df["trial"]) == [0, 2, 3, 4]
@@ -392,7 +392,7 @@ def test_optuna_sweep_trials_are_runs(tmp_path, finished):
 
 
 def test_basic_sweep_has_no_trial_column(sweep):
-    assert report.sweeper_kind(sweep) == "basic"
+    assert runs.sweeper_kind(sweep) == "basic"
     assert "trial" not in report.collect_runs([sweep]).columns
 
 

@@ -63,7 +63,6 @@ from rasp_hydra.report.collect import (
     flatten,
     load_sweep,
     read_run,
-    sweeper_kind,
 )
 from rasp_hydra.report.render import (
     display_summary,
@@ -85,7 +84,7 @@ from rasp_hydra.report.tables import (
 __all__ = [
     "ReportError", "collect_runs", "counted", "derive_arch", "display_summary",
     "display_table1", "flatten", "load_sweep", "main", "not_counted_runs", "plot_table1",
-    "read_run", "status_counts", "summary", "sweep_name", "sweeper_kind", "table1",
+    "read_run", "status_counts", "summary", "sweep_name", "table1",
     "task_order", "to_markdown", "write_report",
 ]
 

@@ -1,8 +1,8 @@
 """Find run directories and read each into one row of the runs DataFrame.
 
 Every file inside a run directory is read through ``rasp_hydra.runs``. This module knows
-only the files Hydra writes at a sweep's root: ``multirun.yaml`` (which sweeper ran, and
-with which overrides) and, for the Optuna sweeper, ``optimization_results.yaml``.
+the files Hydra writes at a sweep's root (``multirun.yaml``: which sweeper ran, and with
+which overrides; for the Optuna sweeper ``optimization_results.yaml``), through runs.py.
 """
 
 from __future__ import annotations
@@ -182,58 +182,10 @@ def read_run(run_dir: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------- sweep roots
 
 
-def _sweep_hydra_config(sweep_root: Path) -> dict | None:
-    """The ``hydra`` section of a sweep root's multirun.yaml, or None if it has none."""
-    path = sweep_root / "multirun.yaml"
-    if not path.is_file():
-        return None
-    try:
-        from omegaconf import OmegaConf
-
-        hydra_cfg = OmegaConf.to_container(OmegaConf.load(path).get("hydra", {}),
-                                           resolve=False)
-    except Exception:  # a foreign or half-written file: a sweep we know nothing about
-        return {}
-    return hydra_cfg if isinstance(hydra_cfg, dict) else {}
-
-
-def sweeper_kind(sweep_root: str | os.PathLike) -> str | None:
-    """``"basic"``, ``"optuna"``, ``"other"`` for a Hydra sweep root, None if it is none.
-
-    The Optuna sweeper names itself in multirun.yaml while it runs and leaves
-    ``optimization_results.yaml`` when it ends.
-    """
-    sweep_root = Path(sweep_root)
-    hydra_cfg = _sweep_hydra_config(sweep_root)
-    target = str(((hydra_cfg or {}).get("sweeper") or {}).get("_target_", ""))
-    if target.endswith("OptunaSweeper") or (sweep_root / "optimization_results.yaml").is_file():
-        return "optuna"
-    if hydra_cfg is None:
-        return None
-    return "basic" if target.endswith("BasicSweeper") else "other"
-
-
-def _basic_sweeper_jobs(hydra_cfg: dict) -> list[list[str]] | None:
-    """Every job's overrides, enumerated as Hydra's BasicSweeper does (sweeper params first,
-    then command-line overrides); None if the job directories are not numbered."""
-    sweeper = hydra_cfg.get("sweeper") or {}
-    subdir = str((hydra_cfg.get("sweep") or {}).get("subdir", "${hydra.job.num}"))
-    if subdir.replace(" ", "") != "${hydra.job.num}":
-        return None
-    args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-    args += list((hydra_cfg.get("overrides") or {}).get("task") or [])
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = OverridesParser.create().parse_overrides(args)
-    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None)
-            for job in batch]
-
-
 def _missing_jobs(sweep_root: Path, present: Iterable[Path]) -> list[dict]:
     """Rows for the numbered job directories a basic-sweeper sweep should have but lacks."""
     try:
-        jobs = _basic_sweeper_jobs(_sweep_hydra_config(sweep_root) or {})
+        jobs = runs.sweep_jobs(sweep_root)
     except Exception:  # not a sweep we can rebuild: no missing rows, never a crash
         return []
     have = {p.name for p in present if p.parent == sweep_root}
@@ -283,7 +235,7 @@ def _rows_below(root: Path, seen: set[Path]) -> list[dict]:
     """The rows of the runs below root not seen yet, and of its basic sweeps' missing jobs."""
     run_dirs = [d for d in runs.find_runs(root) if d.resolve() not in seen]
     seen.update(d.resolve() for d in run_dirs)
-    kinds = {sr: sweeper_kind(sr) for sr in sorted({root} | {d.parent for d in run_dirs})}
+    kinds = {sr: runs.sweeper_kind(sr) for sr in sorted({root} | {d.parent for d in run_dirs})}
     rows = [_with_trial(read_run(d), d) if kinds.get(d.parent) == "optuna" else read_run(d)
             for d in run_dirs]
     for sr, kind in kinds.items():
