@@ -6,6 +6,7 @@ and reported as one `ConfigError` paragraph that says what was wrong and what is
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,19 +142,25 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
     return 1  # an unknown parallel launcher: never oversubscribe
 
 
-def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None) -> dict:
+def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
+            experiment: str | None = None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
     Plain Python below this point: `cfg` only needs attribute access, so a notebook can
-    pass an OmegaConf config composed with `hydra.compose`.
+    pass an OmegaConf config composed with `hydra.compose`. `experiment`: the trackers'
+    experiment name (a sweep's directory; None: "rasp_hydra").
     """
     import torch
 
-    from rasp_hydra import runs
+    from rasp_hydra import runs, trackers
     from rasp_hydra.data import build_splits, split_overlap
     from rasp_hydra.model import ModelConfig
     from rasp_hydra.train import OptimizerConfig, ScheduleConfig, TrainConfig, train
 
+    try:  # trackers (issue 14) first: a missing library fails before any data is built
+        tracking = trackers.from_config(getattr(cfg, "logger", None))
+    except (trackers.TrackerUnavailable, ValueError) as err:
+        raise ConfigError(str(err)) from None
     task = resolve_task(cfg.lang)
     budget = resolve_budget(task, cfg.model, cfg.arch)
     arch = None if cfg.arch is None else str(_enum_value(cfg.arch.name))
@@ -194,8 +201,12 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None) -> dict:
         reset_patience=int(t.reset_patience), perfect_acc_epochs=int(t.perfect_acc_epochs),
         seed=int(t.seed), device=str(_enum_value(t.device)), num_threads=threads,
         resume=bool(t.resume))
-    return train(task, splits, model_cfg, opt_cfg, sched_cfg, train_cfg, run_dir, meta=meta,
-                 log=log)
+    tracking.start(run_dir, trackers.flatten(cfg), run_dir.name, experiment)  # issue 14
+    try:
+        return train(task, splits, model_cfg, opt_cfg, sched_cfg, train_cfg, run_dir,
+                     meta=meta, log=log, on_epoch_end=tracking.log_epoch)
+    finally:
+        tracking.finish(run_dir)  # issue 14: final metrics and files, even after a failure
 
 
 def _remove_fresh_dir(run_dir: Path) -> None:
@@ -207,8 +218,25 @@ def _remove_fresh_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def run_from_hydra(cfg: Any) -> float | None:
-    """The Hydra task function: returns the final test token accuracy (for sweepers)."""
+def objective(metrics: dict) -> float:
+    """What a sweeper maximizes: the final validation token accuracy of a completed run;
+    NaN for a skipped, failed, interrupted or diverged one, which Optuna records as a
+    failed trial (and goes on). The test split is kept for the table, never tuned on.
+
+    >>> objective({"status": "completed", "final": {"valid": {"token_acc": 0.5, "loss": 1.0}}})
+    0.5
+    >>> objective({"status": "completed", "final": {"valid": {"token_acc": 0.1, "loss": None}}})
+    nan
+    """
+    valid = (metrics.get("final") or {}).get("valid") or {}
+    acc, loss = valid.get("token_acc"), valid.get("loss")
+    if metrics.get("status") != "completed" or acc is None or loss is None:
+        return float("nan")  # metrics.json stores a non-finite loss as null
+    return float(acc) if math.isfinite(acc) and math.isfinite(loss) else float("nan")
+
+
+def run_from_hydra(cfg: Any) -> float:
+    """The Hydra task function: returns `objective(metrics)` (for sweepers)."""
     import logging
     import sys
     import traceback
@@ -227,7 +255,8 @@ def run_from_hydra(cfg: Any) -> float | None:
         log.info("run directory: %s", run_dir)
     had_run = (run_dir / "metrics.json").exists()
     try:
-        metrics = run_job(cfg, run_dir, threads=int(threads), log=log.info)
+        metrics = run_job(cfg, run_dir, threads=int(threads), log=log.info,
+                          experiment=str(hc.sweep.dir) if multirun else None)
     except ConfigError as err:
         if not multirun:
             if not had_run:
@@ -238,7 +267,7 @@ def run_from_hydra(cfg: Any) -> float | None:
         runs.append_log(run_dir, f"config error: {err}")
         runs.write_metrics(run_dir, {"status": "failed", "reason": "config error",
                                      "error": str(err), "final": {}, "attention_match": {}})
-        return None
+        return float("nan")
     except Exception as err:
         text = traceback.format_exc()
         log.error("job failed: %s\n%s", err, text)
@@ -250,6 +279,6 @@ def run_from_hydra(cfg: Any) -> float | None:
             metrics.setdefault("attention_match", {})
             runs.write_metrics(run_dir, metrics)
         if multirun:
-            return None  # the sweep goes on; the report counts the failure
+            return float("nan")  # the sweep goes on; the report counts the failure
         raise
-    return (metrics.get("final") or {}).get("test", {}).get("token_acc")
+    return objective(metrics)
