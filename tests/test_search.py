@@ -13,7 +13,10 @@ from omegaconf import OmegaConf
 
 from rasp_hydra import search
 
-SEARCH = ["-m", "+search=optuna_lr", "lang=hist_10_bos", *TINY, "train.num_threads=1"]
+# Trials in the sweeper's own process (one torch import, no worker start-up): the joblib
+# launcher's sweeps are tested in test_cli.py and test_trackers.py.
+SEARCH = ["-m", "+search=optuna_lr", "hydra/launcher=basic", "lang=hist_10_bos", *TINY,
+          "train.num_threads=1"]
 
 
 def trial_runs(sweep: Path, first_trial: int, n: int) -> dict[int, Path]:

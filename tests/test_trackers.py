@@ -191,3 +191,12 @@ def test_flatten_and_final_scalars():
     assert trackers.from_config(LoggerConfig()) == []
     with pytest.raises(ValueError, match="allowed: none, tensorboard, mlflow"):
         trackers.make_trackers(["wandb"])
+
+
+def test_doctests_of_trackers_and_the_objective():
+    import doctest
+
+    from rasp_hydra import job
+
+    assert doctest.testmod(trackers).failed == 0
+    assert doctest.testmod(job).failed == 0
