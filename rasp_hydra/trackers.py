@@ -23,7 +23,7 @@ maintenance mode and refuses to open unless MLFLOW_ALLOW_FILE_STORE=true, and ML
 default is a SQLite database; so the default here is `sqlite:///outputs/mlflow.db` (a
 relative path is taken from the directory the command was started in), with artifacts in
 `outputs/mlartifacts/`. `logger.mlflow.tracking_uri=http://host:5000` logs to a server;
-a `file:` URI still works (this module sets MLMLOW_ALLOW_FILE_STORE for it).
+a `file:` URI still works (this module sets MLflow's opt-out MLFLOW_ALLOW_FILE_STORE=true for it).
 
 The libraries are imported only when a tracker is chosen; one that is not installed fails
 in `make_trackers`, before any data is built, with the pip command that installs it. A

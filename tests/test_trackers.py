@@ -92,6 +92,14 @@ def test_mlflow_run_and_sweep_in_the_local_store(cli_cwd):
                                            str(cli_cwd)))
     assert local.read_text() == (run_dir / "metrics.json").read_text()
 
+    # resumed for one more epoch: the same MLflow run goes on from epoch 3
+    cli("--resume", str(run_dir), "train.epochs=3", cwd=cli_cwd, check=True)
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    steps = client.get_metric_history(run.info.run_id, "val_token_acc")
+    assert [s.step for s in steps] == [1, 2, 3]
+    assert steps[-1].value == pytest.approx(float(history(run_dir)[-1]["val_token_acc"]))
+
     # a 2-job sweep (jobs in parallel) is one experiment named after its directory
     sweep = cli_cwd / "outputs" / "lr_sweep"
     cli("-m", *RUN, "logger=mlflow", "optimizer.lr=1e-3,3e-3", "hydra.launcher.n_jobs=2",
