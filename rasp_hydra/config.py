@@ -174,6 +174,27 @@ class ArchConfig:
     name: ArchName = ArchName.predicted
 
 
+# --- experiment trackers (issue 14; conf/logger/, rasp_hydra/trackers.py) ---------------
+@dataclass
+class TensorBoardConfig:
+    subdir: str = "tb"  # event files in RUN_DIR/tb
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    experiment_name: str | None = None  # None: the sweep directory, or "rasp_hydra"
+
+
+@dataclass
+class LoggerConfig:
+    """A section per chosen tracker (logger=tensorboard, logger=[tensorboard,mlflow])."""
+
+    tensorboard: TensorBoardConfig | None = None
+    mlflow: MlflowConfig | None = None
+# --- end of experiment trackers --------------------------------------------------------
+
+
 @dataclass
 class Config:
     lang: LangConfig = MISSING
@@ -182,6 +203,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     arch: ArchConfig | None = None
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # issue 14: trackers
 
 
 # Keys that may differ when a run is resumed: they change neither the model, the data nor

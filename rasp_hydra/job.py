@@ -128,20 +128,26 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
     return 1  # an unknown parallel launcher: never oversubscribe
 
 
-def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None) -> dict:
+def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
+            experiment: str | None = None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
     Plain Python below this point: `cfg` is a Config, or a DictConfig composed with
-    `hydra.compose` (a notebook can pass one), turned into a Config first.
+    `hydra.compose` (a notebook can pass one), turned into a Config first. `experiment`:
+    the trackers' experiment name (a sweep's directory; None: "rasp_hydra").
     """
     import torch
 
-    from rasp_hydra import runs
+    from rasp_hydra import runs, trackers
     from rasp_hydra.data import build_splits, split_overlap
     from rasp_hydra.model import ModelConfig
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
+    try:  # a chosen tracker that is not installed fails before any data is built
+        tracking = trackers.from_config(cfg.logger)
+    except (trackers.TrackerUnavailable, ValueError) as err:
+        raise ConfigError(str(err)) from None
     task = resolve_task(cfg.lang)
     budget = resolve_budget(task, cfg.model, cfg.arch)
     arch = None if cfg.arch is None else value(cfg.arch.name)
@@ -169,8 +175,12 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None) -> dict:
         max_len=cfg.model.max_len or longest_sequence(lang, task.bos))
     cfg.train.num_threads = threads
     meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits)}
-    return train(task, splits, model_cfg, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
-                 meta=meta, log=log)
+    tracking.start(run_dir, trackers.flatten(cfg), run_dir.name, experiment)
+    try:
+        return train(task, splits, model_cfg, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
+                     meta=meta, log=log, on_epoch_end=tracking.log_epoch)
+    finally:
+        tracking.finish(run_dir)  # final metrics and files, even after a failure
 
 
 # -------------------------------------------------------------------- claiming a run dir
@@ -299,8 +309,25 @@ def _check_creatable(path: str, key: str) -> None:
 
 # ------------------------------------------------------------------------------ the job
 
-def run_from_hydra(cfg: Any) -> float | None:
-    """The Hydra task function: returns the final test token accuracy (for sweepers)."""
+def objective(metrics: dict) -> float:
+    """What a sweeper maximizes: the final validation token accuracy of a completed run;
+    NaN for a skipped, failed, interrupted or diverged one, which Optuna records as a
+    failed trial (and goes on). The test split is kept for the table, never tuned on.
+
+    >>> objective({"status": "completed", "final": {"valid": {"token_acc": 0.5, "loss": 1.0}}})
+    0.5
+    >>> objective({"status": "completed", "final": {"valid": {"token_acc": 0.1, "loss": None}}})
+    nan
+    """
+    valid = (metrics.get("final") or {}).get("valid") or {}
+    acc, loss = valid.get("token_acc"), valid.get("loss")
+    if metrics.get("status") != "completed" or acc is None or loss is None:
+        return math.nan  # metrics.json stores a non-finite loss as null
+    return float(acc) if math.isfinite(acc) and math.isfinite(loss) else math.nan
+
+
+def run_from_hydra(cfg: Any) -> float:
+    """The Hydra task function: returns the job's `objective` (for sweepers)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -317,7 +344,8 @@ def run_from_hydra(cfg: Any) -> float | None:
         log.info("run directory: %s", run_dir)
     try:
         threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
-        result = _run_claimed(cfg, claim, multirun, int(threads))
+        experiment = str(hc.sweep.dir) if multirun else None
+        result = _run_claimed(cfg, claim, multirun, int(threads), experiment)
         if multirun:
             log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))
         return result
@@ -352,7 +380,8 @@ def _refused(claim: Claim, multirun: bool) -> float:
     return math.nan
 
 
-def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int) -> float | None:
+def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
+                 experiment: str | None) -> float:
     from rasp_hydra import runs
 
     run_dir = claim.run_dir
@@ -360,14 +389,14 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int) -> float 
     runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:], overrides=claim.overrides,
                            config=claim.subdir)
     try:
-        metrics = run_job(cfg, run_dir, threads=threads, log=log.info)
+        metrics = run_job(cfg, run_dir, threads=threads, log=log.info, experiment=experiment)
     except ConfigError as err:
         return _config_error(claim, err, multirun)
     except runs.CheckpointError as err:
         runs.append_invocation(run_dir, event="end", outcome="failed", error=str(err))
         if multirun:
             log.error("job failed: %s", err)
-            return None
+            return math.nan
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
@@ -377,7 +406,7 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int) -> float 
         runs.append_invocation(run_dir, event="end", outcome="failed",
                                error=f"{type(err).__name__}: {err}")
         if multirun:
-            return None  # the sweep goes on; the report counts the failure
+            return math.nan  # the sweep goes on; the report counts the failure
         raise
     except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
         runs.append_invocation(run_dir, event="end", outcome="interrupted",
@@ -385,10 +414,10 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int) -> float 
         raise
     runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
                            reason=metrics.get("reason"))
-    return (metrics.get("final") or {}).get("test", {}).get("token_acc")
+    return objective(metrics)
 
 
-def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float | None:
+def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:
     """A config that cannot train: a fresh directory is removed (single run) or records
     the failure (sweep); a directory that held a run keeps its record as it was."""
     from rasp_hydra import runs
@@ -408,4 +437,4 @@ def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float | Non
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     log.error("config error: %s", err)
-    return None
+    return math.nan

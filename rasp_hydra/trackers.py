@@ -1,0 +1,386 @@
+"""Experiment trackers: mirror a run into TensorBoard or MLflow while it trains.
+
+The run directory stays the record (DESIGN.md, "Run directory contract"); a tracker only
+copies what the loop already computes into the tool a researcher browses:
+
+    tensorboard   event files in RUN_DIR/tb/ (`tensorboard --logdir outputs`): every
+                  epoch's history row as scalars (step = epoch), the flattened config
+                  and the final metrics in the HParams tab
+    mlflow        one MLflow run per job: the flattened config as params, every epoch's
+                  history row as metrics (step = epoch), the final metrics, and
+                  metrics.json, plots/curves.png and train.log as artifacts. A sweep is
+                  one MLflow experiment, named after its directory; a single run goes to
+                  the experiment "rasp_hydra".
+
+The interface the training job calls, in this order (see `make_trackers`):
+
+    start(run_dir, flat_config, run_name, experiment_name)
+    log_epoch(epoch, row)          after each epoch's files are written
+    finish(metrics, run_dir, files)
+
+MLflow's store: since MLflow 3.x the plain-directory "file store" (./mlruns) is in
+maintenance mode and refuses to open unless MLFLOW_ALLOW_FILE_STORE=true, and MLflow's own
+default is a SQLite database; so the default here is `sqlite:///outputs/mlflow.db` (a
+relative path is taken from the directory the command was started in), with artifacts in
+`outputs/mlartifacts/`. `logger.mlflow.tracking_uri=http://host:5000` logs to a server;
+a `file:` URI still works (this module sets MLflow's opt-out MLFLOW_ALLOW_FILE_STORE=true for it).
+
+The libraries are imported only when a tracker is chosen; one that is not installed fails
+in `make_trackers`, before any data is built, with the pip command that installs it. A
+tracker that raises while the run trains is switched off with one warning (on the
+console and in train.log): a tracker never costs a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rasp_hydra import runs
+
+logger = logging.getLogger("rasp_hydra.trackers")
+
+TRACKERS = ("tensorboard", "mlflow")
+DEFAULT_EXPERIMENT = "rasp_hydra"
+RUN_DIR_TAG = "rasp_hydra.run_dir"  # finds a resumed run's MLflow run again
+
+
+class TrackerUnavailable(ImportError):
+    """A chosen tracker's library is not installed; the message is meant for the user."""
+
+
+def _missing(name: str, package: str, err: ImportError) -> TrackerUnavailable:
+    return TrackerUnavailable(
+        f"logger={name} needs the {package!r} package, which is not installed here "
+        f"({err}). Install it with: pip install -e '.[{name}]' (from the rasp_hydra "
+        f"checkout; or pip install {package}), or choose another logger (logger=none, "
+        f"logger=tensorboard, logger=mlflow, logger=[tensorboard,mlflow])."
+    )
+
+
+def as_container(config: Any) -> dict:
+    """A config (DictConfig, dataclass or dict) as plain nested dicts, enums as names."""
+    from omegaconf import OmegaConf
+
+    if config is None:
+        return {}
+    if not OmegaConf.is_config(config):
+        config = OmegaConf.structured(config)
+    return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {"a.b.c": value}.
+
+    >>> flatten({"model": {"layers": 2, "ff": None}, "lang": {"family": "sort"}})
+    {'model.layers': 2, 'model.ff': None, 'lang.family': 'sort'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in as_container(config).items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of a history row or metrics dict (None and text dropped)."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
+def final_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """metrics.json's final numbers as flat names: final/test/token_acc, match/0,0, ...
+
+    >>> final_scalars({"final": {"test": {"token_acc": 1.0, "loss": None}},
+    ...                "attention_match": {"0,0": 0.5}, "epochs_run": 3, "status": "x"})
+    {'final/test/token_acc': 1.0, 'attention_match/0,0': 0.5, 'epochs_run': 3.0}
+    """
+    out = {}
+    for split, values in (metrics.get("final") or {}).items():
+        out.update({f"final/{split}/{k}": v for k, v in _scalars(values).items()})
+    out.update({f"attention_match/{k}": v
+                for k, v in _scalars(metrics.get("attention_match") or {}).items()})
+    for key in ("epochs_run", "best_epoch", "wall_seconds", "tokens_per_second", "params"):
+        if key in metrics:
+            out.update(_scalars({key: metrics[key]}))
+    return out
+
+
+# ------------------------------------------------------------------------ TensorBoard
+
+class TensorBoardTracker:
+    """Event files in RUN_DIR/<subdir>, written by torch's SummaryWriter."""
+
+    name = "tensorboard"
+
+    def __init__(self, subdir: str = "tb"):
+        try:  # torch.utils.tensorboard needs the tensorboard package
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise _missing("tensorboard", "tensorboard", err) from None
+        self._writer_class = SummaryWriter
+        self.subdir = subdir
+        self.writer = None
+        self.config: dict[str, Any] = {}
+
+    def start(self, run_dir, flat_config, run_name, experiment_name):
+        self.writer = self._writer_class(log_dir=str(Path(run_dir) / self.subdir))
+        self.config = dict(flat_config)
+
+    def log_epoch(self, epoch, row):
+        for key, value in _scalars(row).items():
+            if key != "epoch":
+                self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()  # a person watching TensorBoard sees each epoch at once
+
+    def finish(self, metrics, run_dir, files):
+        from torch.utils.tensorboard.summary import hparams
+
+        final = final_scalars(metrics)
+        step = int(metrics.get("epochs_run") or 0)
+        # HParams tab: written into this run's own event file (SummaryWriter.add_hparams
+        # would start a sub-run per call)
+        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                  for k, v in self.config.items()}
+        for summary in hparams(params, final):
+            self.writer.file_writer.add_summary(summary, step)
+        for key, value in final.items():
+            self.writer.add_scalar(key, value, step)
+        self.writer.close()
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+def _resolve_uri(uri: str) -> str:
+    """A relative sqlite path made absolute (and its folder made); file: stores allowed."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///"):]).resolve()
+        uri = f"sqlite:///{path}"
+    if uri.startswith("sqlite:////"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("file:") or "://" not in uri:
+        # MLflow's documented opt-out of "file store is in maintenance mode"
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return uri
+
+
+@contextmanager
+def _store_lock(uri: str):
+    """Serialize first-time creation of a SQLite store and its experiments across the
+    processes of a sweep (concurrent schema migrations would collide)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; parallel sweeps there may race once
+        yield
+        return
+    with open(uri[len("sqlite:///"):] + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _metric_name(name: str) -> str:
+    """MLflow allows alphanumerics, _ - . space : / in names: attn_match_0,0 -> attn_match_0_0."""
+    return re.sub(r"[^\w\-. :/]", "_", name)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "experiment"
+
+
+class MlflowTracker:
+    """One MLflow run per job, through MlflowClient (no global active-run state)."""
+
+    name = "mlflow"
+
+    def __init__(self, tracking_uri: str = "sqlite:///outputs/mlflow.db",
+                 experiment_name: str | None = None):
+        try:
+            import mlflow  # noqa: F401
+        except ImportError as err:
+            raise _missing("mlflow", "mlflow-skinny", err) from None
+        if tracking_uri.startswith("sqlite:"):
+            try:  # mlflow-skinny leaves out what its SQL store needs
+                import alembic  # noqa: F401
+                import sqlalchemy  # noqa: F401
+            except ImportError as err:
+                raise _missing("mlflow", "sqlalchemy and alembic", err) from None
+        self.tracking_uri = _resolve_uri(tracking_uri)
+        self.experiment_name = experiment_name
+        self.client = None
+        self.run_id = None
+
+    def _artifact_location(self, experiment: str) -> str | None:
+        """Beside the SQLite database; a server or file store chooses its own."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None
+        db = Path(self.tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts" / _slug(experiment)).as_uri()
+
+    def start(self, run_dir, flat_config, run_name, experiment_name):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        name = self.experiment_name or experiment_name or DEFAULT_EXPERIMENT
+        run_dir = str(Path(run_dir).resolve())
+        with _store_lock(self.tracking_uri):
+            self.client = MlflowClient(self.tracking_uri)
+            experiment = self.client.get_experiment_by_name(name)
+            experiment_id = experiment.experiment_id if experiment else \
+                self.client.create_experiment(name, self._artifact_location(name))
+        # a resumed job continues its own MLflow run
+        previous = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'",
+            max_results=1)
+        if previous:
+            self.run_id = previous[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        run = self.client.create_run(experiment_id, run_name=run_name,
+                                     tags={RUN_DIR_TAG: run_dir})
+        self.run_id = run.info.run_id
+        params = [Param(k, str(v)) for k, v in flat_config.items()]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=params[i:i + 100])
+
+    def log_epoch(self, epoch, row):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(_metric_name(k), v, now, int(epoch))
+            for k, v in _scalars(row).items() if k != "epoch"])
+
+    def finish(self, metrics, run_dir, files):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        step = int(metrics.get("epochs_run") or 0)
+        final = [Metric(_metric_name(k), v, now, step)
+                 for k, v in final_scalars(metrics).items()]
+        if final:
+            self.client.log_batch(self.run_id, metrics=final)
+        run_dir = Path(run_dir)
+        for file in files:
+            file = Path(file)
+            if file.is_file():  # plots/curves.png keeps its folder: artifacts/plots/
+                parent = file.resolve().parent.relative_to(run_dir.resolve()).as_posix() \
+                    if file.resolve().is_relative_to(run_dir.resolve()) else "."
+                self.client.log_artifact(self.run_id, str(file),
+                                         None if parent == "." else parent)
+        status = {"completed": "FINISHED", "skipped": "FINISHED",
+                  "interrupted": "KILLED"}.get(metrics.get("status"), "FAILED")
+        self.client.set_terminated(self.run_id, status=status)
+
+
+# ------------------------------------------------------------------------- the group
+
+def make_trackers(names: Iterable[str], options: Mapping[str, Mapping] | None = None
+                  ) -> TrackerGroup:
+    """The trackers called `names`, each guarded (see `Guarded`); options: per name, the
+    tracker's keyword arguments. A missing library raises TrackerUnavailable and an
+    unknown name ValueError, at once: the job calls this before it builds any data."""
+    options = options or {}
+    group = TrackerGroup()
+    for name in names:
+        kwargs = dict(options.get(name) or {})
+        if name == "tensorboard":
+            group.append(Guarded(TensorBoardTracker(**kwargs)))
+        elif name == "mlflow":
+            group.append(Guarded(MlflowTracker(**kwargs)))
+        elif name != "none":
+            raise ValueError(f"unknown logger {name!r}; allowed: none, {', '.join(TRACKERS)}")
+    return group
+
+
+def from_config(logger_cfg: Any) -> TrackerGroup:
+    """The trackers of a `logger` config section: each non-null sub-section (logger.mlflow,
+    logger.tensorboard) chooses one, and its keys are that tracker's options."""
+    options = {k: v for k, v in as_container(logger_cfg).items() if v is not None}
+    return make_trackers(list(options), options)
+
+
+class Guarded:
+    """A tracker whose failures never reach the training loop: the first exception is
+    logged once (console and the run's train.log) and the tracker is switched off."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+        self.name = tracker.name
+        self.failed = False
+        self.run_dir: Path | None = None
+
+    def _call(self, method: str, *args) -> None:
+        if self.failed:
+            return
+        try:
+            getattr(self.tracker, method)(*args)
+        except Exception as err:
+            self.failed = True
+            line = (f"warning: logger {self.name} failed in {method} "
+                    f"({type(err).__name__}: {err}); training goes on without it")
+            logger.warning(line)
+            if self.run_dir is not None:
+                try:
+                    runs.append_log(self.run_dir, line)
+                except OSError:
+                    pass
+
+    def start(self, run_dir, flat_config, run_name, experiment_name):
+        self.run_dir = Path(run_dir)
+        self._call("start", run_dir, flat_config, run_name, experiment_name)
+
+    def log_epoch(self, epoch, row):
+        self._call("log_epoch", epoch, row)
+
+    def finish(self, metrics, run_dir, files):
+        self._call("finish", metrics, run_dir, files)
+
+
+def run_files(run_dir) -> list[Path]:
+    """The files a tracker keeps as artifacts: metrics.json, plots/curves.png, train.log."""
+    run_dir = Path(run_dir)
+    return [run_dir / runs.METRICS, run_dir / runs.CURVES, run_dir / runs.LOG]
+
+
+class TrackerGroup(list):
+    """The chosen trackers, called together; what the training job holds."""
+
+    def start(self, run_dir, flat_config, run_name, experiment_name=None):
+        for t in self:
+            t.start(run_dir, flat_config, run_name, experiment_name)
+
+    def log_epoch(self, epoch, row):
+        for t in self:
+            t.log_epoch(epoch, row)
+
+    def finish(self, run_dir, metrics: dict | None = None):
+        """End every tracker with `metrics` (default: the run's metrics.json)."""
+        if not self:
+            return
+        if metrics is None:
+            try:
+                metrics = runs.read_metrics(run_dir)
+            except Exception:
+                metrics = {"status": "failed"}
+        for t in self:
+            t.finish(metrics, run_dir, run_files(run_dir))
