@@ -158,14 +158,16 @@ class Scope:
                      " (a load does not export them).")
         return f"Unknown name {name!r}.{hint}"
 
-    def assign(self, name: str, value: Any) -> None:
+    def assign(self, name: str, value: Any, rename: bool = False) -> None:
+        """Bind ``name``; ``rename``: an assignment statement, which also names an s-op or
+        selector (parameters and loop names do not, as in the REPL)."""
         if name in self.reserved:
             raise RASPNameError(
                 f"Cannot assign {name!r}: it is a built-in or library name (reserved: "
                 "tokens_str/int/float/bool/asis, indices, True, False, out, range, zip, len,"
                 " get and the library's names). Use another name, or assign it inside a "
                 "function, where library names may be shadowed.")
-        if isinstance(value, SOp | Select) and not isinstance(value, lang.Input):
+        if rename and isinstance(value, SOp | Select) and not isinstance(value, lang.Input):
             value.name = name  # the REPL's setname: the last assignment names it
         self.vars[name] = value
         if self.export_to is not None and not name.startswith("_"):
@@ -233,7 +235,7 @@ class Interpreter:
         names = [str(t) for t in names.children]
         values = [self.expr(e, scope) for e in exprs.children]
         if len(names) == 1:
-            scope.assign(names[0], values[0] if len(values) == 1 else values)
+            scope.assign(names[0], values[0] if len(values) == 1 else values, rename=True)
             return
         if len(values) == 1:
             if not isinstance(values[0], list):
@@ -244,7 +246,7 @@ class Interpreter:
             raise RASPTypeError(f"Assigning {len(names)} names ({', '.join(names)}) but got "
                                 f"{len(values)} values.")
         for name, value in zip(names, values, strict=True):
-            scope.assign(name, value)
+            scope.assign(name, value, rename=True)
 
     def s_load(self, stmt, scope, source_name):
         self.load_file(str(stmt.children[0])[1:-1], scope)
