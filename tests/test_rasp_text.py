@@ -110,7 +110,8 @@ def test_functions_see_outer_names_when_called_and_can_shadow_library_names():
 
 def test_for_loop_assigns_in_the_enclosing_scope():
     # the reference's forloop test: a = 3; a = a + i for i in 0..3 -> 9
-    prog = run("a = 3; for i in range(4) { a = a + i; } for k, v in [[1, 2], [3, 4]] { b = k * v; }")
+    prog = run("a = 3; for i in range(4) { a = a + i; }"
+               "for k, v in [[1, 2], [3, 4]] { b = k * v; }")
     assert (prog.value("a"), prog.value("i"), prog.value("b")) == (9, 3, 12)
 
 
@@ -251,7 +252,8 @@ def test_ternary_on_sops_computes_both_branches():
 
 def test_in_operator_three_ways():
     # the README: "e" in tokens and tokens in vowels
-    prog = run('vowels = ["a", "e", "i", "o", "u"]; has_e = "e" in tokens; is_vowel = tokens in vowels;')
+    prog = run('vowels = ["a", "e", "i", "o", "u"]; has_e = "e" in tokens;'
+               "is_vowel = tokens in vowels;")
     assert prog.eval("has_e", "hey") == [True] * 3
     assert prog.eval("has_e", "hay") == [False] * 3
     assert prog.eval("is_vowel", "hey") == [False, True, False]
@@ -311,7 +313,8 @@ def test_selector_and_or_not_make_one_head():
 
 
 def test_same_select_is_one_head_written_twice_is_two():
-    prog = run("s = select(indices, indices, <=); a = aggregate(s, indices) + aggregate(s, indices);"
+    prog = run("s = select(indices, indices, <=);"
+               "a = aggregate(s, indices) + aggregate(s, indices);"
                "b = aggregate(select(indices, indices, <=), indices) +"
                " aggregate(select(indices, indices, <=), indices);")
     assert prog.budget("a") == (1, (1,))
