@@ -456,3 +456,19 @@ def test_program_api():
         prog.sop("count_classes")
     with pytest.raises(Exception, match="Did you mean 'hist2_bos'"):
         prog.sop("hist2bos")
+
+
+def test_applying_an_sop_to_an_input_and_draw_statements():
+    prog = run('flip = select(indices, length - indices - 1, ==); rev = aggregate(flip, tokens);'
+               'seen = rev("abc"); pattern = flip("ab"); draw(rev, "xy");')
+    assert prog.value("seen") == ["c", "b", "a"]
+    assert prog.value("pattern") == [[False, True], [True, False]]
+
+
+def test_doctests_of_the_text_modules():
+    import doctest
+
+    from rasp_hydra.rasp import parse as parse_module
+
+    for module in (parse_module, interpret):
+        assert doctest.testmod(module).failed == 0, module.__name__
