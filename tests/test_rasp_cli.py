@@ -35,7 +35,7 @@ def test_names():
     r = cli(PROGRAMS / "sort_bos.rasp")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["function: selector_width_bos", "function: sort_with_bos",
-                                     "list: count_classes", "s-op: sort_key", "s-op: sort_bos"]
+                                     "s-op: sort_key", "s-op: sort_bos"]
 
 
 def test_eval_prints_as_the_repl(tmp_path):

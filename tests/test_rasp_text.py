@@ -446,6 +446,25 @@ def test_shipped_programs_equal_the_families(name, task_name, budget):
             assert torch.equal(got, target), (name, head)
 
 
+NOBOS_CASES = [  # without BOS: the same outputs, at the budget RASP gives them
+    ("hist_nobos", "hist_10", (1, (2,))),
+    ("hist2_nobos", "hist2_10", (2, (4, 2))),
+    ("sort_nobos", "sort_52", (2, (2, 1))),
+    ("sort_by_freq_nobos", "sort_by_freq_26", (3, (4, 2, 1))),
+]
+
+
+@pytest.mark.parametrize("name, task_name, budget", NOBOS_CASES)
+def test_no_bos_programs_give_the_families_outputs(name, task_name, budget):
+    task = get_task(task_name)
+    prog = load(PROGRAMS / f"{name}.rasp")
+    assert prog.budget(name) == budget
+    program_task = make_program_task(prog, name, alphabet=task.alphabet)
+    tokens, lengths = task.sample(1000, seed=3, split="rasp")
+    assert program_task.decode_outputs(program_task.outputs(tokens, lengths), lengths) == (
+        task.decode_outputs(task.outputs(tokens, lengths), lengths))
+
+
 def test_program_api():
     prog = load(PROGRAMS / "hist2_bos.rasp")
     assert "hist2_bos" in prog.names() and "count_classes" in prog.names()

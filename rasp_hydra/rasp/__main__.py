@@ -122,7 +122,8 @@ def named_sops(compiled, layer: int) -> list[str]:
 
 def budget_text(name: str, compiled) -> str:
     """Layers, heads per layer, and each head's select and each layer's s-ops by name."""
-    lines = [f"{name}: {compiled.layers} layers, heads per layer "
+    plural = "" if compiled.layers == 1 else "s"
+    lines = [f"{name}: {compiled.layers} layer{plural}, heads per layer "
              f"{'/'.join(map(str, compiled.heads)) or '-'} (budget: "
              f"{compiled.layers} x {max(compiled.heads, default=0)})"]
     for layer in range(compiled.layers):
@@ -246,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         text = " ".join(str(err).split())
         print(f"error: {text}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        sys.stdout = None
+        return 0
     except RecursionError:
         print("error: the program nests too deeply (a function that calls itself?).",
               file=sys.stderr)
