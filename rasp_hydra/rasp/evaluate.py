@@ -8,12 +8,15 @@ Every s-op evaluates to a ``Column``: ``codes`` LongTensor[B, n] into ``table``,
 list of the distinct Python values the s-op takes at the batch's real positions (codes at
 padding point at any entry). So an elementwise function runs once per distinct value,
 or distinct tuple of values, in the batch (``torch.unique`` + inverse), never per
-position. A select evaluates to BoolTensor[B, n, n] ([batch, query, key], False in
+position (while the combinations are few, all of them are tabulated, so a table may hold
+values that occur at no real position). A select evaluates to BoolTensor[B, n, n]
+([batch, query, key], False in
 padded rows and columns): its comparison is done on ranks of the key and query values
 in their sorted union (numbers numerically, strings by code point), as one broadcast
 comparison of small integers. An aggregate is the selection matrix times the values
-(float64, so integer sums are exact and the mean is ``sum * 1.0 / count`` as in the
-reference) where several keys are selected, a gather where exactly one is (the value
+(integer sums over a uint8 view of the selection for small integers, a float64
+product otherwise, so integer sums are exact and the mean is ``sum * 1.0 / count`` as in
+the reference) where several keys are selected, a gather where exactly one is (the value
 unchanged, type kept), the default where none is.
 
 Values are kept with their Python type: tables hold ``1`` and ``1.0`` (and ``True``) as
@@ -50,6 +53,7 @@ from .lang import (
 )
 
 ATOM_TYPES = (bool, int, float, str)
+PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
 _CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
@@ -93,6 +97,39 @@ def ancestors(outputs: Iterable[RASPExpr]) -> list[RASPExpr]:
     return sorted(seen.values(), key=lambda n: n.id)
 
 
+def unique_inverse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(x, return_inverse=True)`` for a 1-d integer tensor; by counting
+    when the values span a small range (several times faster than sorting)."""
+    if x.numel() == 0:
+        return x.new_zeros(0), x.new_zeros(0)
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > 4 * x.numel() + 1024:
+        return torch.unique(x, return_inverse=True)
+    present = torch.bincount(x - lo, minlength=hi - lo + 1) > 0
+    rank = present.cumsum(0) - 1
+    return present.nonzero()[:, 0] + lo, rank[x - lo]
+
+
+_BYTE_SUM = 0x0101010101010101
+
+
+def _count_bytes(u8: torch.Tensor) -> torch.Tensor:
+    """Row sums of a 0/1 uint8 tensor [..., m] (m a multiple of 8, sums < 256): the
+    bytes of each int64 word are added lane by lane, then the lanes by one multiply."""
+    words = u8.view(torch.int64).sum(-1)  # each byte lane holds at most m / 8
+    return ((words * _BYTE_SUM) >> 56) & 0xFF
+
+
+def _single_index(u8: torch.Tensor) -> torch.Tensor:
+    """For 0/1 rows [..., m] with exactly one 1, its index (anything for other rows):
+    the first nonzero int64 word, then the byte within it from the word's log2."""
+    words = u8.view(torch.int64)
+    w_idx = (words != 0).to(torch.uint8).max(-1).indices  # [...]
+    word = words.gather(-1, w_idx[..., None])[..., 0]
+    byte = torch.log2(word.clamp(min=1).to(torch.float64)).long() // 8
+    return (w_idx * 8 + byte).clamp(0, u8.shape[-1] - 1)
+
+
 class _Batch:
     """One batch being evaluated: masks and the cache of evaluated nodes."""
 
@@ -103,6 +140,7 @@ class _Batch:
         self.real = torch.arange(n)[None, :] < lengths[:, None]  # [B, n]
         r8 = self.real.to(torch.uint8)
         self.pair = (r8[:, :, None] * r8[:, None, :]).bool()  # [B, q, k]
+        self.key_mask = self.real[:, None, :]  # [B, 1, k]
         self.cache: dict[int, Any] = {}
 
     # --- tables --------------------------------------------------------------------------
@@ -111,7 +149,7 @@ class _Batch:
         used = codes[self.real]
         if used.numel() == 0:
             return Column(torch.zeros_like(codes), [table[0] if table else 0])
-        uniq, inv = torch.unique(used, return_inverse=True)
+        uniq, inv = unique_inverse(used)
         if len(uniq) == len(table):
             return Column(torch.where(self.real, codes, 0), table)
         out = torch.zeros_like(codes)
@@ -124,7 +162,7 @@ class _Batch:
         used = key[self.real]
         if used.numel() == 0:
             return torch.zeros_like(key), [0]
-        uniq, inv = torch.unique(used, return_inverse=True)
+        uniq, inv = unique_inverse(used)
         out = torch.zeros_like(key)
         out[self.real] = inv
         return out, uniq.tolist()
@@ -201,49 +239,85 @@ class _Batch:
         if node.is_constant:
             return Column(torch.zeros(B, n, dtype=torch.long), [node.value])
         cols = [self.cache[id(c)] for c in node.children]
-        # combine the children's codes pairwise into codes of distinct tuples
+        # codes of tuples of the children's values: all combinations while they are few
+        # (no unique needed), else only the distinct ones at real positions
         codes, tuples = cols[0].codes, [(v,) for v in cols[0].table]
         for col in cols[1:]:
             m = len(col.table)
-            codes, joint = self.distinct(codes * m + col.codes)
-            tuples = [tuples[k // m] + (col.table[k % m],) for k in joint]
-        values = []
-        for args in tuples:
+            if len(tuples) * m <= PRODUCT_LIMIT:
+                codes = codes * m + col.codes
+                tuples = [t + (v,) for t in tuples for v in col.table]
+            else:
+                codes, joint = self.distinct(codes * m + col.codes)
+                tuples = [tuples[k // m] + (col.table[k % m],) for k in joint]
+        values: list = []
+        errors: dict[int, str] = {}
+        for i, args in enumerate(tuples):
             try:
                 v = node.fn(*args)
             except Exception as e:
-                shown = ", ".join(_show(a) for a in args)
-                raise RASPEvalError(
-                    f"Evaluating {node.name!r} failed: the elementwise function raised "
-                    f"{type(e).__name__}: {e} on the values ({shown}).") from None
+                errors[i] = f"the elementwise function raised {type(e).__name__}: {e}"
+                values.append(None)
+                continue
             if not isinstance(v, ATOM_TYPES):
-                shown = ", ".join(_show(a) for a in args)
-                raise RASPEvalError(
-                    f"Evaluating {node.name!r} gave {v!r} (a {type(v).__name__}) on the "
-                    f"values ({shown}); s-op values must be bool, int, float or str.")
+                errors[i] = (f"the elementwise function gave {v!r} (a {type(v).__name__}); "
+                             "s-op values must be bool, int, float or str")
+                values.append(None)
+                continue
             values.append(v)
+        if errors:  # an error counts only where its combination occurs
+            failed = torch.zeros(len(tuples), dtype=torch.bool)
+            failed[list(errors)] = True
+            bad = failed[codes] & self.real
+            if bool(bad.any()):
+                b, i = (int(v) for v in bad.nonzero()[0])
+                k = int(codes[b, i])
+                shown = ", ".join(_show(a) for a in tuples[k])
+                raise RASPEvalError(
+                    f"Evaluating {node.name!r} failed on input {self.describe_row(b)} at "
+                    f"position {i}: {errors[k]}, on the values ({shown}).")
+            fill = next((v for v in values if v is not None), 0)
+            values = [fill if v is None else v for v in values]
         out = self.dedupe(codes, values)
         self.check_sequence_types(node, out)
         return out
 
     def select(self, node: Select) -> torch.Tensor:
+        """BoolTensor[B, q, k]; what it holds in padded rows and columns is undefined
+        (``evaluate_batch`` masks selects it returns, ``aggregate`` masks keys)."""
         if node.parts:
             mats = [self.cache[id(p)] for p in node.parts]
             if node.op == "and":
                 return mats[0] & mats[1]
             if node.op == "or":
                 return mats[0] | mats[1]
-            return ~mats[0] & self.pair
-        if node.op == "true":
-            return self.pair.clone()
-        if node.op == "false":
-            return torch.zeros_like(self.pair)
+            return ~mats[0]
+        if node.op in ("true", "false"):
+            return torch.full((1, 1, 1), node.op == "true", dtype=torch.bool)
         k, q = self.cache[id(node.keys)], self.cache[id(node.queries)]
         rk, rq = self.ranks(node, k, q)
-        B, n = rk.shape
+        # the matrix only as large as it varies: a constant side broadcasts, and values
+        # that depend on positions only are the same in every row
+        if len(k.table) == 1:
+            rk = rk[:1, :1]
+        elif self.positional(node.keys) and self.positional(node.queries):
+            rk, rq = rk[:1], rq[:1]
+        if len(q.table) == 1:
+            rq = rq[:1, :1]
         dtype = torch.uint8 if max(int(rk.max()), int(rq.max())) < 256 else torch.long
-        rq = rq.to(dtype)[:, :, None].expand(B, n, n).contiguous()
-        return _FLIPPED[node.op](rq, rk.to(dtype)[:, None, :]) & self.pair
+        rq = rq.to(dtype)[:, :, None]
+        if rq.shape[1] > 1 and rk.shape[1] > 1:  # a contiguous query side is faster
+            rq = rq.expand(rq.shape[0], rq.shape[1], rk.shape[1]).contiguous()
+        return _FLIPPED[node.op](rq, rk.to(dtype)[:, None, :])
+
+    def positional(self, node: SOp) -> bool:
+        """Whether the s-op's values depend on positions only (indices, constants, and
+        elementwise functions of them): the same in every row."""
+        key = ("positional", id(node))
+        if key not in self.cache:
+            self.cache[key] = (isinstance(node, Input) and node.kind == "indices") or (
+                isinstance(node, Map) and all(self.positional(c) for c in node.children))
+        return self.cache[key]
 
     def ranks(self, node: Select, k: Column, q: Column) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes of keys and queries as ranks in the sorted union of their values:
@@ -274,22 +348,44 @@ class _Batch:
         return rank_t[: len(k.table)][k.codes], rank_t[len(k.table):][q.codes]
 
     def aggregate(self, node: Aggregate) -> Column:
-        sel = self.cache[id(node.select)]  # [B, q, k]
         col = self.cache[id(node.sop)]
-        count = sel.sum(-1)  # [B, q]
-        first = sel.to(torch.uint8).argmax(-1)  # the selected key where count == 1
-        single = col.codes.gather(1, first)
+        B, n = col.codes.shape
+        sel = (self.cache[id(node.select)] & self.key_mask).expand(B, n, n)  # [B, q, k]
         T = len(col.table)
-        codes = torch.where(count == 0, T, single)
+        ints = [int(v) for v in col.table if isinstance(v, bool | int)]
+        small_ints = len(ints) == T and max(ints) - min(ints) < 256
+        packed = n < 256 and n % 8 == 0  # evaluate_batch pads widths to multiples of 8
+        if packed:
+            # counts over a uint8 view of the selection, 8 keys per int64 word (several
+            # times faster than a reduction over bytes or a float product)
+            u8 = sel.contiguous().view(torch.uint8)
+            count = _count_bytes(u8)
+            first = _single_index(u8)
+        else:
+            small_ints = False
+            f = sel.to(torch.float64)
+            count = f.sum(-1).round().long()
+            first = (f * torch.arange(n, dtype=torch.float64)).sum(-1).round().long()
+            first = first.clamp(0, n - 1)
+        count = torch.where(self.real, count, 0)  # padded queries fall back to the default
+        codes = torch.where(count == 0, T, col.codes.gather(1, first))
         table = col.table + [node.default]
         many = count > 1
         if bool(many.any()):
-            self.check_numeric(node, col, many)
-            vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)[col.codes]
-            vals = torch.where(self.real, vals, 0.0)
-            mean = torch.bmm(sel.to(torch.float64), vals[:, :, None])[..., 0] / count.clamp(
-                min=1)
-            uniq, inv = torch.unique(mean[many], return_inverse=True)
+            self.check_numeric(node, col, many, count)
+            if small_ints:  # sum by bit planes of (value - lo): exact integers
+                lo = min(ints)
+                w = torch.tensor([int(v) - lo for v in col.table], dtype=torch.long)[col.codes]
+                total = lo * count
+                for bit in range(int(w.max()).bit_length()):
+                    plane = ((w >> bit) & 1).bool()[:, None, :]
+                    total = total + (_count_bytes((sel & plane).view(torch.uint8)) << bit)
+                total = total.to(torch.float64)
+            else:
+                vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)
+                total = torch.bmm(sel.to(torch.float64), vals[col.codes][:, :, None])[..., 0]
+            mean = total[many] / count[many]
+            uniq, inv = torch.unique(mean, return_inverse=True)
             codes = codes.clone()
             codes[many] = T + 1 + inv
             table = table + uniq.tolist()
@@ -298,7 +394,8 @@ class _Batch:
         self.check_sequence_types(node, out)
         return out
 
-    def check_numeric(self, node: Aggregate, col: Column, many: torch.Tensor) -> None:
+    def check_numeric(self, node: Aggregate, col: Column, many: torch.Tensor,
+                      count: torch.Tensor) -> None:
         """The reference averages several keys only if the whole sequence is numbers
         (ints and floats, bools mixed in allowed; strings or all-bools are an error)."""
         is_str = torch.tensor([isinstance(v, str) for v in col.table])[col.codes]
@@ -311,7 +408,7 @@ class _Batch:
             vals = [col.table[c] for c in col.codes[b, : int(self.lengths[b])].tolist()]
             raise RASPAggregateError(
                 f"The aggregate {node.name!r} averages several keys (query {q} selects "
-                f"{int(self.cache[id(node.select)][b, q].sum())}) of the non-numeric "
+                f"{int(count[b, q])}) of the non-numeric "
                 f"s-op {node.sop.name!r} on input {self.describe_row(b)}: {vals}. "
                 "Several selected keys are averaged, which needs numbers (not strings, not "
                 "only bools); select exactly one key per query to move other values.")
@@ -325,10 +422,21 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
     for o in outputs:
         if not isinstance(o, SOp | Select):
             raise RASPTypeError(f"Cannot evaluate {o!r}: not a RASP s-op or selector.")
-    batch = _Batch(ids.long(), lengths.long(), input_values)
+    B, n = ids.shape
+    width = -(-n // 8) * 8  # padded so that selections pack into int64 words
+    padded = torch.zeros(B, width, dtype=torch.long)
+    padded[:, :n] = ids
+    batch = _Batch(padded, lengths.long(), input_values)
     for node in ancestors(outputs):
         batch.cache[id(node)] = batch.run(node)
-    return {o: batch.cache[id(o)] for o in outputs}
+    out: dict = {}
+    for o in outputs:
+        r = batch.cache[id(o)]
+        if isinstance(o, Select):
+            out[o] = (r & batch.pair)[:, :n, :n]
+        else:
+            out[o] = Column(r.codes[:, :n], r.table)
+    return out
 
 
 def encode(inputs: Sequence[Sequence]) -> tuple[torch.Tensor, torch.Tensor, list]:

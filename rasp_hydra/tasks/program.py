@@ -53,7 +53,7 @@ from .base import ALL_TOKENS, BOS, Family, Selector, Task
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
-CHUNK_ELEMENTS = 1 << 22  # rows * n * n per evaluated chunk: a few MB per select
+CHUNK_ELEMENTS = 1 << 24  # rows * n * n per evaluated chunk: 16 MB per select
 
 
 class ProgramError(ValueError):
@@ -181,17 +181,21 @@ class ProgramFamily(Family):
         y = torch.zeros(B, n, dtype=torch.long)
         for rows, width, res in self._run([self.output], x, lengths):
             col = res[self.output]
-            try:
-                lut = torch.tensor([self._class_id[str(v)] for v in col.table],
-                                   dtype=torch.long)
-            except KeyError as e:
+            lut = torch.tensor([self._class_id.get(str(v), -1) for v in col.table],
+                               dtype=torch.long)
+            ids = lut[col.codes]
+            real = torch.arange(width)[None, :] < lengths[rows][:, None]
+            missing = (ids < 0) & real
+            if bool(missing.any()):
                 from rasp_hydra.rasp.lang import RASPEvalError
+                b, i = (int(v) for v in missing.nonzero()[0])
+                value = col.table[int(col.codes[b, i])]
                 raise RASPEvalError(
-                    f"The output {self.output.name!r} took the value {e.args[0]!r}, which is "
+                    f"The output {self.output.name!r} took the value {value!r}, which is "
                     f"not among its classes {list(self.out_classes)} (inferred for inputs "
                     f"of up to {self.max_len} tokens): build the task with max_len at "
-                    "least the longest input, or give classes explicitly.") from None
-            y[rows, :width] = lut[col.codes]
+                    "least the longest input, or give classes explicitly.")
+            y[rows, :width] = ids.clamp(min=0)
         return y
 
     def selectors(self) -> dict[tuple[int, int], Selector]:
