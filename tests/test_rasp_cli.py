@@ -85,8 +85,7 @@ ERROR_KINDS = {  # one of each kind, through a subprocess
     "wrong type": ("x = aggregate(tokens, tokens);", (),
                    ["line 1", "must be a selector", "s-op 'tokens'"]),
     "non-numeric aggregate": ("x = aggregate(full_s, tokens);", ("--eval", "x", "ab"),
-                              ["Evaluating 'x' on \"ab\" failed", "several keys",
-                               "non-numeric"]),
+                              ["input ['a', 'b']", "several keys", "non-numeric"]),
     "usage": ("x = tokens;", ("--draw", "x", "--input", "ab"),
               ["--draw NAME needs --input", "--out"]),
 }

@@ -88,6 +88,13 @@ def parse_input(text: str) -> str | list:
 
 # ----------------------------------------------------------------------------- commands
 
+def on_input(err: RASPError, name: str, shown: str) -> RASPError:
+    """An evaluation error that names the input (most of the core's already do)."""
+    if "input" in str(err):
+        return err
+    return RASPError(f"Evaluating {name!r} on {shown} failed: {err}")
+
+
 def cmd_names(prog: Program) -> None:
     for name in prog.names():
         v = prog.value(name)
@@ -106,7 +113,7 @@ def cmd_eval(prog: Program, name: str, text: str) -> None:
     try:
         result = prog.eval(name, inp)
     except RASPError as err:
-        raise RASPError(f"Evaluating {name!r} on {shown} failed: {err}") from None
+        raise on_input(err, name, shown) from None
     if isinstance(value, Select):
         print(f"{name}({shown}) =")
         print(format_selector(result, list(inp)))
@@ -147,7 +154,7 @@ def cmd_draw(prog: Program, name: str, text: str, out: Path) -> None:
         matrices = {h: evaluate(sel, inp) for h, sel in compiled.head_selects.items()}
         result = prog.eval(name, inp)
     except RASPError as err:
-        raise RASPError(f"Evaluating {name!r} on {shown} failed: {err}") from None
+        raise on_input(err, name, shown) from None
     draw_compiled(name, compiled, matrices, list(inp), result, out)
     print(f"wrote {out}")
 
