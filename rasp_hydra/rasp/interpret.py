@@ -185,6 +185,7 @@ class RaspFunction:
     body: list[Tree]
     returns: Tree
     scope: Scope
+    source_name: str = "<source>"  # the file it is defined in, for error messages
 
     def __str__(self) -> str:
         return f"function {self.name}({', '.join(self.params)})"
@@ -261,8 +262,7 @@ class Interpreter:
         params = [str(t) for t in params.children] if params is not None else []
         if len(set(params)) != len(params):
             raise RASPNameError(f"Function {name!r} names a parameter twice: {params}.")
-        fn = RaspFunction(str(name), params, body, ret.children[0], scope)
-        fn.source_name = source_name
+        fn = RaspFunction(str(name), params, body, ret.children[0], scope, source_name)
         scope.assign(str(name), fn)
 
     def s_forloop(self, stmt, scope, source_name):
@@ -576,15 +576,15 @@ class Interpreter:
         local = Scope(fn.scope, reserved=RESERVED)
         for name, value in zip(fn.params, args, strict=True):
             local.assign(name, value)
-        source_name = getattr(fn, "source_name", "<source>")
         for stmt in fn.body:
-            self.statement(stmt, local, source_name)
+            self.statement(stmt, local, fn.source_name)
         try:
             values = [self.expr(e, local) for e in fn.returns.children]
         except RASPProgramError:
             raise
         except RASPError as err:
-            raise RASPProgramError(f"{err} (in the return of {fn.name})", source_name) from None
+            raise RASPProgramError(f"in the return of {fn.name}: {err}",
+                                   f"{fn.source_name}, line {fn.returns.meta.line}") from None
         result = values[0] if len(values) == 1 else values
         if isinstance(result, SOp | Select) and not isinstance(result, lang.Input):
             result.name = f"{fn.name}({', '.join(name_of(a) for a in args)})"
