@@ -78,6 +78,29 @@ def test_draw_writes_a_figure(tmp_path):
     assert image.shape[0] > 200 and image.shape[1] > 200
 
 
+def test_draw_shows_each_head_on_its_layer(tmp_path):
+    from rasp_hydra.rasp import evaluate, load
+    from rasp_hydra.rasp.__main__ import draw_compiled
+
+    prog = load(PROGRAMS / "dyck2_ptf.rasp")
+    compiled = prog.compile("dyck2_ptf")
+    inp = "({})"
+    matrices = {h: evaluate(s, inp) for h, s in compiled.head_selects.items()}
+    fig = draw_compiled("dyck2_ptf", compiled, matrices, list(inp),
+                        prog.eval("dyck2_ptf", inp), tmp_path / "d.png")
+    drawn = [ax for ax in fig.get_axes() if ax.images]
+    assert len(drawn) == 5  # heads 1/2/1/1
+    assert [ax.get_title().split(":")[0] for ax in drawn] == [
+        "head 0", "head 0", "head 1", "head 0", "head 0"]
+    titles = " ".join(ax.get_title() for ax in drawn)
+    assert "prefix" in titles and "opener_of" in titles
+    assert drawn[0].images[0].get_array().tolist() == [
+        [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]  # prefix: k <= q
+    layer_titles = [sf._suptitle.get_text() for sf in fig.subfigs]
+    assert layer_titles[0].startswith("layer 0 computes: n_opens, n_closes, depth")
+    assert "dyck2_ptf" in layer_titles[3]
+
+
 ERROR_KINDS = {  # one of each kind, through a subprocess
     "syntax": ("x = (1 + ;", ("--eval", "x", "a"), ["line 1, column 10", "unexpected ';'"]),
     "unknown name": ("flip = indices;", ("--eval", "flp", "ab"),

@@ -170,9 +170,9 @@ def select_label(sel: Select) -> str:
     return sel.name
 
 
-def draw_compiled(name, compiled, matrices, inp, result, out: Path) -> None:
+def draw_compiled(name, compiled, matrices, inp, result, out: Path):
     """One row per layer: its heads' select matrices (query rows, key columns) and the
-    names of the s-ops computed in the layer."""
+    names of the s-ops computed in the layer. Returns the (saved) Figure."""
     # bare Figure + Agg canvas (as rasp_hydra.draw): no pyplot state, any backend
     import textwrap
 
@@ -212,6 +212,7 @@ def draw_compiled(name, compiled, matrices, inp, result, out: Path) -> None:
                 ax.set_ylabel("query", fontsize=7)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
+    return fig
 
 
 # ----------------------------------------------------------------------------- entry point
