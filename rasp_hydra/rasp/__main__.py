@@ -205,8 +205,10 @@ def draw_compiled(name, compiled, matrices, inp, result, out: Path):
                       cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks(range(n), labels, fontsize=7)
             ax.set_yticks(range(n), labels, fontsize=7)
-            ax.set_title(textwrap.fill(f"head {head}: {select_label(sel)}", int(cell * 12)),
-                         fontsize=7)
+            line = int(cell * 12)  # characters per title line; at most two lines
+            title = textwrap.shorten(f"head {head}: {select_label(sel)}", 2 * line - 4,
+                                     placeholder=" ...")
+            ax.set_title(textwrap.fill(title, line), fontsize=7)
             ax.set_xlabel("key", fontsize=7)
             if head == 0:
                 ax.set_ylabel("query", fontsize=7)
