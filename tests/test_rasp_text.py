@@ -345,6 +345,7 @@ def test_rasplib_functions_give_the_reference_values():
         ' sh = shift(tokens, 1, "_"); last = mark_last_instance(tokens, "l");'
         ' first = mark_first_instance(tokens, "l"); sorted = sort(tokens, tokens);'
         ' byidx = sort(tokens, -indices); fromlast = select_from_last(tokens, "l");'
+        ' fromfirst = select_from_first(tokens, "l");'
         ' nxt = select_next_identical(tokens); focus = has_focus(select(tokens, "l", ==));')
     hello = "hello"
     assert prog.eval("c", hello) == [2] * 5
@@ -359,7 +360,9 @@ def test_rasplib_functions_give_the_reference_values():
     assert prog.eval("sorted", hello) == list("ehllo")
     assert prog.eval("byidx", hello) == list("olleh")
     assert prog.eval("fromlast", hello) == [[False, False, False, True, False]] * 5
-    assert prog.eval("nxt", "abab")[0] == [False, False, True, False]
+    assert prog.eval("fromfirst", hello) == [[False, False, True, False, False]] * 5
+    assert prog.eval("nxt", "abab") == [[False, False, True, False], [False, False, False, True],
+                                        [False] * 4, [False] * 4]
     assert prog.eval("focus", hello) == [True] * 5
     assert prog.budget("sorted") == (2, (2, 1))
     assert prog.budget("c") == (1, (1,))
