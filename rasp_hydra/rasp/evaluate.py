@@ -5,19 +5,18 @@ each id, e.g. the alphabet's characters and BOS) with ``lengths`` LongTensor[B];
 positions at or past a row's length are padding and never influence real positions.
 
 Every s-op evaluates to a ``Column``: ``codes`` LongTensor[B, n] into ``table``, a short
-list of the distinct Python values the s-op takes at the batch's real positions (codes at
-padding point at any entry). So an elementwise function runs once per distinct value,
-or distinct tuple of values, in the batch (``torch.unique`` + inverse), never per
-position (while the combinations are few, all of them are tabulated, so a table may hold
-values that occur at no real position). A select evaluates to BoolTensor[B, n, n]
-([batch, query, key], False in
-padded rows and columns): its comparison is done on ranks of the key and query values
-in their sorted union (numbers numerically, strings by code point), as one broadcast
-comparison of small integers. An aggregate is the selection matrix times the values
-(integer sums over a uint8 view of the selection for small integers, a float64
-product otherwise, so integer sums are exact and the mean is ``sum * 1.0 / count`` as in
-the reference) where several keys are selected, a gather where exactly one is (the value
-unchanged, type kept), the default where none is.
+list of Python values (codes at padding point at any entry). An elementwise function runs
+once per distinct value, or distinct tuple of values, in the batch (all combinations are
+tabulated while they are few, else ``unique`` + inverse), never per position. A select
+evaluates to a packed selection: int64 [B, n, ceil(n / 64)], bit k of a query's row set
+when key k is selected (``pack``/``unpack``), built per row as a table of key sets by
+value rank gathered by the queries' ranks (values ranked in the sorted union of keys and
+queries: numbers numerically, strings by code point), so nothing is O(n^2) bytes.
+Selector and/or/not are bitwise ops on the words. An aggregate counts the selected keys
+with a popcount, takes the one selected key's value where there is one (type kept), the
+default where there is none, and the mean ``sum * 1.0 / count`` (float64) where there
+are several; sums of small integers are exact (popcounts of the values' bit planes),
+other values go through a float64 product with the unpacked selection.
 
 Values are kept with their Python type: tables hold ``1`` and ``1.0`` (and ``True``) as
 different entries, as the REPL prints them differently; they compare equal in selects and
@@ -36,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .lang import (
@@ -110,24 +110,55 @@ def unique_inverse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return present.nonzero()[:, 0] + lo, rank[x - lo]
 
 
-_BYTE_SUM = 0x0101010101010101
+# Selections are packed: bit k % 64 of word k // 64 of a query's row says whether key k
+# is selected, so a [B, n, n] selection is an int64 tensor [B, n, ceil(n / 64)] (and
+# broadcasts: [B, 1, W] when no query matters, [B, n, 1] holding 0 or ALL when no key does).
+ALL = -1  # every bit of a word
+_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+_BYTES = 0x0101010101010101
+_np_bitwise_count = getattr(np, "bitwise_count", None)
 
 
-def _count_bytes(u8: torch.Tensor) -> torch.Tensor:
-    """Row sums of a 0/1 uint8 tensor [..., m] (m a multiple of 8, sums < 256): the
-    bytes of each int64 word are added lane by lane, then the lanes by one multiply."""
-    words = u8.view(torch.int64).sum(-1)  # each byte lane holds at most m / 8
-    return ((words * _BYTE_SUM) >> 56) & 0xFF
+def popcount(words: torch.Tensor) -> torch.Tensor:
+    """Set bits of each int64 word: numpy's ``bitwise_count`` (numpy >= 2, a machine
+    instruction), else SWAR arithmetic (wrapping int64 arithmetic is two's complement)."""
+    if _np_bitwise_count is not None:
+        return torch.from_numpy(
+            _np_bitwise_count(words.contiguous().numpy().view(np.uint64)).astype(np.int64))
+    x = words - ((words >> 1) & _M1)
+    x = (x & _M2) + ((x >> 2) & _M2)
+    x = (x + (x >> 4)) & _M4
+    return ((x * _BYTES) >> 56) & 0xFF
 
 
-def _single_index(u8: torch.Tensor) -> torch.Tensor:
-    """For 0/1 rows [..., m] with exactly one 1, its index (anything for other rows):
-    the first nonzero int64 word, then the byte within it from the word's log2."""
-    words = u8.view(torch.int64)
-    w_idx = (words != 0).to(torch.uint8).max(-1).indices  # [...]
+def pack(bits: torch.Tensor) -> torch.Tensor:
+    """BoolTensor[..., n] -> int64 [..., ceil(n / 64)] (bytes of a word are little-endian)."""
+    n = bits.shape[-1]
+    W = -(-n // 64)
+    padded = torch.zeros(*bits.shape[:-1], W * 64, dtype=torch.uint8)
+    padded[..., :n] = bits
+    by = (padded.view(*bits.shape[:-1], W * 8, 8) << torch.arange(8, dtype=torch.uint8)).sum(
+        -1, dtype=torch.uint8)
+    return by.view(torch.int64)
+
+
+_BYTE_BITS = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).bool()  # [256, 8]
+
+
+def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
+    """int64 [..., W] -> BoolTensor[..., n] (bytes of a word are little-endian)."""
+    by = words.contiguous().view(torch.uint8)  # [..., W * 8]
+    bits = _BYTE_BITS[by.long()]  # [..., W * 8, 8]
+    return bits.reshape(*words.shape[:-1], words.shape[-1] * 64)[..., :n]
+
+
+def single_index(words: torch.Tensor) -> torch.Tensor:
+    """For packed rows with exactly one bit set, its index (anything for other rows)."""
+    w_idx = (words != 0).to(torch.uint8).max(-1).indices
     word = words.gather(-1, w_idx[..., None])[..., 0]
-    byte = torch.log2(word.clamp(min=1).to(torch.float64)).long() // 8
-    return (w_idx * 8 + byte).clamp(0, u8.shape[-1] - 1)
+    low = word & 0x7FFFFFFFFFFFFFFF
+    bit = torch.where(word < 0, 63, torch.log2(low.clamp(min=1).to(torch.float64)).long())
+    return w_idx * 64 + bit
 
 
 class _Batch:
@@ -138,9 +169,8 @@ class _Batch:
         B, n = ids.shape
         self.n = n
         self.real = torch.arange(n)[None, :] < lengths[:, None]  # [B, n]
-        r8 = self.real.to(torch.uint8)
-        self.pair = (r8[:, :, None] * r8[:, None, :]).bool()  # [B, q, k]
-        self.key_mask = self.real[:, None, :]  # [B, 1, k]
+        self.W = -(-n // 64)
+        self.key_mask = pack(self.real)[:, None, :]  # [B, 1, W]
         self.cache: dict[int, Any] = {}
 
     # --- tables --------------------------------------------------------------------------
@@ -283,8 +313,13 @@ class _Batch:
         return out
 
     def select(self, node: Select) -> torch.Tensor:
-        """BoolTensor[B, q, k]; what it holds in padded rows and columns is undefined
-        (``evaluate_batch`` masks selects it returns, ``aggregate`` masks keys)."""
+        """Packed selection (see ``pack``); what it holds for padded queries and keys is
+        undefined (``evaluate_batch`` masks selects it returns, ``aggregate`` masks keys).
+
+        A comparison selects, for a query of rank r, the keys whose ranks are == r (or
+        < r, ...): per row, a table of packed key sets by rank (cumulated over ranks for
+        the orders), gathered by the queries' ranks. Values that depend on positions only
+        are the same in every row (one table); a constant side needs no table."""
         if node.parts:
             mats = [self.cache[id(p)] for p in node.parts]
             if node.op == "and":
@@ -293,22 +328,41 @@ class _Batch:
                 return mats[0] | mats[1]
             return ~mats[0]
         if node.op in ("true", "false"):
-            return torch.full((1, 1, 1), node.op == "true", dtype=torch.bool)
+            return torch.full((1, 1, 1), ALL if node.op == "true" else 0, dtype=torch.int64)
         k, q = self.cache[id(node.keys)], self.cache[id(node.queries)]
         rk, rq = self.ranks(node, k, q)
-        # the matrix only as large as it varies: a constant side broadcasts, and values
-        # that depend on positions only are the same in every row
-        if len(k.table) == 1:
-            rk = rk[:1, :1]
-        elif self.positional(node.keys) and self.positional(node.queries):
+        if len(k.table) == 1:  # every query selects all keys or none
+            hit = _FLIPPED[node.op](rq, rk[:, :1])  # [B, n]: op(key value, query value)
+            return torch.where(hit, ALL, 0)[:, :, None]
+        if self.positional(node.keys) and self.positional(node.queries):
             rk, rq = rk[:1], rq[:1]
+        Bk, n = rk.shape
+        R = int(max(int(rk.max()), int(rq.max()))) + 1
+        keys = torch.arange(n, dtype=torch.int64)
+        table = torch.zeros(Bk, R * self.W, dtype=torch.int64)
+        table.scatter_add_(1, rk * self.W + keys // 64, (1 << (keys % 64)).expand(Bk, n))
+        table = table.view(Bk, R, self.W)  # [Bk, rank, W]: the keys of each rank
+        op = node.op
+        if op in ("<", "<=", ">", ">="):
+            upto = table.cumsum(1)  # disjoint bits: the sum is the union; keys of rank <= r
+            if op == "<=":
+                table = upto
+            elif op == "<":
+                table = upto - table
+            elif op == ">":
+                table = upto[:, -1:] - upto
+            else:
+                table = upto[:, -1:] - upto + table
+        elif op == "!=":
+            table = ~table
         if len(q.table) == 1:
-            rq = rq[:1, :1]
-        dtype = torch.uint8 if max(int(rk.max()), int(rq.max())) < 256 else torch.long
-        rq = rq.to(dtype)[:, :, None]
-        if rq.shape[1] > 1 and rk.shape[1] > 1:  # a contiguous query side is faster
-            rq = rq.expand(rq.shape[0], rq.shape[1], rk.shape[1]).contiguous()
-        return _FLIPPED[node.op](rq, rk.to(dtype)[:, None, :])
+            return table[:, int(rq[0, 0])][:, None, :]  # [Bk, 1, W]
+        Bq = rq.shape[0]
+        if Bk == 1 and Bq > 1:
+            table = table.expand(Bq, R, self.W)
+        elif Bq == 1 and Bk > 1:
+            rq = rq.expand(Bk, n)
+        return table.gather(1, rq[:, :, None].expand(rq.shape[0], n, self.W))
 
     def positional(self, node: SOp) -> bool:
         """Whether the s-op's values depend on positions only (indices, constants, and
@@ -350,41 +404,42 @@ class _Batch:
     def aggregate(self, node: Aggregate) -> Column:
         col = self.cache[id(node.sop)]
         B, n = col.codes.shape
-        sel = (self.cache[id(node.select)] & self.key_mask).expand(B, n, n)  # [B, q, k]
+        sel = self.cache[id(node.select)] & self.key_mask  # [B, n or 1, W]
+        sel = sel.expand(B, sel.shape[1], self.W)
         T = len(col.table)
         ints = [int(v) for v in col.table if isinstance(v, bool | int)]
         small_ints = len(ints) == T and max(ints) - min(ints) < 256
-        packed = n < 256 and n % 8 == 0  # evaluate_batch pads widths to multiples of 8
-        if packed:
-            # counts over a uint8 view of the selection, 8 keys per int64 word (several
-            # times faster than a reduction over bytes or a float product)
-            u8 = sel.contiguous().view(torch.uint8)
-            count = _count_bytes(u8)
-            first = _single_index(u8)
+        count = popcount(sel).sum(-1)  # [B, n or 1]
+        total = None
+        if small_ints:  # sums by bit planes of (value - lo): exact integers
+            lo = min(ints)
+            w = torch.tensor([int(v) - lo for v in col.table], dtype=torch.long)[col.codes]
+            total = lo * count
+            for bit in range(int(w.max()).bit_length()):
+                plane = pack(((w >> bit) & 1).bool())[:, None, :]
+                total = total + (popcount(sel & plane).sum(-1) << bit)
+        if total is not None and len(set(ints)) == T:
+            # one selected key: its value is the sum; back to its table entry
+            lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
+            lut[torch.tensor(ints) - lo] = torch.arange(T)
+            single = lut[(total - lo).clamp(0, len(lut) - 1)]
         else:
-            small_ints = False
-            f = sel.to(torch.float64)
-            count = f.sum(-1).round().long()
-            first = (f * torch.arange(n, dtype=torch.float64)).sum(-1).round().long()
-            first = first.clamp(0, n - 1)
+            first = single_index(sel).clamp(0, n - 1)
+            first = first.expand(B, n) if first.shape[1] == 1 else first
+            single = col.codes.gather(1, first)
+        count = count.expand(B, n)
+        single = single.expand(B, n)
         count = torch.where(self.real, count, 0)  # padded queries fall back to the default
-        codes = torch.where(count == 0, T, col.codes.gather(1, first))
+        codes = torch.where(count == 0, T, single)
         table = col.table + [node.default]
         many = count > 1
         if bool(many.any()):
             self.check_numeric(node, col, many, count)
-            if small_ints:  # sum by bit planes of (value - lo): exact integers
-                lo = min(ints)
-                w = torch.tensor([int(v) - lo for v in col.table], dtype=torch.long)[col.codes]
-                total = lo * count
-                for bit in range(int(w.max()).bit_length()):
-                    plane = ((w >> bit) & 1).bool()[:, None, :]
-                    total = total + (_count_bytes((sel & plane).view(torch.uint8)) << bit)
-                total = total.to(torch.float64)
-            else:
+            if total is None:
                 vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)
-                total = torch.bmm(sel.to(torch.float64), vals[col.codes][:, :, None])[..., 0]
-            mean = total[many] / count[many]
+                dense = unpack(sel, n).to(torch.float64)
+                total = torch.bmm(dense, vals[col.codes][:, :, None])[..., 0]
+            mean = total.expand(B, n).to(torch.float64)[many] / count[many]
             uniq, inv = torch.unique(mean, return_inverse=True)
             codes = codes.clone()
             codes[many] = T + 1 + inv
@@ -422,20 +477,18 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
     for o in outputs:
         if not isinstance(o, SOp | Select):
             raise RASPTypeError(f"Cannot evaluate {o!r}: not a RASP s-op or selector.")
-    B, n = ids.shape
-    width = -(-n // 8) * 8  # padded so that selections pack into int64 words
-    padded = torch.zeros(B, width, dtype=torch.long)
-    padded[:, :n] = ids
-    batch = _Batch(padded, lengths.long(), input_values)
+    batch = _Batch(ids.long(), lengths.long(), input_values)
     for node in ancestors(outputs):
         batch.cache[id(node)] = batch.run(node)
     out: dict = {}
+    B, n = ids.shape
     for o in outputs:
         r = batch.cache[id(o)]
         if isinstance(o, Select):
-            out[o] = (r & batch.pair)[:, :n, :n]
+            dense = unpack((r & batch.key_mask).expand(B, n, batch.W), n)
+            out[o] = dense & batch.real[:, :, None]
         else:
-            out[o] = Column(r.codes[:, :n], r.table)
+            out[o] = r
     return out
 
 

@@ -61,6 +61,7 @@ class Family:
     default_size: int = 10  # used when a name or config gives no size
     max_size: int = len(ALL_TOKENS)
     sees_bos: bool = False  # True: bos tasks pass ids with BOS (see the module docstring)
+    output_chunk: int = 0  # rows per ``outputs`` call in Task.outputs (0: OUTPUT_CHUNK)
     layers: int = 1
     heads: int = 1
     description: str = ""
@@ -202,10 +203,10 @@ class Task:
     def outputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """LongTensor[B, n] of target ids, IGNORE at padding. Large batches are processed
         in chunks of OUTPUT_CHUNK rows (cache-sized: several times faster on a CPU)."""
-        if tokens.shape[0] > OUTPUT_CHUNK:
-            return torch.cat([self.outputs(tokens[i:i + OUTPUT_CHUNK],
-                                           lengths[i:i + OUTPUT_CHUNK])
-                              for i in range(0, tokens.shape[0], OUTPUT_CHUNK)])
+        chunk = self.impl.output_chunk or OUTPUT_CHUNK
+        if tokens.shape[0] > chunk:
+            return torch.cat([self.outputs(tokens[i:i + chunk], lengths[i:i + chunk])
+                              for i in range(0, tokens.shape[0], chunk)])
         x, n = self._strip(tokens, lengths)
         y = self.impl.outputs(x, n) if x.shape[1] else x.clone()
         if self._pass_bos:

@@ -53,7 +53,7 @@ from .base import ALL_TOKENS, BOS, Family, Selector, Task
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
-CHUNK_ELEMENTS = 1 << 24  # rows * n * n per evaluated chunk: 16 MB per select
+CHUNK_ELEMENTS = 1 << 21  # rows * n * words per evaluated chunk: 16 MB per select
 
 
 class ProgramError(ValueError):
@@ -93,6 +93,7 @@ class ProgramFamily(Family):
     """A RASP program's output s-op as a family (see the module docstring)."""
 
     name = "program"
+    output_chunk = 1 << 16  # the program family sorts and chunks rows itself
 
     def __init__(self, output, alphabet: str, bos: bool = False, sampler="uniform",
                  max_len: int = 100, name: str = "program", base: str | None = None,
@@ -156,13 +157,15 @@ class ProgramFamily(Family):
         return evaluate_batch
 
     def _chunks(self, lengths: torch.Tensor):
-        """(rows, width) chunks: rows sorted by length, rows * width^2 <= CHUNK_ELEMENTS."""
+        """(rows, width) chunks: rows sorted by length, rows * width * ceil(width / 64)
+        (a packed selection's int64 words) <= CHUNK_ELEMENTS."""
         order = torch.argsort(lengths, stable=True)
         width = lengths[order].clamp(min=1).tolist()
         i = 0
         while i < len(width):
             j = i + 1
-            while j < len(width) and (j + 1 - i) * width[j] ** 2 <= CHUNK_ELEMENTS:
+            while j < len(width) and (j + 1 - i) * width[j] * -(-width[j] // 64) <= \
+                    CHUNK_ELEMENTS:
                 j += 1
             yield order[i:j], width[j - 1]
             i = j
