@@ -22,8 +22,11 @@ Conventions:
   (only padding masked), and the target at position 0 is the BOS class whatever the
   program computes there. ``bos=False``: the program runs on the ids without BOS.
 - Output classes: the values the output s-op can take (``rasp.values``, inferred from
-  the alphabet and ``max_len``), named ``str(value)``, ordered numbers first (ascending),
-  then strings by code point; values with equal names are one class. Give ``classes``
+  the alphabet and ``max_len``), named ``str(value)``; values with equal names are one
+  class. Order: numbers ascending, then strings that are alphabet tokens in alphabet
+  order, then decimal strings by number ("0".."10"), then the rest by code point (so
+  reverse, hist, hist2, sort and sort_by_freq get the hand-written families' classes in
+  their order; Dyck's "F", "P", "T" come in that order). Give ``classes``
   explicitly when the values are not enumerable (e.g. means of many different numbers).
 - Heads: every (layer, head) of the compilation, named after its select. All are target
   selectors (supervised with ``with_attns``).
@@ -144,8 +147,19 @@ class ProgramFamily(Family):
                 f"The values of {self.output.name!r} cannot be enumerated (e.g. it averages "
                 "many different numbers); give the output classes explicitly (classes=...), "
                 "or round/bucket the output in the program.")
-        names = []
-        for v in sort_values(values):
+        alphabet = {c: i for i, c in enumerate(self._alphabet)}
+
+        def order(v):  # numbers; alphabet tokens; decimal strings by number; the rest
+            if not isinstance(v, str):
+                return (0, 0, 0, "")
+            if v in alphabet:
+                return (1, alphabet[v], 0, "")
+            if v.isascii() and v.isdecimal():
+                return (2, 0, int(v), "")
+            return (3, 0, 0, v)
+
+        names: list[str] = []
+        for v in sorted(sort_values(values), key=order):
             if str(v) not in names:
                 names.append(str(v))
         return tuple(names)
