@@ -439,11 +439,18 @@ class _Batch:
                 vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)
                 dense = unpack(sel, n).to(torch.float64)
                 total = torch.bmm(dense, vals[col.codes][:, :, None])[..., 0]
-            mean = total.expand(B, n).to(torch.float64)[many] / count[many]
-            uniq, inv = torch.unique(mean, return_inverse=True)
+            total, cnt = total.expand(B, n)[many], count[many]
+            if total.dtype == torch.int64:  # distinct (sum, count) pairs, by counting
+                pairs, inv = unique_inverse((total - total.min()) * (n + 1) + cnt)
+                first = torch.zeros(len(pairs), dtype=torch.long)
+                first[inv] = torch.arange(len(inv))
+                means = (total[first].to(torch.float64) / cnt[first]).tolist()
+            else:
+                uniq, inv = torch.unique(total / cnt, return_inverse=True)
+                means = uniq.tolist()
             codes = codes.clone()
             codes[many] = T + 1 + inv
-            table = table + uniq.tolist()
+            table = table + means
         out = self.compact(codes, table)
         out = self.dedupe(out.codes, out.table)
         self.check_sequence_types(node, out)
