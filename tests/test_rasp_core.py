@@ -400,6 +400,20 @@ def test_user_sampler_and_inline_sop():
     assert task.name == "rev_2" and task.family == "program"
 
 
+def test_program_without_bos_on_a_bos_task():
+    # the program runs on the ids without BOS; Task adds BOS and wraps the selects
+    hand = get_task("reverse_10_bos")
+    task = make_program_task(library.reverse(), alphabet=10, bos=True, sees_bos=False,
+                             base="reverse_10")
+    assert task.name == hand.name
+    toks, lengths = hand.sample(300, seed=0, max_len=15)
+    assert torch.equal(task.outputs(toks, lengths), hand.outputs(toks, lengths))
+    flip = task.selectors(toks, lengths)[(1, 0)]
+    assert torch.equal(flip[:, 1:, 1:], hand.selectors(toks, lengths)[(1, 0)][:, 1:, 1:])
+    assert flip[:, 0, 0].all() and flip[:, 1:, 0][lengths[:, None] > torch.arange(
+        1, toks.shape[1])].all()  # look_at_bos: every real row also selects BOS
+
+
 def test_wrapper_errors():
     with pytest.raises(ProgramError, match="sampler 'dyck' needs a Dyck alphabet"):
         make_program_task(library.dyck1_ptf(), alphabet="abc", sampler="dyck")

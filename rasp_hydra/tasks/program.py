@@ -260,13 +260,16 @@ def _load_output(program: Any, output: str | None):
 def make_program_task(program: Any, output: str | None = None, alphabet: str | int = 10,
                       bos: bool = False, with_attns: bool = False, sampler="uniform",
                       max_len: int = 100, name: str | None = None, base: str | None = None,
-                      classes: Sequence[str] | None = None) -> Task:
+                      classes: Sequence[str] | None = None, sees_bos: bool | None = None
+                      ) -> Task:
     """A Task from a RASP program (see the module docstring).
 
     ``program``: an s-op, a loaded program (``rasp_hydra.rasp.load``), or a .rasp path or
     source (then ``output`` names the s-op to learn); ``alphabet``: a string, or a size k
     (the first k of the project's tokens; with sampler "dyck", the number of bracket
-    pairs); ``bos``: the program is written for inputs starting with BOS; ``max_len``:
+    pairs); ``bos``: the task's inputs start with BOS; ``sees_bos`` (default: ``bos``):
+    the program is written for inputs starting with BOS and sees it (False with bos=True:
+    the program runs without BOS and its selects get the families' BOS wrap); ``max_len``:
     the longest input of any split (for the output classes); ``name``: the task's name
     stem (default: the output's name), the task is named ``{name}_{k}[_bos][_with_attns]``
     unless ``base`` gives the stem with the size (e.g. "dyck1_ptf": the data seed is the
@@ -289,8 +292,9 @@ def make_program_task(program: Any, output: str | None = None, alphabet: str | i
         raise ProgramError(f"The alphabet {alphabet!r} must not contain BOS {BOS!r} or "
                            "repeated characters.")
     stem = name or sop.name
-    impl = ProgramFamily(sop, alphabet, bos=bos, sampler=sampler, max_len=max_len,
-                         name=stem, base=base, classes=classes)
+    impl = ProgramFamily(sop, alphabet, bos=bos if sees_bos is None else sees_bos,
+                         sampler=sampler, max_len=max_len, name=stem, base=base,
+                         classes=classes)
     if with_attns and not impl.compiled.head_selects:
         raise ProgramError(f"{sop.name!r} has no select, so it cannot be trained "
                            "with_attns.")
