@@ -120,15 +120,22 @@ _np_bitwise_count = getattr(np, "bitwise_count", None)
 
 
 def popcount(words: torch.Tensor) -> torch.Tensor:
-    """Set bits of each int64 word: numpy's ``bitwise_count`` (numpy >= 2, a machine
-    instruction), else SWAR arithmetic (wrapping int64 arithmetic is two's complement)."""
+    """Set bits of each row of int64 words [..., W] -> int64 [...]: numpy's
+    ``bitwise_count`` (numpy >= 2, a machine instruction), else SWAR arithmetic (wrapping
+    int64 arithmetic is two's complement). The W words are added one by one (W is small,
+    and a reduction over a short last dimension is slow)."""
     if _np_bitwise_count is not None:
-        return torch.from_numpy(
-            _np_bitwise_count(words.contiguous().numpy().view(np.uint64)).astype(np.int64))
-    x = words - ((words >> 1) & _M1)
-    x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    return ((x * _BYTES) >> 56) & 0xFF
+        per_word = torch.from_numpy(_np_bitwise_count(words.contiguous().numpy().view(
+            np.uint64)))
+    else:
+        x = words - ((words >> 1) & _M1)
+        x = (x & _M2) + ((x >> 2) & _M2)
+        x = (x + (x >> 4)) & _M4
+        per_word = ((x * _BYTES) >> 56) & 0xFF
+    out = per_word[..., 0].long()
+    for w in range(1, per_word.shape[-1]):
+        out += per_word[..., w]
+    return out
 
 
 def pack(bits: torch.Tensor) -> torch.Tensor:
@@ -248,8 +255,12 @@ class _Batch:
         B, n = self.ids.shape
         if node.kind == "indices":
             return Column(torch.arange(n).expand(B, n), list(range(n)))
-        col = self.compact(self.ids, self.input_values)
         convert = _CONVERT[node.kind]
+        try:  # every input value, else only those that occur
+            col = Column(torch.where(self.real, self.ids, 0), self.input_values)
+            table = [convert(v) for v in col.table]
+        except (TypeError, ValueError):
+            col = self.compact(self.ids, self.input_values)
         try:
             table = [convert(v) for v in col.table]
         except (TypeError, ValueError) as e:
@@ -409,7 +420,7 @@ class _Batch:
         T = len(col.table)
         ints = [int(v) for v in col.table if isinstance(v, bool | int)]
         small_ints = len(ints) == T and max(ints) - min(ints) < 256
-        count = popcount(sel).sum(-1)  # [B, n or 1]
+        count = popcount(sel)  # [B, n or 1]
         total = None
         if small_ints:  # sums by bit planes of (value - lo): exact integers
             lo = min(ints)
@@ -417,7 +428,7 @@ class _Batch:
             total = lo * count
             for bit in range(int(w.max()).bit_length()):
                 plane = pack(((w >> bit) & 1).bool())[:, None, :]
-                total = total + (popcount(sel & plane).sum(-1) << bit)
+                total = total + (popcount(sel & plane) << bit)
         if total is not None and len(set(ints)) == T:
             # one selected key: its value is the sum; back to its table entry
             lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
@@ -439,20 +450,22 @@ class _Batch:
                 vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)
                 dense = unpack(sel, n).to(torch.float64)
                 total = torch.bmm(dense, vals[col.codes][:, :, None])[..., 0]
-            total, cnt = total.expand(B, n)[many], count[many]
+            total = total.expand(B, n)
             if total.dtype == torch.int64:  # distinct (sum, count) pairs, by counting
-                pairs, inv = unique_inverse((total - total.min()) * (n + 1) + cnt)
-                first = torch.zeros(len(pairs), dtype=torch.long)
-                first[inv] = torch.arange(len(inv))
-                means = (total[first].to(torch.float64) / cnt[first]).tolist()
+                lo_total = int(total.min())
+                key = (total - lo_total) * (n + 1) + count
+                fill = key.view(-1)[many.view(-1).to(torch.uint8).argmax()]
+                pairs, inv = unique_inverse(torch.where(many, key, fill).view(-1))
+                means = ((pairs // (n + 1) + lo_total).to(torch.float64) / (pairs % (n + 1))
+                         ).tolist()
+                codes = torch.where(many, T + 1 + inv.view(B, n), codes)
             else:
-                uniq, inv = torch.unique(total / cnt, return_inverse=True)
+                uniq, inv = torch.unique(total[many] / count[many], return_inverse=True)
                 means = uniq.tolist()
-            codes = codes.clone()
-            codes[many] = T + 1 + inv
+                codes = codes.clone()
+                codes[many] = T + 1 + inv
             table = table + means
-        out = self.compact(codes, table)
-        out = self.dedupe(out.codes, out.table)
+        out = self.dedupe(codes, table)
         self.check_sequence_types(node, out)
         return out
 
@@ -460,6 +473,8 @@ class _Batch:
                       count: torch.Tensor) -> None:
         """The reference averages several keys only if the whole sequence is numbers
         (ints and floats, bools mixed in allowed; strings or all-bools are an error)."""
+        if not any(isinstance(v, str | bool) for v in col.table):
+            return
         is_str = torch.tensor([isinstance(v, str) for v in col.table])[col.codes]
         is_bool = torch.tensor([isinstance(v, bool) for v in col.table])[col.codes]
         bad = (is_str & self.real).any(1) | (is_bool | ~self.real).all(1)
