@@ -6,6 +6,11 @@ prepends BOS to inputs and the BOS output to targets, strips BOS before calling 
 family, and wraps selectors (the BOS query row selects only BOS; every other row's BOS
 column is the head's ``look_at_bos`` flag). It also masks padding: targets hold
 ``IGNORE`` there and selectors are False in padded rows and columns.
+
+A family with ``sees_bos = True`` (a RASP program written for BOS, whose selects rely on
+it) instead gets the ids *with* BOS (id ``len(alphabet)`` at position 0) for bos tasks:
+its selectors are the targets as they are (only padding is masked), and its output at
+position 0 is replaced by the BOS output.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class Family:
     sizes: tuple[int, ...] = (10, 26, 52, 100)  # the sizes ``task_names()`` lists
     default_size: int = 10  # used when a name or config gives no size
     max_size: int = len(ALL_TOKENS)
+    sees_bos: bool = False  # True: bos tasks pass ids with BOS (see the module docstring)
+    output_chunk: int = 0  # rows per ``outputs`` call in Task.outputs (0: OUTPUT_CHUNK)
     layers: int = 1
     heads: int = 1
     description: str = ""
@@ -127,6 +134,10 @@ class Task:
         self.size = impl.size
         self.bos = bool(bos)
         self.with_attns = bool(with_attns)
+        if impl.sees_bos and not self.bos:
+            raise ValueError(f"{impl.name}: this family is written for inputs that start with "
+                             f"BOS {BOS!r}; make its task with bos=True.")
+        self._pass_bos = self.bos and impl.sees_bos
         self.base_name = impl.base_name(impl.size)
         self.name = name or (self.base_name + ("_bos" if bos else "")
                              + ("_with_attns" if with_attns else ""))
@@ -185,20 +196,22 @@ class Task:
 
     # --- targets -------------------------------------------------------------------------
     def _strip(self, tokens: torch.Tensor, lengths: torch.Tensor):
-        if self.bos:
+        if self.bos and not self._pass_bos:
             return tokens[:, 1:], (lengths - 1).clamp(min=0)
         return tokens, lengths
 
     def outputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """LongTensor[B, n] of target ids, IGNORE at padding. Large batches are processed
         in chunks of OUTPUT_CHUNK rows (cache-sized: several times faster on a CPU)."""
-        if tokens.shape[0] > OUTPUT_CHUNK:
-            return torch.cat([self.outputs(tokens[i:i + OUTPUT_CHUNK],
-                                           lengths[i:i + OUTPUT_CHUNK])
-                              for i in range(0, tokens.shape[0], OUTPUT_CHUNK)])
+        chunk = self.impl.output_chunk or OUTPUT_CHUNK
+        if tokens.shape[0] > chunk:
+            return torch.cat([self.outputs(tokens[i:i + chunk], lengths[i:i + chunk])
+                              for i in range(0, tokens.shape[0], chunk)])
         x, n = self._strip(tokens, lengths)
         y = self.impl.outputs(x, n) if x.shape[1] else x.clone()
-        if self.bos:
+        if self._pass_bos:
+            y[:, :1] = self.bos_out_id
+        elif self.bos:
             y = torch.cat([torch.full_like(tokens[:, :1], self.bos_out_id), y], dim=1)
         real = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
         return torch.where(real, y, torch.full_like(y, IGNORE))
@@ -224,7 +237,7 @@ class Task:
         out = {}
         for h in heads:
             s = raw[h] if pair is None else raw[h] & pair
-            if self.bos:
+            if self.bos and not self._pass_bos:
                 w = torch.zeros(B, m + 1, m + 1, dtype=torch.bool, device=x.device)
                 w[:, 0, 0] = lengths > 0
                 w[:, 1:, 1:] = s

@@ -1,0 +1,563 @@
+"""Evaluating RASP programs on batches of inputs (and on one input, as the REPL does).
+
+A batch is ``ids`` LongTensor[B, n] indexing ``input_values`` (the raw input element of
+each id, e.g. the alphabet's characters and BOS) with ``lengths`` LongTensor[B];
+positions at or past a row's length are padding and never influence real positions.
+
+Every s-op evaluates to a ``Column``: ``codes`` LongTensor[B, n] into ``table``, a short
+list of Python values (codes at padding point at any entry). An elementwise function runs
+once per distinct value, or distinct tuple of values, in the batch (all combinations are
+tabulated while they are few, else ``unique`` + inverse), never per position. A select
+evaluates to a packed selection: int64 [B, n, ceil(n / 64)], bit k of a query's row set
+when key k is selected (``pack``/``unpack``), built per row as a table of key sets by
+value rank gathered by the queries' ranks (values ranked in the sorted union of keys and
+queries: numbers numerically, strings by code point), so nothing is O(n^2) bytes.
+Selector and/or/not are bitwise ops on the words. An aggregate counts the selected keys
+with a popcount, takes the one selected key's value where there is one (type kept), the
+default where there is none, and the mean ``sum * 1.0 / count`` (float64) where there
+are several; sums of small integers are exact (popcounts of the values' bit planes),
+other values go through a float64 product with the unpacked selection.
+
+Values are kept with their Python type: tables hold ``1`` and ``1.0`` (and ``True``) as
+different entries, as the REPL prints them differently; they compare equal in selects and
+elementwise functions, as in Python. Means are float64 sums of the selected values, in
+the order a matrix product adds them: for integer values that is exact, for float
+values it can differ from the reference's left-to-right sum in the last bit.
+
+    >>> from rasp_hydra.rasp.lang import tokens, indices, select, aggregate, indicator
+    >>> evaluate(aggregate(select(indices, indices, "<="), indicator(tokens == "a")), "aab")
+    [1, 1.0, 0.6666666666666666]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .lang import (
+    SELECT_OPS,
+    Aggregate,
+    Input,
+    Map,
+    RASPAggregateError,
+    RASPError,
+    RASPEvalError,
+    RASPExpr,
+    RASPTypeError,
+    Select,
+    SOp,
+)
+
+ATOM_TYPES = (bool, int, float, str)
+PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
+_CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
+# a select's comparison of (key, query) as the torch op applied to (query, key)
+_FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
+            ">=": torch.le}
+
+
+def value_key(v: Any) -> tuple:
+    """A value's identity in a table: equal Python values of different types (1, 1.0,
+    True) stay apart, as the REPL shows them apart."""
+    return (type(v), v)
+
+
+def _show(v: Any) -> str:
+    return repr(v)
+
+
+@dataclass
+class Column:
+    """An s-op's values on a batch: ``table[codes[b, i]]`` at real positions."""
+
+    codes: torch.Tensor
+    table: list
+
+    def values(self, lengths: torch.Tensor) -> list[list]:
+        """The values of each row as Python lists (without padding)."""
+        return [[self.table[c] for c in row[: int(m)]]
+                for row, m in zip(self.codes.tolist(), lengths.tolist(), strict=True)]
+
+
+def ancestors(outputs: Iterable[RASPExpr]) -> list[RASPExpr]:
+    """Every node the outputs are computed from (themselves included), in creation
+    order, which is a topological order."""
+    seen: dict[int, RASPExpr] = {}
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        stack.extend(node.children)
+    return sorted(seen.values(), key=lambda n: n.id)
+
+
+def unique_inverse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(x, return_inverse=True)`` for a 1-d integer tensor; by counting
+    when the values span a small range (several times faster than sorting)."""
+    if x.numel() == 0:
+        return x.new_zeros(0), x.new_zeros(0)
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > 4 * x.numel() + 1024:
+        return torch.unique(x, return_inverse=True)
+    present = torch.bincount(x - lo, minlength=hi - lo + 1) > 0
+    rank = present.cumsum(0) - 1
+    return present.nonzero()[:, 0] + lo, rank[x - lo]
+
+
+# Selections are packed: bit k % 64 of word k // 64 of a query's row says whether key k
+# is selected, so a [B, n, n] selection is an int64 tensor [B, n, ceil(n / 64)] (and
+# broadcasts: [B, 1, W] when no query matters, [B, n, 1] holding 0 or ALL when no key does).
+ALL = -1  # every bit of a word
+_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+_BYTES = 0x0101010101010101
+_np_bitwise_count = getattr(np, "bitwise_count", None)
+
+
+def popcount(words: torch.Tensor) -> torch.Tensor:
+    """Set bits of each row of int64 words [..., W] -> int64 [...]: numpy's
+    ``bitwise_count`` (numpy >= 2, a machine instruction), else SWAR arithmetic (wrapping
+    int64 arithmetic is two's complement). The W words are added one by one (W is small,
+    and a reduction over a short last dimension is slow)."""
+    if _np_bitwise_count is not None:
+        per_word = torch.from_numpy(_np_bitwise_count(words.contiguous().numpy().view(
+            np.uint64)))
+    else:
+        x = words - ((words >> 1) & _M1)
+        x = (x & _M2) + ((x >> 2) & _M2)
+        x = (x + (x >> 4)) & _M4
+        per_word = ((x * _BYTES) >> 56) & 0xFF
+    out = per_word[..., 0].long()
+    for w in range(1, per_word.shape[-1]):
+        out += per_word[..., w]
+    return out
+
+
+def pack(bits: torch.Tensor) -> torch.Tensor:
+    """BoolTensor[..., n] -> int64 [..., ceil(n / 64)] (bytes of a word are little-endian)."""
+    n = bits.shape[-1]
+    W = -(-n // 64)
+    padded = torch.zeros(*bits.shape[:-1], W * 64, dtype=torch.uint8)
+    padded[..., :n] = bits
+    by = (padded.view(*bits.shape[:-1], W * 8, 8) << torch.arange(8, dtype=torch.uint8)).sum(
+        -1, dtype=torch.uint8)
+    return by.view(torch.int64)
+
+
+_BYTE_BITS = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).bool()  # [256, 8]
+
+
+def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
+    """int64 [..., W] -> BoolTensor[..., n] (bytes of a word are little-endian)."""
+    by = words.contiguous().view(torch.uint8)  # [..., W * 8]
+    bits = _BYTE_BITS[by.long()]  # [..., W * 8, 8]
+    return bits.reshape(*words.shape[:-1], words.shape[-1] * 64)[..., :n]
+
+
+def single_index(words: torch.Tensor) -> torch.Tensor:
+    """For packed rows with exactly one bit set, its index (anything for other rows)."""
+    w_idx = (words != 0).to(torch.uint8).max(-1).indices
+    word = words.gather(-1, w_idx[..., None])[..., 0]
+    low = word & 0x7FFFFFFFFFFFFFFF
+    bit = torch.where(word < 0, 63, torch.log2(low.clamp(min=1).to(torch.float64)).long())
+    return w_idx * 64 + bit
+
+
+class _Batch:
+    """One batch being evaluated: masks and the cache of evaluated nodes."""
+
+    def __init__(self, ids: torch.Tensor, lengths: torch.Tensor, input_values: Sequence):
+        self.ids, self.lengths, self.input_values = ids, lengths, list(input_values)
+        B, n = ids.shape
+        self.n = n
+        self.real = torch.arange(n)[None, :] < lengths[:, None]  # [B, n]
+        self.W = -(-n // 64)
+        self.key_mask = pack(self.real)[:, None, :]  # [B, 1, W]
+        self.cache: dict[int, Any] = {}
+
+    # --- tables --------------------------------------------------------------------------
+    def compact(self, codes: torch.Tensor, table: list) -> Column:
+        """Keep only the table entries used at real positions (padding points at 0)."""
+        used = codes[self.real]
+        if used.numel() == 0:
+            return Column(torch.zeros_like(codes), [table[0] if table else 0])
+        uniq, inv = unique_inverse(used)
+        if len(uniq) == len(table):
+            return Column(torch.where(self.real, codes, 0), table)
+        out = torch.zeros_like(codes)
+        out[self.real] = inv
+        return Column(out, [table[i] for i in uniq.tolist()])
+
+    def distinct(self, key: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """Codes 0..d-1 of the distinct keys at real positions (padding: 0), and those
+        keys."""
+        used = key[self.real]
+        if used.numel() == 0:
+            return torch.zeros_like(key), [0]
+        uniq, inv = unique_inverse(used)
+        out = torch.zeros_like(key)
+        out[self.real] = inv
+        return out, uniq.tolist()
+
+    def dedupe(self, codes: torch.Tensor, values: list) -> Column:
+        """Merge identical values (by ``value_key``) of a freshly computed table."""
+        index: dict[tuple, int] = {}
+        remap = []
+        table = []
+        for v in values:
+            k = value_key(v)
+            if k not in index:
+                index[k] = len(table)
+                table.append(v)
+            remap.append(index[k])
+        if len(table) != len(values):
+            codes = torch.tensor(remap, dtype=torch.long)[codes]
+        return Column(codes, table)
+
+    def check_sequence_types(self, node: SOp, col: Column) -> None:
+        """The reference's type check: no sequence mixes strings with other values."""
+        is_str = [isinstance(v, str) for v in col.table]
+        if all(is_str) or not any(is_str):
+            return
+        s = torch.tensor(is_str)[col.codes]
+        mixed = (s & self.real).any(1) & (~s & self.real).any(1)
+        if bool(mixed.any()):
+            b = int(mixed.nonzero()[0, 0])
+            vals = [col.table[c] for c in col.codes[b, : int(self.lengths[b])].tolist()]
+            raise RASPEvalError(
+                f"The s-op {node.name!r} mixes strings with other values on input "
+                f"{self.describe_row(b)}: {vals}. A sequence holds values of one type "
+                "(numbers may mix ints and floats); e.g. give a string aggregate a string "
+                "default.")
+
+    def describe_row(self, b: int) -> str:
+        m = int(self.lengths[b])
+        return repr([self.input_values[i] for i in self.ids[b, :m].tolist()])
+
+    # --- nodes ---------------------------------------------------------------------------
+    def run(self, node: RASPExpr):
+        if isinstance(node, Input):
+            return self.input(node)
+        if isinstance(node, Map):
+            return self.map(node)
+        if isinstance(node, Aggregate):
+            return self.aggregate(node)
+        if isinstance(node, Select):
+            return self.select(node)
+        raise RASPTypeError(f"Cannot evaluate {node!r}: not a RASP s-op or selector.")
+
+    def input(self, node: Input) -> Column:
+        B, n = self.ids.shape
+        if node.kind == "indices":
+            return Column(torch.arange(n).expand(B, n), list(range(n)))
+        convert = _CONVERT[node.kind]
+        try:  # every input value, else only those that occur
+            col = Column(torch.where(self.real, self.ids, 0), self.input_values)
+            table = [convert(v) for v in col.table]
+        except (TypeError, ValueError):
+            col = self.compact(self.ids, self.input_values)
+        try:
+            table = [convert(v) for v in col.table]
+        except (TypeError, ValueError) as e:
+            raise RASPEvalError(
+                f"{node.name} applies {node.kind}() to each input element, which fails on "
+                f"this input ({e}); give {node.name} inputs it can convert.") from None
+        for v in table:
+            if not isinstance(v, ATOM_TYPES):
+                raise RASPEvalError(f"Input values must be bool, int, float or str, got "
+                                    f"{v!r}.")
+        out = self.dedupe(col.codes, table)
+        self.check_sequence_types(node, out)
+        return out
+
+    def map(self, node: Map) -> Column:
+        B, n = self.ids.shape
+        if node.is_constant:
+            return Column(torch.zeros(B, n, dtype=torch.long), [node.value])
+        cols = [self.cache[id(c)] for c in node.children]
+        # codes of tuples of the children's values: all combinations while they are few
+        # (no unique needed), else only the distinct ones at real positions
+        codes, tuples = cols[0].codes, [(v,) for v in cols[0].table]
+        for col in cols[1:]:
+            m = len(col.table)
+            if len(tuples) * m <= PRODUCT_LIMIT:
+                codes = codes * m + col.codes
+                tuples = [t + (v,) for t in tuples for v in col.table]
+            else:
+                codes, joint = self.distinct(codes * m + col.codes)
+                tuples = [tuples[k // m] + (col.table[k % m],) for k in joint]
+        values: list = []
+        errors: dict[int, str] = {}
+        for i, args in enumerate(tuples):
+            try:
+                v = node.fn(*args)
+            except Exception as e:
+                errors[i] = f"the elementwise function raised {type(e).__name__}: {e}"
+                values.append(None)
+                continue
+            if not isinstance(v, ATOM_TYPES):
+                errors[i] = (f"the elementwise function gave {v!r} (a {type(v).__name__}); "
+                             "s-op values must be bool, int, float or str")
+                values.append(None)
+                continue
+            values.append(v)
+        if errors:  # an error counts only where its combination occurs
+            failed = torch.zeros(len(tuples), dtype=torch.bool)
+            failed[list(errors)] = True
+            bad = failed[codes] & self.real
+            if bool(bad.any()):
+                b, i = (int(v) for v in bad.nonzero()[0])
+                k = int(codes[b, i])
+                shown = ", ".join(_show(a) for a in tuples[k])
+                raise RASPEvalError(
+                    f"Evaluating {node.name!r} failed on input {self.describe_row(b)} at "
+                    f"position {i}: {errors[k]}, on the values ({shown}).")
+            fill = next((v for v in values if v is not None), 0)
+            values = [fill if v is None else v for v in values]
+        out = self.dedupe(codes, values)
+        self.check_sequence_types(node, out)
+        return out
+
+    def select(self, node: Select) -> torch.Tensor:
+        """Packed selection (see ``pack``); what it holds for padded queries and keys is
+        undefined (``evaluate_batch`` masks selects it returns, ``aggregate`` masks keys).
+
+        A comparison selects, for a query of rank r, the keys whose ranks are == r (or
+        < r, ...): per row, a table of packed key sets by rank (cumulated over ranks for
+        the orders), gathered by the queries' ranks. Values that depend on positions only
+        are the same in every row (one table); a constant side needs no table."""
+        if node.parts:
+            mats = [self.cache[id(p)] for p in node.parts]
+            if node.op == "and":
+                return mats[0] & mats[1]
+            if node.op == "or":
+                return mats[0] | mats[1]
+            return ~mats[0]
+        if node.op in ("true", "false"):
+            return torch.full((1, 1, 1), ALL if node.op == "true" else 0, dtype=torch.int64)
+        k, q = self.cache[id(node.keys)], self.cache[id(node.queries)]
+        rk, rq = self.ranks(node, k, q)
+        if len(k.table) == 1:  # every query selects all keys or none
+            hit = _FLIPPED[node.op](rq, rk[:, :1])  # [B, n]: op(key value, query value)
+            return torch.where(hit, ALL, 0)[:, :, None]
+        if self.positional(node.keys) and self.positional(node.queries):
+            rk, rq = rk[:1], rq[:1]
+        Bk, n = rk.shape
+        R = int(max(int(rk.max()), int(rq.max()))) + 1
+        keys = torch.arange(n, dtype=torch.int64)
+        table = torch.zeros(Bk, R * self.W, dtype=torch.int64)
+        table.scatter_add_(1, rk * self.W + keys // 64, (1 << (keys % 64)).expand(Bk, n))
+        table = table.view(Bk, R, self.W)  # [Bk, rank, W]: the keys of each rank
+        op = node.op
+        if op in ("<", "<=", ">", ">="):
+            upto = table.cumsum(1)  # disjoint bits: the sum is the union; keys of rank <= r
+            if op == "<=":
+                table = upto
+            elif op == "<":
+                table = upto - table
+            elif op == ">":
+                table = upto[:, -1:] - upto
+            else:
+                table = upto[:, -1:] - upto + table
+        elif op == "!=":
+            table = ~table
+        if len(q.table) == 1:
+            return table[:, int(rq[0, 0])][:, None, :]  # [Bk, 1, W]
+        Bq = rq.shape[0]
+        if Bk == 1 and Bq > 1:
+            table = table.expand(Bq, R, self.W)
+        elif Bq == 1 and Bk > 1:
+            rq = rq.expand(Bk, n)
+        return table.gather(1, rq[:, :, None].expand(rq.shape[0], n, self.W))
+
+    def positional(self, node: SOp) -> bool:
+        """Whether the s-op's values depend on positions only (indices, constants, and
+        elementwise functions of them): the same in every row."""
+        key = ("positional", id(node))
+        if key not in self.cache:
+            self.cache[key] = (isinstance(node, Input) and node.kind == "indices") or (
+                isinstance(node, Map) and all(self.positional(c) for c in node.children))
+        return self.cache[key]
+
+    def ranks(self, node: Select, k: Column, q: Column) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes of keys and queries as ranks in the sorted union of their values:
+        numbers (bool, int, float) by value, then strings by code point; equal values
+        (1 == 1.0 == True) share a rank."""
+        entries = [(isinstance(v, str), v) for v in k.table + q.table]
+        mixed = len({s for s, _ in entries}) == 2
+        if mixed and node.op not in ("==", "!="):
+            ks = torch.tensor([isinstance(v, str) for v in k.table])[k.codes] & self.real
+            qs = torch.tensor([isinstance(v, str) for v in q.table])[q.codes] & self.real
+            bad = (ks.any(1) & (~qs & self.real).any(1)) | (qs.any(1) & (~ks & self.real).any(1))
+            if bool(bad.any()):
+                b = int(bad.nonzero()[0, 0])
+                raise RASPEvalError(
+                    f"The select {node.name!r} orders ({node.op}) strings against numbers "
+                    f"on input {self.describe_row(b)} ({node.keys.name!r} vs "
+                    f"{node.queries.name!r}); '<'-like comparisons need values of one kind.")
+        order = sorted(range(len(entries)), key=lambda i: entries[i])
+        rank = [0] * len(entries)
+        r = -1
+        prev = None
+        for i in order:
+            if prev is None or entries[i] != prev:
+                r += 1
+                prev = entries[i]
+            rank[i] = r
+        rank_t = torch.tensor(rank, dtype=torch.long)
+        return rank_t[: len(k.table)][k.codes], rank_t[len(k.table):][q.codes]
+
+    def aggregate(self, node: Aggregate) -> Column:
+        col = self.cache[id(node.sop)]
+        B, n = col.codes.shape
+        sel = self.cache[id(node.select)] & self.key_mask  # [B, n or 1, W]
+        sel = sel.expand(B, sel.shape[1], self.W)
+        T = len(col.table)
+        ints = [int(v) for v in col.table if isinstance(v, bool | int)]
+        small_ints = len(ints) == T and max(ints) - min(ints) < 256
+        count = popcount(sel)  # [B, n or 1]
+        total = None
+        if small_ints:  # sums by bit planes of (value - lo): exact integers
+            lo = min(ints)
+            w = torch.tensor([int(v) - lo for v in col.table], dtype=torch.long)[col.codes]
+            total = lo * count
+            for bit in range(int(w.max()).bit_length()):
+                plane = pack(((w >> bit) & 1).bool())[:, None, :]
+                total = total + (popcount(sel & plane) << bit)
+        if total is not None and len(set(ints)) == T:
+            # one selected key: its value is the sum; back to its table entry
+            lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
+            lut[torch.tensor(ints) - lo] = torch.arange(T)
+            single = lut[(total - lo).clamp(0, len(lut) - 1)]
+        else:
+            first = single_index(sel).clamp(0, n - 1)
+            first = first.expand(B, n) if first.shape[1] == 1 else first
+            single = col.codes.gather(1, first)
+        count = count.expand(B, n)
+        single = single.expand(B, n)
+        count = torch.where(self.real, count, 0)  # padded queries fall back to the default
+        codes = torch.where(count == 0, T, single)
+        table = col.table + [node.default]
+        many = count > 1
+        if bool(many.any()):
+            self.check_numeric(node, col, many, count)
+            if total is None:
+                vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)
+                dense = unpack(sel, n).to(torch.float64)
+                total = torch.bmm(dense, vals[col.codes][:, :, None])[..., 0]
+            total = total.expand(B, n)
+            if total.dtype == torch.int64:  # distinct (sum, count) pairs, by counting
+                lo_total = int(total.min())
+                key = (total - lo_total) * (n + 1) + count
+                fill = key.view(-1)[many.view(-1).to(torch.uint8).argmax()]
+                pairs, inv = unique_inverse(torch.where(many, key, fill).view(-1))
+                means = ((pairs // (n + 1) + lo_total).to(torch.float64) / (pairs % (n + 1))
+                         ).tolist()
+                codes = torch.where(many, T + 1 + inv.view(B, n), codes)
+            else:
+                uniq, inv = torch.unique(total[many] / count[many], return_inverse=True)
+                means = uniq.tolist()
+                codes = codes.clone()
+                codes[many] = T + 1 + inv
+            table = table + means
+        out = self.dedupe(codes, table)
+        self.check_sequence_types(node, out)
+        return out
+
+    def check_numeric(self, node: Aggregate, col: Column, many: torch.Tensor,
+                      count: torch.Tensor) -> None:
+        """The reference averages several keys only if the whole sequence is numbers
+        (ints and floats, bools mixed in allowed; strings or all-bools are an error)."""
+        if not any(isinstance(v, str | bool) for v in col.table):
+            return
+        is_str = torch.tensor([isinstance(v, str) for v in col.table])[col.codes]
+        is_bool = torch.tensor([isinstance(v, bool) for v in col.table])[col.codes]
+        bad = (is_str & self.real).any(1) | (is_bool | ~self.real).all(1)
+        bad &= many.any(1)
+        if bool(bad.any()):
+            b = int(bad.nonzero()[0, 0])
+            q = int(many[b].nonzero()[0, 0])
+            vals = [col.table[c] for c in col.codes[b, : int(self.lengths[b])].tolist()]
+            raise RASPAggregateError(
+                f"The aggregate {node.name!r} averages several keys (query {q} selects "
+                f"{int(count[b, q])}) of the non-numeric "
+                f"s-op {node.sop.name!r} on input {self.describe_row(b)}: {vals}. "
+                "Several selected keys are averaged, which needs numbers (not strings, not "
+                "only bools); select exactly one key per query to move other values.")
+
+
+def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torch.Tensor,
+                   input_values: Sequence) -> dict[RASPExpr, Column | torch.Tensor]:
+    """Evaluate ``outputs`` on a batch: a Column per s-op, BoolTensor[B, n, n] per select
+    (keyed by the node objects)."""
+    outputs = list(outputs)
+    for o in outputs:
+        if not isinstance(o, SOp | Select):
+            raise RASPTypeError(f"Cannot evaluate {o!r}: not a RASP s-op or selector.")
+    batch = _Batch(ids.long(), lengths.long(), input_values)
+    for node in ancestors(outputs):
+        batch.cache[id(node)] = batch.run(node)
+    out: dict = {}
+    B, n = ids.shape
+    for o in outputs:
+        r = batch.cache[id(o)]
+        if isinstance(o, Select):
+            dense = unpack((r & batch.key_mask).expand(B, n, batch.W), n)
+            out[o] = dense & batch.real[:, :, None]
+        else:
+            out[o] = r
+    return out
+
+
+def encode(inputs: Sequence[Sequence]) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Raw inputs (strings or lists of atoms) as (ids, lengths, input_values)."""
+    index: dict[tuple, int] = {}
+    values: list = []
+    rows = []
+    for inp in inputs:
+        row = []
+        for v in inp:
+            k = value_key(v)
+            if k not in index:
+                index[k] = len(values)
+                values.append(v)
+            row.append(index[k])
+        rows.append(row)
+    n = max((len(r) for r in rows), default=0)
+    ids = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return ids, torch.tensor([len(r) for r in rows], dtype=torch.long), values
+
+
+def evaluate(expr: RASPExpr, inp: Sequence) -> list:
+    """``expr`` on one input (a string or a list of atoms), as the REPL holds it: an s-op
+    gives a list of Python values, a select a [query][key] list of lists of bools.
+
+    >>> from rasp_hydra.rasp.lang import tokens_int, indices
+    >>> evaluate(tokens_int * 2 + indices, [3, 1, 2])
+    [6, 3, 6]
+    """
+    if isinstance(inp, str | list | tuple):
+        items = list(inp)
+    else:
+        raise RASPTypeError(f"An input is a string or a list of atoms, got {inp!r}.")
+    if not items:
+        raise RASPEvalError("RASP evaluates non-empty inputs only (as the REPL).")
+    for v in items:
+        if not isinstance(v, ATOM_TYPES):
+            raise RASPTypeError(f"Input elements must be bool, int, float or str, got {v!r}.")
+    ids, lengths, values = encode([items])
+    out = evaluate_batch([expr], ids, lengths, values)[expr]
+    if isinstance(out, Column):
+        return out.values(lengths)[0]
+    return out[0].tolist()
+
+
+__all__ = ["Column", "RASPError", "evaluate", "evaluate_batch", "encode", "ancestors",
+           "value_key", "SELECT_OPS"]

@@ -1,0 +1,303 @@
+"""Any RASP program as a task family: its outputs are the targets, its compiled budget
+the predicted layers/heads, its compiled selects the heads' target selectors.
+
+    >>> from rasp_hydra.rasp import library
+    >>> task = make_program_task(library.reverse(), alphabet="abc", name="reverse")
+    >>> task.name, task.predicted_layers, task.predicted_heads
+    ('reverse_3', 2, 1)
+    >>> tokens, lengths = task.encode(["abc", "ca"])
+    >>> task.decode_outputs(task.outputs(tokens, lengths), lengths)
+    [['c', 'b', 'a'], ['a', 'c']]
+    >>> task.selector_names
+    {(0, 0): 'full_s', (1, 0): 'flip'}
+
+Conventions:
+
+- Input id i < len(alphabet) is the character ``alphabet[i]``, given to the program as
+  that one-character string (``tokens_int`` turns "7" into 7); BOS is "§".
+- ``bos=True``: the program is written for inputs that start with BOS (the paper's
+  ``_bos`` programs, whose ``selector_width`` counts on every query seeing BOS). The task
+  is a bos task whose family sees BOS (``Family.sees_bos``): the program runs on the ids
+  with BOS, its compiled selects evaluated on them are the target selectors as they are
+  (only padding masked), and the target at position 0 is the BOS class whatever the
+  program computes there. ``bos=False``: the program runs on the ids without BOS.
+- Output classes: the values the output s-op can take (``rasp.values``, inferred from
+  the alphabet and ``max_len``), named ``str(value)``; values with equal names are one
+  class. Order: numbers ascending, then strings that are alphabet tokens in alphabet
+  order, then decimal strings by number ("0".."10"), then the rest by code point (so
+  reverse, hist, hist2, sort and sort_by_freq get the hand-written families' classes in
+  their order; Dyck's "F", "P", "T" come in that order). Give ``classes``
+  explicitly when the values are not enumerable (e.g. means of many different numbers).
+- Heads: every (layer, head) of the compilation, named after its select. All are target
+  selectors (supervised with ``with_attns``).
+- The budget: the compiled (layers, max heads per layer); a program without any
+  aggregate compiles to 0 layers and gets 1 (the smallest model).
+- Samplers: "uniform" (lengths uniform in min_len..max_len, tokens uniform, as the
+  hand-written families), "dyck" (the Dyck family's generator; the alphabet must be a
+  Dyck alphabet, e.g. "()a"), or "module:function" called as
+  ``function(rng, count, min_len, max_len, start, alphabet) -> (ids [count, max_len],
+  lengths [count])`` (ids index the alphabet).
+- Speed: outputs and selectors of a batch are evaluated once for all heads; rows are
+  sorted by length so that each chunk's [rows, n, n] selects are as small as they can be.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import ALL_TOKENS, BOS, Family, Selector, Task
+from .dyck import PAIRS, Dyck
+
+SAMPLERS = ("uniform", "dyck", "module:function")
+CHUNK_ELEMENTS = 1 << 21  # rows * n * words per evaluated chunk: 16 MB per select
+
+
+class ProgramError(ValueError):
+    """A program task that cannot be built; the message says what is allowed."""
+
+
+def _resolve_sampler(sampler: str | Callable, alphabet: str):
+    if callable(sampler):
+        return sampler
+    if sampler == "uniform":
+        return None
+    if sampler == "dyck":
+        for size in range(1, len(PAIRS) + 1):
+            if Dyck(size).alphabet == alphabet:
+                return Dyck(size)
+        raise ProgramError(
+            f"sampler 'dyck' needs a Dyck alphabet (the bracket pairs, then the neutral "
+            f"token), one of {[Dyck(i).alphabet for i in range(1, len(PAIRS) + 1)]}; got "
+            f"{alphabet!r}.")
+    if isinstance(sampler, str) and ":" in sampler:
+        module_name, _, attr = sampler.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module_name), attr, None)
+        except ImportError as e:
+            raise ProgramError(f"Cannot import the sampler module {module_name!r} ({e}); a "
+                               "sampler is 'uniform', 'dyck' or 'module:function'.") from None
+        if not callable(fn):
+            raise ProgramError(f"Sampler {sampler!r}: {module_name!r} has no function "
+                               f"{attr!r}; a sampler is 'uniform', 'dyck' or "
+                               "'module:function'.")
+        return fn
+    raise ProgramError(f"Unknown sampler {sampler!r}; allowed: 'uniform' (default), 'dyck', "
+                       "or 'module:function' for a function of your own.")
+
+
+class ProgramFamily(Family):
+    """A RASP program's output s-op as a family (see the module docstring)."""
+
+    name = "program"
+    output_chunk = 1 << 16  # the program family sorts and chunks rows itself
+
+    def __init__(self, output, alphabet: str, bos: bool = False, sampler="uniform",
+                 max_len: int = 100, name: str = "program", base: str | None = None,
+                 classes: Sequence[str] | None = None):
+        from rasp_hydra.rasp import compile_program
+        from rasp_hydra.rasp.lang import SOp
+        if not isinstance(output, SOp):
+            raise ProgramError(f"The output of a program task must be an s-op, got "
+                               f"{output!r}.")
+        if not isinstance(alphabet, str) or not alphabet:
+            raise ProgramError(f"The alphabet must be a non-empty string, got {alphabet!r}.")
+        self.output = output
+        self.name = name
+        self.sees_bos = bool(bos)
+        self.max_len = int(max_len)
+        self._alphabet = alphabet
+        self._base = base
+        self._classes = None if classes is None else tuple(str(c) for c in classes)
+        self.input_values = list(alphabet) + [BOS]  # id len(alphabet) is BOS
+        self.compiled = compile_program(output)
+        self.layers = max(1, self.compiled.layers)
+        self.heads = max(1, self.compiled.budget[1])
+        self.description = f"RASP program {output.name!r}"
+        self.sampler = _resolve_sampler(sampler, alphabet)
+        super().__init__(len(alphabet))
+        self._class_id = {c: i for i, c in enumerate(self.out_classes)}
+
+    @classmethod
+    def check_size(cls, size: int) -> None:
+        if int(size) < 1:
+            raise ProgramError("The alphabet must have at least one token.")
+
+    def base_name(self, size: int) -> str:  # an instance's name (seeds the data)
+        return self._base or f"{self.name}_{size}"
+
+    def make_alphabet(self, size: int) -> str:
+        return self._alphabet
+
+    def make_out_classes(self) -> Sequence[str]:
+        if self._classes is not None:
+            return self._classes
+        from rasp_hydra.rasp.values import sort_values, value_set
+        longest = self.max_len + (1 if self.sees_bos else 0)
+        values = value_set(self.output, self.input_values if self.sees_bos
+                           else list(self._alphabet), longest)
+        if values is None:
+            raise ProgramError(
+                f"The values of {self.output.name!r} cannot be enumerated (e.g. it averages "
+                "many different numbers); give the output classes explicitly (classes=...), "
+                "or round/bucket the output in the program.")
+        alphabet = {c: i for i, c in enumerate(self._alphabet)}
+
+        def order(v):  # numbers; alphabet tokens; decimal strings by number; the rest
+            if not isinstance(v, str):
+                return (0, 0, 0, "")
+            if v in alphabet:
+                return (1, alphabet[v], 0, "")
+            if v.isascii() and v.isdecimal():
+                return (2, 0, int(v), "")
+            return (3, 0, 0, v)
+
+        names: list[str] = []
+        for v in sorted(sort_values(values), key=order):
+            if str(v) not in names:
+                names.append(str(v))
+        return tuple(names)
+
+    # --- evaluation ----------------------------------------------------------------------
+    @cached_property
+    def _evaluate_batch(self):
+        from rasp_hydra.rasp import evaluate_batch
+        return evaluate_batch
+
+    def _chunks(self, lengths: torch.Tensor):
+        """(rows, width) chunks: rows sorted by length, rows * width * ceil(width / 64)
+        (a packed selection's int64 words) <= CHUNK_ELEMENTS."""
+        order = torch.argsort(lengths, stable=True)
+        width = lengths[order].clamp(min=1).tolist()
+        i = 0
+        while i < len(width):
+            j = i + 1
+            while j < len(width) and (j + 1 - i) * width[j] * -(-width[j] // 64) <= \
+                    CHUNK_ELEMENTS:
+                j += 1
+            yield order[i:j], width[j - 1]
+            i = j
+
+    def _run(self, nodes: list, x: torch.Tensor, lengths: torch.Tensor) -> list:
+        """Evaluate ``nodes`` on (x, lengths); results per chunk, with the rows and width."""
+        out = []
+        for rows, width in self._chunks(lengths):
+            ids = x[rows, :width]
+            res = self._evaluate_batch(nodes, ids, lengths[rows], self.input_values)
+            out.append((rows, width, res))
+        return out
+
+    def outputs(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, n = x.shape
+        y = torch.zeros(B, n, dtype=torch.long)
+        for rows, width, res in self._run([self.output], x, lengths):
+            col = res[self.output]
+            lut = torch.tensor([self._class_id.get(str(v), -1) for v in col.table],
+                               dtype=torch.long)
+            ids = lut[col.codes]
+            real = torch.arange(width)[None, :] < lengths[rows][:, None]
+            missing = (ids < 0) & real
+            if bool(missing.any()):
+                from rasp_hydra.rasp.lang import RASPEvalError
+                b, i = (int(v) for v in missing.nonzero()[0])
+                value = col.table[int(col.codes[b, i])]
+                raise RASPEvalError(
+                    f"The output {self.output.name!r} took the value {value!r}, which is "
+                    f"not among its classes {list(self.out_classes)} (inferred for inputs "
+                    f"of up to {self.max_len} tokens): build the task with max_len at "
+                    "least the longest input, or give classes explicitly.")
+            y[rows, :width] = ids.clamp(min=0)
+        return y
+
+    def selectors(self) -> dict[tuple[int, int], Selector]:
+        return {h: Selector(lambda x, n, h=h: self.compute_selectors(x, n, [h])[h],
+                            sel.name, look_at_bos=True)
+                for h, sel in self.compiled.head_selects.items()}
+
+    def compute_selectors(self, x, lengths, heads) -> dict[tuple[int, int], torch.Tensor]:
+        heads = list(heads)
+        sels = [self.compiled.head_selects[h] for h in heads]
+        B, n = x.shape
+        out = {h: torch.zeros(B, n, n, dtype=torch.bool) for h in heads}
+        for rows, width, res in self._run(sels, x, lengths):
+            for h, sel in zip(heads, sels, strict=True):
+                out[h][rows, :width, :width] = res[sel]
+        return out
+
+    def sample(self, rng: np.random.Generator, count: int, min_len: int, max_len: int,
+               start: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.sampler is None:
+            return super().sample(rng, count, min_len, max_len, start)
+        if isinstance(self.sampler, Dyck):
+            return self.sampler.sample(rng, count, min_len, max_len, start)
+        return self.sampler(rng, count, min_len, max_len, start, self._alphabet)
+
+
+def _load_output(program: Any, output: str | None):
+    """The output s-op from a program given as an s-op, a loaded program, a path or
+    source text."""
+    from rasp_hydra.rasp.lang import SOp
+    if isinstance(program, SOp):
+        return program
+    if isinstance(program, str | Path):
+        from rasp_hydra.rasp import load
+        program = load(program)
+    if not hasattr(program, "sop"):
+        raise ProgramError(f"A program is an s-op, a loaded RASP program, or a .rasp path "
+                           f"or source; got {program!r}.")
+    if not output:
+        raise ProgramError(f"Name the output s-op to learn; the program defines "
+                           f"{', '.join(program.names())}.")
+    return program.sop(output)
+
+
+def make_program_task(program: Any, output: str | None = None, alphabet: str | int = 10,
+                      bos: bool = False, with_attns: bool = False, sampler="uniform",
+                      max_len: int = 100, name: str | None = None, base: str | None = None,
+                      classes: Sequence[str] | None = None, sees_bos: bool | None = None
+                      ) -> Task:
+    """A Task from a RASP program (see the module docstring).
+
+    ``program``: an s-op, a loaded program (``rasp_hydra.rasp.load``), or a .rasp path or
+    source (then ``output`` names the s-op to learn); ``alphabet``: a string, or a size k
+    (the first k of the project's tokens; with sampler "dyck", the number of bracket
+    pairs); ``bos``: the task's inputs start with BOS; ``sees_bos`` (default: ``bos``):
+    the program is written for inputs starting with BOS and sees it (False with bos=True:
+    the program runs without BOS and its selects get the families' BOS wrap); ``max_len``:
+    the longest input of any split (for the output classes); ``name``: the task's name
+    stem (default: the output's name), the task is named ``{name}_{k}[_bos][_with_attns]``
+    unless ``base`` gives the stem with the size (e.g. "dyck1_ptf": the data seed is the
+    same as the hand-written task of that base name)."""
+    sop = _load_output(program, output)
+    if isinstance(alphabet, bool) or not isinstance(alphabet, int | str):
+        raise ProgramError(f"alphabet is a string or a size, got {alphabet!r}.")
+    if isinstance(alphabet, int):
+        if sampler == "dyck":
+            if not 1 <= alphabet <= len(PAIRS):
+                raise ProgramError(f"With sampler 'dyck', alphabet is a number of bracket "
+                                   f"pairs in 1..{len(PAIRS)}, got {alphabet}.")
+            alphabet = Dyck(alphabet).alphabet
+        else:
+            if not 1 <= alphabet <= len(ALL_TOKENS):
+                raise ProgramError(f"An alphabet size must be in 1..{len(ALL_TOKENS)}, got "
+                                   f"{alphabet}.")
+            alphabet = ALL_TOKENS[:alphabet]
+    if BOS in alphabet or len(set(alphabet)) != len(alphabet):
+        raise ProgramError(f"The alphabet {alphabet!r} must not contain BOS {BOS!r} or "
+                           "repeated characters.")
+    stem = name or sop.name
+    impl = ProgramFamily(sop, alphabet, bos=bos if sees_bos is None else sees_bos,
+                         sampler=sampler, max_len=max_len, name=stem, base=base,
+                         classes=classes)
+    if with_attns and not impl.compiled.head_selects:
+        raise ProgramError(f"{sop.name!r} has no select, so it cannot be trained "
+                           "with_attns.")
+    base_name = impl.base_name(impl.size)
+    task_name = base_name + ("_bos" if bos else "") + ("_with_attns" if with_attns else "")
+    return Task(impl, "program", bos=bos, with_attns=with_attns, name=task_name)
