@@ -105,10 +105,19 @@ def value(x):
 class LangConfig:
     """Which task, and how its data is sampled. Lengths exclude BOS."""
 
-    family: str = MISSING  # reverse, hist, hist2, sort, sort_by_freq, dyck_ptf or "module:Class"
+    # reverse, hist, hist2, sort, sort_by_freq, dyck_ptf, "module:Class", or rasp (a program)
+    family: str = MISSING
     size: int | None = None  # alphabet size k (10, 26, 52, 100); bracket pairs for dyck_ptf
     bos: bool = False
     with_attns: bool = False  # supervise the family's RASP selectors
+    # lang=rasp: the task is a RASP program's output, its budget and heads the compiled ones
+    program: str | None = None  # a .rasp file, a shipped program's name, or inline source
+    output: str | None = None  # the s-op to learn (default: the program file's name)
+    name: str | None = None  # the task's base name, which seeds the data (default: OUTPUT_K)
+    alphabet: str | None = None  # the input tokens (default: the first `size` of the project's)
+    sampler: str = "uniform"  # uniform | dyck | module:function
+    classes: list[str] | None = None  # the output classes in order (default: the values the
+    # output can take: numbers ascending, then the alphabet's tokens, then other strings)
     min_len: int = 1
     max_len: int = 100
     train_size: int = 50_000
@@ -227,6 +236,7 @@ def register_configs() -> None:
         cs.store(group="lang", name=name, node={
             "family": task.family, "size": task.size, "bos": task.bos,
             "with_attns": task.with_attns})
+    cs.store(group="lang", name="rasp", node={"family": "rasp"})
     cs.store(group="model", name="default", node=ModelConfig())
     cs.store(group="optimizer", name="adam", node=OptimizerConfig(name=OptimizerName.adam))
     cs.store(group="optimizer", name="sgd",

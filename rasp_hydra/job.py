@@ -68,12 +68,19 @@ def as_config(cfg: Any) -> Config:
 
 def resolve_task(lang: Any):
     """The task of `lang`, or a ConfigError that names the closest valid choices."""
-    from rasp_hydra.tasks import make_task
+    from rasp_hydra.tasks import task_of_lang
 
     try:
-        return make_task(lang.family, lang.size, bool(lang.bos), bool(lang.with_attns))
+        return task_of_lang(lang)
     except (ValueError, ImportError, AttributeError) as err:  # UnknownTaskError is a ValueError
         raise ConfigError(str(err)) from None
+    except Exception as err:  # a RASP program that does not parse, name or type-check
+        from rasp_hydra.rasp import RASPError
+        from rasp_hydra.rasp.parse import RaspSyntaxError
+
+        if not isinstance(err, (RASPError, RaspSyntaxError)):
+            raise
+        raise ConfigError(f"lang.program={lang.program!r}: {err}") from None
 
 
 def resolve_budget(task, model: Any, arch: Any | None) -> Budget:

@@ -547,12 +547,24 @@ def read_config(run_dir):
     return OmegaConf.load(path)
 
 
-def _task_from(run_cfg, ckpt: dict):
-    from rasp_hydra.tasks import get_task, make_task
+def original_cwd(run_dir) -> Path | None:
+    """The working directory of the run's first invocation (relative paths in its config,
+    e.g. lang.program, are relative to it)."""
+    path = Path(run_dir) / HYDRA / "hydra.yaml"
+    try:
+        from omegaconf import OmegaConf
+
+        return Path(OmegaConf.load(path).hydra.runtime.cwd)
+    except Exception:  # no hydra.yaml (a library run): the current directory
+        return None
+
+
+def _task_from(run_dir, run_cfg, ckpt: dict):
+    from rasp_hydra.tasks import get_task, make_task, task_of_lang
 
     lang = run_cfg.get("lang") if run_cfg is not None else None
     if lang is not None and lang.get("family") is not None:
-        return make_task(lang.family, lang.size, bool(lang.bos), bool(lang.with_attns))
+        return task_of_lang(lang, original_cwd(run_dir))
     spec = ckpt.get("task_spec")
     if spec:
         return make_task(spec["family"], spec["size"], spec["bos"], spec["with_attns"])
@@ -610,7 +622,7 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     model.load_state_dict(ckpt["model"])
     model.eval()
     run_cfg = read_config(run_dir)
-    return model, _task_from(run_cfg, ckpt), run_cfg, which
+    return model, _task_from(run_dir, run_cfg, ckpt), run_cfg, which
 
 
 # ---- readers for the report

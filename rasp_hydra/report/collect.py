@@ -81,11 +81,9 @@ def _task_info(task: str | None, flat_cfg: dict) -> tuple[str | None, int | None
     metrics do not (yet) say: by name, else from the config's lang.family/size/bos/..."""
     lang = {k[5:]: v for k, v in flat_cfg.items() if k.startswith("lang.")}
     try:
-        from rasp_hydra.tasks import get_task, make_task
+        from rasp_hydra.tasks import get_task, task_of_lang
 
-        t = get_task(task) if task else make_task(
-            family=lang["family"], size=lang.get("size"), bos=bool(lang.get("bos")),
-            with_attns=bool(lang.get("with_attns")))
+        t = get_task(task) if task else task_of_lang(lang)
         return t.name, t.predicted_layers, t.predicted_heads
     except Exception:  # registry unavailable or unknown task: name from the config's parts
         if task or not lang.get("family"):

@@ -20,6 +20,7 @@ from .registry import (
     register_family,
     resolve_family,
     task_names,
+    task_of_lang,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "register_family",
     "resolve_family",
     "task_names",
+    "task_of_lang",
 ]

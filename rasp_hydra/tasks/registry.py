@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+from pathlib import Path
 
 from .base import Family, Task
 from .dyck import Dyck
@@ -176,3 +177,58 @@ def task_names(family: str | None = None, grouped: bool = False):
     if grouped:
         return out
     return [n for names in out.values() for n in names]
+
+
+def task_of_lang(lang, base_dir=None) -> Task:
+    """The task a `lang` config section describes (a config.LangConfig, a DictConfig or a
+    dict): a family by name, or, with family "rasp", a RASP program's output
+    (tasks.program). A relative program path is looked up in `base_dir` (default: the
+    working directory), then among the shipped programs (rasp_hydra/rasp/programs/)."""
+    get = lang.get if hasattr(lang, "get") else (lambda key, default=None:
+                                                 getattr(lang, key, default))
+    if get("family") != "rasp":
+        return make_task(get("family"), get("size"), bool(get("bos")), bool(get("with_attns")))
+    from .program import make_program_task
+
+    if not get("program"):
+        raise ValueError(
+            "lang=rasp needs a program: lang.program=FILE.rasp (or a shipped program's name, "
+            "e.g. lang.program=sort_bos, or inline source), with lang.output=NAME for the "
+            "s-op to learn.")
+    longest = max(int(get("max_len") or 100),
+                  int(get("long_max_len") or 0) if get("long_test_size") else 0)
+    from rasp_hydra.rasp import load
+
+    path_or_source = find_program(get("program"), base_dir)
+    program = load(path_or_source)
+    names = program.names()
+    output = get("output") or (  # default: the s-op named as the file, else the last one
+        path_or_source.stem if isinstance(path_or_source, Path)
+        and path_or_source.stem in names else (names[-1] if names else None))
+    return make_program_task(
+        program, output=output,
+        alphabet=get("alphabet") or get("size") or 10, bos=bool(get("bos")),
+        with_attns=bool(get("with_attns")), sampler=get("sampler") or "uniform",
+        max_len=longest, base=get("name"),
+        classes=list(get("classes")) if get("classes") is not None else None)
+
+
+PROGRAMS = Path(__file__).resolve().parents[1] / "rasp" / "programs"
+
+
+def find_program(program: str, base_dir=None) -> Path | str:
+    """A .rasp file by path (relative to base_dir, default the working directory; ".rasp"
+    may be left out), else a shipped program by name (``sort_bos``); text with ";" or a
+    newline is inline source and returned as it is."""
+    if "\n" in program or ";" in program:
+        return program
+    given = Path(program).expanduser()
+    if not given.is_absolute() and base_dir is not None:
+        given = Path(base_dir) / given
+    for path in (given, given.with_name(given.name + ".rasp"), PROGRAMS / f"{program}.rasp"):
+        if path.is_file():
+            return path.resolve()
+    shipped = ", ".join(sorted(p.stem for p in PROGRAMS.glob("*.rasp")))
+    raise ValueError(f"lang.program={program!r}: no such .rasp file (looked in "
+                     f"{given.parent}) and no shipped program of that name; shipped: "
+                     f"{shipped}.")
