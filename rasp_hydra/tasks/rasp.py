@@ -71,6 +71,8 @@ def compare(q_vals: torch.Tensor, k_vals: torch.Tensor, op) -> torch.Tensor:
     000
     """
     B, n = q_vals.shape
+    if q_vals.device.type != "cpu":  # reading min/max would sync the device every batch
+        return op(q_vals[:, :, None], k_vals[:, None, :])
     lo = min(int(q_vals.min()), int(k_vals.min())) if q_vals.numel() else 0
     hi = max(int(q_vals.max()), int(k_vals.max())) if q_vals.numel() else 0
     if 0 <= lo and hi <= 255:  # the fast path
@@ -115,6 +117,15 @@ def select_prefix(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (i[None, :] <= i[:, None]).expand(x.shape[0], -1, -1)
 
 
+def _id_bound(x: torch.Tensor) -> int:
+    """More than the largest id in x. On a GPU a fixed bound: reading x.max() would sync
+    the device every batch, and ids (an alphabet of at most 100 tokens, BOS, padding)
+    stay below 256."""
+    if x.device.type != "cpu":
+        return 256
+    return int(x.max()) + 1 if x.numel() else 1
+
+
 def token_counts(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """LongTensor[B, n]: how often x[q] occurs in its sequence (the width of
     ``select_same_token``), computed in O(B n) with a scatter over token ids.
@@ -123,8 +134,7 @@ def token_counts(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     3 1 1 3 3
     """
     real = valid(x, lengths)
-    per_token = torch.zeros(x.shape[0], int(x.max()) + 1 if x.numel() else 1,
-                            dtype=torch.long, device=x.device)
+    per_token = torch.zeros(x.shape[0], _id_bound(x), dtype=torch.long, device=x.device)
     per_token.scatter_add_(1, x, real.long())
     return per_token.gather(1, x)
 
@@ -137,8 +147,7 @@ def first_occurrence(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """
     B, n = x.shape
     pos = indices(x).expand(B, n)
-    first = torch.full((B, int(x.max()) + 1 if x.numel() else 1), n, dtype=torch.long,
-                       device=x.device)
+    first = torch.full((B, _id_bound(x)), n, dtype=torch.long, device=x.device)
     first.scatter_reduce_(1, x, pos, reduce="amin")
     return first.gather(1, x) == pos
 
