@@ -119,6 +119,13 @@ def test_aggregate_mean_needs_numbers():
         evaluate(aggregate(everything, constant("x") + tokens), "aa")
 
 
+def test_values_that_occur_nowhere_do_not_matter():
+    # x if c else y tabulates both branches: "a" is in the table but at no position
+    for value, mean in ((1.5, 1.5), (2, 2.0)):
+        x = where(indices >= 0, value, "a")
+        assert evaluate(aggregate(full_s, x), "abc") == [mean] * 3
+
+
 def test_sequences_do_not_mix_strings_and_numbers():
     one_back = select(indices, indices - 1, "==")
     with pytest.raises(RASPEvalError, match="mixes strings"):
