@@ -5,7 +5,8 @@ each id, e.g. the alphabet's characters and BOS) with ``lengths`` LongTensor[B];
 positions at or past a row's length are padding and never influence real positions.
 
 Every s-op evaluates to a ``Column``: ``codes`` LongTensor[B, n] into ``table``, a short
-list of Python values (codes at padding point at any entry). An elementwise function runs
+list of Python values (codes at padding point at any entry; a value may stand in the
+table more than once: a unary op keeps its input's codes). An elementwise function runs
 once per distinct value, or distinct tuple of values, in the batch (all combinations are
 tabulated while they are few, else ``unique`` + inverse), never per position. A select
 evaluates to a packed selection: int64 [B, n, ceil(n / 64)], bit k of a query's row set
@@ -331,7 +332,10 @@ class _Batch:
                     f"position {i}: {errors[k]}, on the values ({shown}).")
             fill = next((v for v in values if v is not None), 0)
             values = [fill if v is None else v for v in values]
-        out = self.dedupe(codes, values)
+        if len(cols) == 1 and len({value_key(v) for v in values}) * 2 > len(values):
+            out = Column(codes, values)  # a unary op keeps the codes: no tensor work
+        else:
+            out = self.dedupe(codes, values)
         if positional:
             out = Column(out.codes.expand(B, n), out.table)
         self.check_sequence_types(node, out)
@@ -442,10 +446,12 @@ class _Batch:
             w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
             total = lo * count
             for bit in range(int(w.max()).bit_length()):
-                plane = pack(((w >> bit) & 1).bool())[:, None, :]
+                rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
+                plane = pack(((rows >> bit) & 1).bool())[:, None, :]
                 total = total + (popcount(sel & plane) << bit)
-        if total is not None and len(set(ints)) == T:
-            # one selected key: its value is the sum; back to its table entry
+        if total is not None and len(set(ints)) == len({value_key(v) for v in col.table}):
+            # one selected key: its value is the sum; back to a table entry of that value
+            # (entries of one int value are one value: no True next to 1)
             lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
             lut[torch.tensor(ints) - lo] = torch.arange(T)
             single = lookup(lut, (total - lo).clamp(0, len(lut) - 1))
