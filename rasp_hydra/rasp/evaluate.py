@@ -386,12 +386,10 @@ class _Batch:
             table = ~table
         if len(q.table) == 1:
             return table[:, int(rq[0, 0])][:, None, :]  # [Bk, 1, W]
-        Bq = rq.shape[0]
-        if Bk == 1 and Bq > 1:
-            table = table.expand(Bq, R, self.W)
-        elif Bq == 1 and Bk > 1:
-            rq = rq.expand(Bk, n)
-        return table.gather(1, rq[:, :, None].expand(rq.shape[0], n, self.W))
+        if Bk == 1:  # one table for every row
+            return table[0].index_select(0, rq.reshape(-1)).view(*rq.shape, self.W)
+        rq = rq.expand(Bk, n) + torch.arange(Bk)[:, None] * R  # row b's ranks: table b
+        return table.view(Bk * R, self.W).index_select(0, rq.reshape(-1)).view(Bk, n, self.W)
 
     def positional(self, node: SOp) -> bool:
         """Whether the s-op's values depend on positions only (indices, constants, and
