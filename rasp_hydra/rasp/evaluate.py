@@ -186,6 +186,8 @@ class _Batch:
         self.n = n
         self.real = torch.arange(n)[None, :] < lengths[:, None]  # [B, n]
         self.W = -(-n // 64)
+        longest = int(lengths.max()) if len(lengths) else 0
+        self.real_any = torch.arange(n)[None, :] < longest  # [1, n]: real in some row
         self.key_mask = pack(self.real)[:, None, :]  # [B, 1, W]
         self.cache: dict[int, Any] = {}
 
@@ -291,7 +293,7 @@ class _Batch:
         cols = [self.cache[id(c)] for c in node.children]
         # values that depend on positions only are computed on one row
         positional = self.positional(node)
-        real = self.real.any(0, keepdim=True) if positional else self.real
+        real = self.real_any if positional else self.real
         rows = [c.codes[:1] if positional else c.codes for c in cols]
         # codes of tuples of the children's values: all combinations while they are few
         # (no unique needed), else only the distinct ones at real positions
