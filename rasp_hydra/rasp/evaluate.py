@@ -55,6 +55,7 @@ from .lang import (
 
 ATOM_TYPES = (bool, int, float, str)
 PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
+# (and of at most a quarter of the batch's positions: small batches take distinct ones)
 _CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
@@ -164,7 +165,7 @@ _BYTE_BITS = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).bool()  # [25
 def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
     """int64 [..., W] -> BoolTensor[..., n] (bytes of a word are little-endian)."""
     by = words.contiguous().view(torch.uint8)  # [..., W * 8]
-    bits = _BYTE_BITS[by.long()]  # [..., W * 8, 8]
+    bits = _BYTE_BITS.index_select(0, by.reshape(-1).long()).view(*by.shape, 8)
     return bits.reshape(*words.shape[:-1], words.shape[-1] * 64)[..., :n]
 
 
@@ -300,7 +301,7 @@ class _Batch:
         codes, tuples = rows[0], [(v,) for v in cols[0].table]
         for col, col_codes in zip(cols[1:], rows[1:], strict=True):
             m = len(col.table)
-            if len(tuples) * m <= PRODUCT_LIMIT:
+            if len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
                 codes = codes * m + col_codes
                 tuples = [t + (v,) for t in tuples for v in col.table]
             else:
