@@ -119,6 +119,13 @@ def test_aggregate_mean_needs_numbers():
         evaluate(aggregate(everything, constant("x") + tokens), "aa")
 
 
+def test_values_that_occur_nowhere_do_not_matter():
+    # x if c else y tabulates both branches: "a" is in the table but at no position
+    for value, mean in ((1.5, 1.5), (2, 2.0)):
+        x = where(indices >= 0, value, "a")
+        assert evaluate(aggregate(full_s, x), "abc") == [mean] * 3
+
+
 def test_sequences_do_not_mix_strings_and_numbers():
     one_back = select(indices, indices - 1, "==")
     with pytest.raises(RASPEvalError, match="mixes strings"):
@@ -458,3 +465,20 @@ def test_doctests_of_core_modules():
         module = importlib.import_module(f"rasp_hydra.rasp.{mod}")
         assert doctest.testmod(module).failed == 0, mod
     assert doctest.testmod(importlib.import_module("rasp_hydra.tasks.program")).failed == 0
+
+
+def test_program_task_trains_with_supervised_heads(tmp_path):
+    # the training loop, unchanged, on a program task: its compiled heads are supervised
+    from rasp_hydra.model import ModelConfig
+    from rasp_hydra.train import TrainConfig, train
+
+    task = make_program_task(library.hist2_bos(), alphabet=3, bos=True, with_attns=True,
+                             max_len=6)
+    assert task.supervised_heads == ((0, 0), (0, 1), (1, 0))
+    splits = build_splits(task, sizes={"train": 200, "valid": 40, "test": 40}, max_len=6)
+    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=task.predicted_layers,
+                      heads=task.predicted_heads, d_model=16, ff=32, max_len=7)
+    metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=1), run_dir=tmp_path,
+                    handle_signals=False, progress=False, log=lambda line: None)
+    assert metrics["status"] == "completed"
+    assert (tmp_path / "metrics.json").exists()

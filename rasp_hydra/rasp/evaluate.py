@@ -5,7 +5,8 @@ each id, e.g. the alphabet's characters and BOS) with ``lengths`` LongTensor[B];
 positions at or past a row's length are padding and never influence real positions.
 
 Every s-op evaluates to a ``Column``: ``codes`` LongTensor[B, n] into ``table``, a short
-list of Python values (codes at padding point at any entry). An elementwise function runs
+list of Python values (codes at padding point at any entry; a value may stand in the
+table more than once: a unary op keeps its input's codes). An elementwise function runs
 once per distinct value, or distinct tuple of values, in the batch (all combinations are
 tabulated while they are few, else ``unique`` + inverse), never per position. A select
 evaluates to a packed selection: int64 [B, n, ceil(n / 64)], bit k of a query's row set
@@ -54,6 +55,7 @@ from .lang import (
 
 ATOM_TYPES = (bool, int, float, str)
 PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
+# (and of at most a quarter of the batch's positions: small batches take distinct ones)
 _CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
@@ -149,13 +151,21 @@ def pack(bits: torch.Tensor) -> torch.Tensor:
     return by.view(torch.int64)
 
 
+def lookup(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``values[codes]`` for a 1-d ``values`` (``index_select`` is several times faster
+    than advanced indexing; codes broadcast over rows are looked up once)."""
+    if codes.dim() == 2 and codes.shape[0] > 1 and codes.stride(0) == 0:
+        return lookup(values, codes[:1]).expand(codes.shape)
+    return values.index_select(0, codes.reshape(-1)).view(codes.shape)
+
+
 _BYTE_BITS = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).bool()  # [256, 8]
 
 
 def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
     """int64 [..., W] -> BoolTensor[..., n] (bytes of a word are little-endian)."""
     by = words.contiguous().view(torch.uint8)  # [..., W * 8]
-    bits = _BYTE_BITS[by.long()]  # [..., W * 8, 8]
+    bits = _BYTE_BITS.index_select(0, by.reshape(-1).long()).view(*by.shape, 8)
     return bits.reshape(*words.shape[:-1], words.shape[-1] * 64)[..., :n]
 
 
@@ -177,6 +187,8 @@ class _Batch:
         self.n = n
         self.real = torch.arange(n)[None, :] < lengths[:, None]  # [B, n]
         self.W = -(-n // 64)
+        longest = int(lengths.max()) if len(lengths) else 0
+        self.real_any = torch.arange(n)[None, :] < longest  # [1, n]: real in some row
         self.key_mask = pack(self.real)[:, None, :]  # [B, 1, W]
         self.cache: dict[int, Any] = {}
 
@@ -193,15 +205,15 @@ class _Batch:
         out[self.real] = inv
         return Column(out, [table[i] for i in uniq.tolist()])
 
-    def distinct(self, key: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    def distinct(self, key: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Codes 0..d-1 of the distinct keys at real positions (padding: 0), and those
         keys."""
-        used = key[self.real]
+        used = key[real]
         if used.numel() == 0:
             return torch.zeros_like(key), [0]
         uniq, inv = unique_inverse(used)
         out = torch.zeros_like(key)
-        out[self.real] = inv
+        out[real] = inv
         return out, uniq.tolist()
 
     def dedupe(self, codes: torch.Tensor, values: list) -> Column:
@@ -216,7 +228,7 @@ class _Batch:
                 table.append(v)
             remap.append(index[k])
         if len(table) != len(values):
-            codes = torch.tensor(remap, dtype=torch.long)[codes]
+            codes = lookup(torch.tensor(remap, dtype=torch.long), codes)
         return Column(codes, table)
 
     def check_sequence_types(self, node: SOp, col: Column) -> None:
@@ -224,7 +236,7 @@ class _Batch:
         is_str = [isinstance(v, str) for v in col.table]
         if all(is_str) or not any(is_str):
             return
-        s = torch.tensor(is_str)[col.codes]
+        s = lookup(torch.tensor(is_str), col.codes)
         mixed = (s & self.real).any(1) & (~s & self.real).any(1)
         if bool(mixed.any()):
             b = int(mixed.nonzero()[0, 0])
@@ -280,16 +292,20 @@ class _Batch:
         if node.is_constant:
             return Column(torch.zeros(B, n, dtype=torch.long), [node.value])
         cols = [self.cache[id(c)] for c in node.children]
+        # values that depend on positions only are computed on one row
+        positional = self.positional(node)
+        real = self.real_any if positional else self.real
+        rows = [c.codes[:1] if positional else c.codes for c in cols]
         # codes of tuples of the children's values: all combinations while they are few
         # (no unique needed), else only the distinct ones at real positions
-        codes, tuples = cols[0].codes, [(v,) for v in cols[0].table]
-        for col in cols[1:]:
+        codes, tuples = rows[0], [(v,) for v in cols[0].table]
+        for col, col_codes in zip(cols[1:], rows[1:], strict=True):
             m = len(col.table)
-            if len(tuples) * m <= PRODUCT_LIMIT:
-                codes = codes * m + col.codes
+            if len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
+                codes = codes * m + col_codes
                 tuples = [t + (v,) for t in tuples for v in col.table]
             else:
-                codes, joint = self.distinct(codes * m + col.codes)
+                codes, joint = self.distinct(codes * m + col_codes, real)
                 tuples = [tuples[k // m] + (col.table[k % m],) for k in joint]
         values: list = []
         errors: dict[int, str] = {}
@@ -309,7 +325,7 @@ class _Batch:
         if errors:  # an error counts only where its combination occurs
             failed = torch.zeros(len(tuples), dtype=torch.bool)
             failed[list(errors)] = True
-            bad = failed[codes] & self.real
+            bad = lookup(failed, codes) & real
             if bool(bad.any()):
                 b, i = (int(v) for v in bad.nonzero()[0])
                 k = int(codes[b, i])
@@ -319,7 +335,12 @@ class _Batch:
                     f"position {i}: {errors[k]}, on the values ({shown}).")
             fill = next((v for v in values if v is not None), 0)
             values = [fill if v is None else v for v in values]
-        out = self.dedupe(codes, values)
+        if len(cols) == 1 and len({value_key(v) for v in values}) * 2 > len(values):
+            out = Column(codes, values)  # a unary op keeps the codes: no tensor work
+        else:
+            out = self.dedupe(codes, values)
+        if positional:
+            out = Column(out.codes.expand(B, n), out.table)
         self.check_sequence_types(node, out)
         return out
 
@@ -368,12 +389,10 @@ class _Batch:
             table = ~table
         if len(q.table) == 1:
             return table[:, int(rq[0, 0])][:, None, :]  # [Bk, 1, W]
-        Bq = rq.shape[0]
-        if Bk == 1 and Bq > 1:
-            table = table.expand(Bq, R, self.W)
-        elif Bq == 1 and Bk > 1:
-            rq = rq.expand(Bk, n)
-        return table.gather(1, rq[:, :, None].expand(rq.shape[0], n, self.W))
+        if Bk == 1:  # one table for every row
+            return table[0].index_select(0, rq.reshape(-1)).view(*rq.shape, self.W)
+        rq = rq.expand(Bk, n) + torch.arange(Bk)[:, None] * R  # row b's ranks: table b
+        return table.view(Bk * R, self.W).index_select(0, rq.reshape(-1)).view(Bk, n, self.W)
 
     def positional(self, node: SOp) -> bool:
         """Whether the s-op's values depend on positions only (indices, constants, and
@@ -391,8 +410,8 @@ class _Batch:
         entries = [(isinstance(v, str), v) for v in k.table + q.table]
         mixed = len({s for s, _ in entries}) == 2
         if mixed and node.op not in ("==", "!="):
-            ks = torch.tensor([isinstance(v, str) for v in k.table])[k.codes] & self.real
-            qs = torch.tensor([isinstance(v, str) for v in q.table])[q.codes] & self.real
+            ks = lookup(torch.tensor([isinstance(v, str) for v in k.table]), k.codes) & self.real
+            qs = lookup(torch.tensor([isinstance(v, str) for v in q.table]), q.codes) & self.real
             bad = (ks.any(1) & (~qs & self.real).any(1)) | (qs.any(1) & (~ks & self.real).any(1))
             if bool(bad.any()):
                 b = int(bad.nonzero()[0, 0])
@@ -410,7 +429,8 @@ class _Batch:
                 prev = entries[i]
             rank[i] = r
         rank_t = torch.tensor(rank, dtype=torch.long)
-        return rank_t[: len(k.table)][k.codes], rank_t[len(k.table):][q.codes]
+        return (lookup(rank_t[: len(k.table)], k.codes),
+                lookup(rank_t[len(k.table):].contiguous(), q.codes))
 
     def aggregate(self, node: Aggregate) -> Column:
         col = self.cache[id(node.sop)]
@@ -424,16 +444,18 @@ class _Batch:
         total = None
         if small_ints:  # sums by bit planes of (value - lo): exact integers
             lo = min(ints)
-            w = torch.tensor([int(v) - lo for v in col.table], dtype=torch.long)[col.codes]
+            w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
             total = lo * count
             for bit in range(int(w.max()).bit_length()):
-                plane = pack(((w >> bit) & 1).bool())[:, None, :]
+                rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
+                plane = pack(((rows >> bit) & 1).bool())[:, None, :]
                 total = total + (popcount(sel & plane) << bit)
-        if total is not None and len(set(ints)) == T:
-            # one selected key: its value is the sum; back to its table entry
+        if total is not None and len(set(ints)) == len({value_key(v) for v in col.table}):
+            # one selected key: its value is the sum; back to a table entry of that value
+            # (entries of one int value are one value: no True next to 1)
             lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
             lut[torch.tensor(ints) - lo] = torch.arange(T)
-            single = lut[(total - lo).clamp(0, len(lut) - 1)]
+            single = lookup(lut, (total - lo).clamp(0, len(lut) - 1))
         else:
             first = single_index(sel).clamp(0, n - 1)
             first = first.expand(B, n) if first.shape[1] == 1 else first
@@ -447,9 +469,10 @@ class _Batch:
         if bool(many.any()):
             self.check_numeric(node, col, many, count)
             if total is None:
-                vals = torch.tensor([float(v) for v in col.table], dtype=torch.float64)
+                vals = torch.tensor([0.0 if isinstance(v, str) else float(v)  # unused here
+                                     for v in col.table], dtype=torch.float64)
                 dense = unpack(sel, n).to(torch.float64)
-                total = torch.bmm(dense, vals[col.codes][:, :, None])[..., 0]
+                total = torch.bmm(dense, lookup(vals, col.codes)[:, :, None])[..., 0]
             total = total.expand(B, n)
             if total.dtype == torch.int64:  # distinct (sum, count) pairs, by counting
                 lo_total = int(total.min())
@@ -475,8 +498,8 @@ class _Batch:
         (ints and floats, bools mixed in allowed; strings or all-bools are an error)."""
         if not any(isinstance(v, str | bool) for v in col.table):
             return
-        is_str = torch.tensor([isinstance(v, str) for v in col.table])[col.codes]
-        is_bool = torch.tensor([isinstance(v, bool) for v in col.table])[col.codes]
+        is_str = lookup(torch.tensor([isinstance(v, str) for v in col.table]), col.codes)
+        is_bool = lookup(torch.tensor([isinstance(v, bool) for v in col.table]), col.codes)
         bad = (is_str & self.real).any(1) | (is_bool | ~self.real).all(1)
         bad &= many.any(1)
         if bool(bad.any()):

@@ -170,6 +170,11 @@ class ProgramFamily(Family):
         from rasp_hydra.rasp import evaluate_batch
         return evaluate_batch
 
+    @cached_property
+    def _lookup(self):
+        from rasp_hydra.rasp.evaluate import lookup
+        return lookup
+
     def _chunks(self, lengths: torch.Tensor):
         """(rows, width) chunks: rows sorted by length, rows * width * ceil(width / 64)
         (a packed selection's int64 words) <= CHUNK_ELEMENTS."""
@@ -200,7 +205,7 @@ class ProgramFamily(Family):
             col = res[self.output]
             lut = torch.tensor([self._class_id.get(str(v), -1) for v in col.table],
                                dtype=torch.long)
-            ids = lut[col.codes]
+            ids = self._lookup(lut, col.codes)
             real = torch.arange(width)[None, :] < lengths[rows][:, None]
             missing = (ids < 0) & real
             if bool(missing.any()):
