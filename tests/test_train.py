@@ -246,3 +246,16 @@ def test_stops_after_perfect_validation_epochs(tmp_path):
     assert [r["val_token_acc"] for r in hist[-2:]] == [1.0, 1.0]
     assert len(hist) == 2 or hist[-3]["val_token_acc"] < 1.0
     assert "stop: validation accuracy 1.0 for 2 epochs" in (tmp_path / runs.LOG).read_text()
+
+
+def test_the_progress_bar_shows_loss_and_rate_without_warnings(tmp_path, capsys):
+    import warnings
+
+    task, splits, cfg = setup(n_train=1000)  # 50 batches: the bar's postfix updates
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(task, splits, cfg, train_cfg=tc(epochs=1, progress="true"), run_dir=tmp_path,
+              log=quiet)
+    assert not [w for w in caught if "requires_grad" in str(w.message)]
+    err = capsys.readouterr().err
+    assert "epoch 1" in err and "loss=" in err and "tok_s=" in err
