@@ -478,7 +478,7 @@ def test_program_task_trains_with_supervised_heads(tmp_path):
     splits = build_splits(task, sizes={"train": 200, "valid": 40, "test": 40}, max_len=6)
     cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=task.predicted_layers,
                       heads=task.predicted_heads, d_model=16, ff=32, max_len=7)
-    metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=1), run_dir=tmp_path,
-                    handle_signals=False, progress=False, log=lambda line: None)
+    metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=1, progress="false"),
+                    run_dir=tmp_path, handle_signals=False, log=lambda line: None)
     assert metrics["status"] == "completed"
     assert (tmp_path / "metrics.json").exists()
