@@ -398,18 +398,27 @@ def config_differences(original: dict, current: dict, safe=()) -> list[str]:
     ...                    {"model": {"layers": 3}, "train": {"epochs": 9}}, ["train.epochs"])
     ['model.layers']
     """
-    flat_o, flat_c = _flatten(original), _flatten(current)
+    flat_o, flat_c = flatten(original), flatten(current)
     def is_safe(k):
         return any(k == s or k.startswith(s + ".") for s in safe)
     return [k for k, v in flat_o.items() if not is_safe(k) and flat_c.get(k, v) != v]
 
 
-def _flatten(d, prefix=""):
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}, "c": 2}`` -> ``{"a.b": 1, "c": 2}``, the one flat form of a config
+    or a record (report columns, tracker params, config comparison); lists become JSON
+    text and an empty dict leaves no key.
+
+    >>> flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]})
+    {'a.b': 1, 'd': '[1, 2]'}
+    """
     out = {}
     for k, v in (d or {}).items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
         else:
             out[key] = v
     return out

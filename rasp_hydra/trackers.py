@@ -76,19 +76,13 @@ def as_container(config: Any) -> dict:
     return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as {"a.b.c": value}.
+def flatten(config: Any) -> dict[str, Any]:
+    """A config (DictConfig, dataclass or dict) as {"a.b.c": value} (runs.flatten).
 
     >>> flatten({"model": {"layers": 2, "ff": None}, "lang": {"family": "sort"}})
     {'model.layers': 2, 'model.ff': None, 'lang.family': 'sort'}
     """
-    out: dict[str, Any] = {}
-    for key, value in as_container(config).items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    return runs.flatten(as_container(config))
 
 
 def _scalars(row: Mapping[str, Any]) -> dict[str, float]:

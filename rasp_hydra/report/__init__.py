@@ -60,7 +60,6 @@ from rasp_hydra.report.collect import (
     ReportError,
     collect_runs,
     derive_arch,
-    flatten,
     load_sweep,
     read_run,
 )
@@ -83,7 +82,7 @@ from rasp_hydra.report.tables import (
 
 __all__ = [
     "ReportError", "collect_runs", "counted", "derive_arch", "display_summary",
-    "display_table1", "flatten", "load_sweep", "main", "not_counted_runs", "plot_table1",
+    "display_table1", "load_sweep", "main", "not_counted_runs", "plot_table1",
     "read_run", "status_counts", "summary", "sweep_name", "table1",
     "task_order", "to_markdown", "write_report",
 ]

@@ -7,7 +7,6 @@ which overrides; for the Optuna sweeper ``optimization_results.yaml``), through 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -28,24 +27,6 @@ class ReportError(Exception):
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}, "c": 2}`` -> ``{"a.b": 1, "c": 2}``; an empty dict leaves no key.
-
-    >>> flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]})
-    {'a.b': 1, 'd': '[1, 2]'}
-    """
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out
 
 
 def _num(x) -> float:
@@ -146,8 +127,8 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     metrics, problem = runs.read_metrics_or_problem(run_dir)
     hist = runs.read_history_frame(run_dir)
-    flat_cfg = flatten(runs.read_config_dict(run_dir))
-    flat_metrics = flatten(metrics)
+    flat_cfg = runs.flatten(runs.read_config_dict(run_dir))
+    flat_metrics = runs.flatten(metrics)
     row = {k if k not in flat_metrics else f"cfg.{k}": v for k, v in flat_cfg.items()}
     row.update(flat_metrics)
 
