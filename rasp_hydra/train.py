@@ -41,6 +41,7 @@ it is not bit-exact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -279,6 +280,16 @@ def _checkpoint(model, model_cfg, task, epoch, **extra) -> dict:
             "epoch": int(epoch), **extra}
 
 
+def _on_device(split, device: torch.device):
+    """On a GPU, a split's tokens and targets move there once (a batch is then a slice on
+    the device, not a copy from pageable host memory every step); lengths stay on the CPU,
+    where batching and token counts read them without a device sync."""
+    if device.type == "cpu":
+        return split
+    return dataclasses.replace(split, tokens=split.tokens.to(device),
+                               targets=split.targets.to(device))
+
+
 @dataclass
 class EpochStats:
     """What one (possibly partial) training epoch accumulated; tensors stay on the device."""
@@ -309,7 +320,8 @@ class Trainer:
 
     def __init__(self, task, splits, model_cfg: ModelConfig, opt_cfg: OptimizerConfig,
                  sched_cfg: ScheduleConfig, tc: TrainConfig, device: torch.device, run_dir):
-        self.task, self.splits, self.model_cfg, self.tc = task, splits, model_cfg, tc
+        self.task, self.model_cfg, self.tc = task, model_cfg, tc
+        self.splits = {k: _on_device(s, device) for k, s in splits.items()}
         self.device, self.run_dir = device, Path(run_dir)
         self.supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
         self.measured = present_heads(task.selector_heads, model_cfg)
