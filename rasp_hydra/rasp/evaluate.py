@@ -17,7 +17,10 @@ Selector and/or/not are bitwise ops on the words. An aggregate counts the select
 with a popcount, takes the one selected key's value where there is one (type kept), the
 default where there is none, and the mean ``sum * 1.0 / count`` (float64) where there
 are several; sums of small integers are exact (popcounts of the values' bit planes),
-other values go through a float64 product with the unpacked selection.
+other values go through a float64 product with the unpacked selection. For small ints
+the result is a function of (sum, count): the pairs that occur are tabulated and looked
+up in one pass. A computation written twice (the same select, or the same function of
+the same s-ops) is evaluated once per batch.
 
 Values are kept with their Python type: tables hold ``1`` and ``1.0`` (and ``True``) as
 different entries, as the REPL prints them differently; they compare equal in selects and
@@ -450,7 +453,11 @@ class _Batch:
                 rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
                 plane = pack(((rows >> bit) & 1).bool())[:, None, :]
                 total = total + (popcount(sel & plane) << bit)
-        if total is not None and len(set(ints)) == len({value_key(v) for v in col.table}):
+        distinct_ints = total is not None and len(set(ints)) == len(
+            {value_key(v) for v in col.table})
+        if distinct_ints and (max(ints) - lo) * n * (n + 1) <= 4 * B * n + 65536:
+            return self.aggregate_by_pairs(node, col, total - lo * count, count, lo)
+        if distinct_ints:
             # one selected key: its value is the sum; back to a table entry of that value
             # (entries of one int value are one value: no True next to 1)
             lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
@@ -492,6 +499,36 @@ class _Batch:
         self.check_sequence_types(node, out)
         return out
 
+    def aggregate_by_pairs(self, node: Aggregate, col: Column, shifted: torch.Tensor,
+                           count: torch.Tensor, lo: int) -> Column:
+        """An aggregate of small ints (``col.table`` entries are distinct int values) whose
+        result at a query is a function of (sum of value - lo, count) alone: the pairs
+        that occur are counted in one pass, each gets its table entry (the default for
+        no key, the one key's value, the mean of several), and one lookup gives every
+        position its code (no per-position work per case)."""
+        B, n = col.codes.shape
+        pad = shifted.new_tensor((max(int(v) for v in col.table) - lo) * n * (n + 1) + n + 1)
+        key = torch.where(self.real, shifted * (n + 1) + count, pad)  # padding: its own key
+        present = torch.bincount(key.view(-1), minlength=int(pad) + 1)[:-1].nonzero()[:, 0]
+        pair_sum, pair_count = present // (n + 1), present % (n + 1)
+        many = pair_count > 1
+        if bool(many.any()) and any(isinstance(v, str | bool) for v in col.table):
+            self.check_numeric(node, col, key.remainder(n + 1) > 1, key.remainder(n + 1))
+        by_int = {int(v): v for v in col.table}
+        means = ((pair_sum + lo * pair_count).to(torch.float64)
+                 / pair_count.clamp(min=1)).tolist()
+        values = [node.default if c == 0 else by_int[s + lo] if c == 1 else m
+                  for s, c, m in zip(pair_sum.tolist(), pair_count.tolist(), means,
+                                     strict=True)]
+        if not values:
+            values = [node.default]
+        out = self.dedupe(torch.arange(len(values)), values)
+        lut = torch.zeros(int(pad) + 1, dtype=torch.long)
+        lut[present] = out.codes[: len(present)]
+        out = Column(lookup(lut, key), out.table)
+        self.check_sequence_types(node, out)
+        return out
+
     def check_numeric(self, node: Aggregate, col: Column, many: torch.Tensor,
                       count: torch.Tensor) -> None:
         """The reference averages several keys only if the whole sequence is numbers
@@ -514,6 +551,26 @@ class _Batch:
                 "only bools); select exactly one key per query to move other values.")
 
 
+def structure(node: RASPExpr, cache: dict) -> tuple:
+    """What a node computes, for evaluating each distinct computation once per batch (a
+    program may write the same select twice, e.g. ``select(tokens, tokens, "==")`` in
+    two library functions): the node's kind and parameters with its children's
+    structures (as the first node of each, ``cache[("structure", id(child))]``). Maps
+    are the same when they apply the same function object (or are equal constants)."""
+    kids = tuple(cache[("structure", id(c))] for c in node.children)
+    if isinstance(node, Input):
+        return ("input", node.kind)
+    if isinstance(node, Map):
+        if node.is_constant:
+            return ("constant", value_key(node.value))
+        return ("map", id(node.fn), kids)
+    if isinstance(node, Aggregate):
+        return ("aggregate", value_key(node.default), kids)
+    if isinstance(node, Select):
+        return ("select", node.op, kids)
+    return ("node", id(node))
+
+
 def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torch.Tensor,
                    input_values: Sequence) -> dict[RASPExpr, Column | torch.Tensor]:
     """Evaluate ``outputs`` on a batch: a Column per s-op, BoolTensor[B, n, n] per select
@@ -523,8 +580,11 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
         if not isinstance(o, SOp | Select):
             raise RASPTypeError(f"Cannot evaluate {o!r}: not a RASP s-op or selector.")
     batch = _Batch(ids.long(), lengths.long(), input_values)
+    first: dict[tuple, RASPExpr] = {}  # a node's structure -> the first node with it
     for node in ancestors(outputs):
-        batch.cache[id(node)] = batch.run(node)
+        done = first.setdefault(structure(node, batch.cache), node)
+        batch.cache[("structure", id(node))] = ("node", id(done))
+        batch.cache[id(node)] = batch.cache[id(done)] if done is not node else batch.run(node)
     out: dict = {}
     B, n = ids.shape
     for o in outputs:
