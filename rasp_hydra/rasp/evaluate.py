@@ -137,10 +137,12 @@ def popcount(words: torch.Tensor) -> torch.Tensor:
         x = (x & _M2) + ((x >> 2) & _M2)
         x = (x + (x >> 4)) & _M4
         per_word = ((x * _BYTES) >> 56) & 0xFF
-    out = per_word[..., 0].long()
+    out = per_word[..., 0]
+    if per_word.shape[-1] * 64 > 255:  # the sum may not fit a byte
+        out = out.long()
     for w in range(1, per_word.shape[-1]):
-        out += per_word[..., w]
-    return out
+        out = out + per_word[..., w]
+    return out.long()
 
 
 def pack(bits: torch.Tensor) -> torch.Tensor:
@@ -304,7 +306,9 @@ class _Batch:
         codes, tuples = rows[0], [(v,) for v in cols[0].table]
         for col, col_codes in zip(cols[1:], rows[1:], strict=True):
             m = len(col.table)
-            if len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
+            if m == 1:  # one value (e.g. a constant): nothing to combine per position
+                tuples = [t + (col.table[0],) for t in tuples]
+            elif len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
                 codes = codes * m + col_codes
                 tuples = [t + (v,) for t in tuples for v in col.table]
             else:
@@ -448,15 +452,17 @@ class _Batch:
         if small_ints:  # sums by bit planes of (value - lo): exact integers
             lo = min(ints)
             w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
-            total = lo * count
-            for bit in range(int(w.max()).bit_length()):
+            shifted = torch.zeros_like(count)  # the sum of (value - lo) over selected keys
+            for bit in range((max(ints) - lo).bit_length()):
                 rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
                 plane = pack(((rows >> bit) & 1).bool())[:, None, :]
-                total = total + (popcount(sel & plane) << bit)
+                shifted = shifted + (popcount(sel & plane) << bit)
+            distinct_ints = len(set(ints)) == len({value_key(v) for v in col.table})
+            if distinct_ints and (max(ints) - lo) * n * (n + 1) <= 4 * B * n + 65536:
+                return self.aggregate_by_pairs(node, col, shifted, count, lo)
+            total = shifted + lo * count if lo else shifted
         distinct_ints = total is not None and len(set(ints)) == len(
             {value_key(v) for v in col.table})
-        if distinct_ints and (max(ints) - lo) * n * (n + 1) <= 4 * B * n + 65536:
-            return self.aggregate_by_pairs(node, col, total - lo * count, count, lo)
         if distinct_ints:
             # one selected key: its value is the sum; back to a table entry of that value
             # (entries of one int value are one value: no True next to 1)
