@@ -6,6 +6,7 @@ from __future__ import annotations
 import operator
 
 import numpy as np
+import torch
 
 from rasp_hydra.rasp import (
     aggregate,
@@ -20,7 +21,7 @@ from rasp_hydra.rasp import (
     tokens_int,
     where,
 )
-from rasp_hydra.rasp.evaluate import encode
+from rasp_hydra.rasp.evaluate import encode, pack, single_index
 
 OPS = {"==": operator.eq, "<": operator.lt, "<=": operator.le, "!=": operator.ne}
 
@@ -106,3 +107,10 @@ def test_identical_computations_are_shared_but_not_confused():
     ids, lens, input_values = encode(["§aabc", "§abab", "§a"])
     assert evaluate_batch([hist2], ids, lens, input_values)[hist2].values(lens) == [
         ["§", "1", "1", "2", "2"], ["§", "2", "2", "2", "2"], ["§", "1"]]
+
+
+def test_single_index_of_one_set_bit():
+    # every key position, in every packed word, bit 63 (the int64 sign bit) included
+    for n in (1, 5, 63, 64, 65, 128, 150, 200):
+        bits = torch.eye(n, dtype=torch.bool)  # row i selects key i
+        assert torch.equal(single_index(pack(bits)), torch.arange(n)), n

@@ -176,11 +176,14 @@ def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
 
 def single_index(words: torch.Tensor) -> torch.Tensor:
     """For packed rows with exactly one bit set, its index (anything for other rows)."""
-    w_idx = (words != 0).to(torch.uint8).max(-1).indices
-    word = words.gather(-1, w_idx[..., None])[..., 0]
-    low = word & 0x7FFFFFFFFFFFFFFF
-    bit = torch.where(word < 0, 63, torch.log2(low.clamp(min=1).to(torch.float64)).long())
-    return w_idx * 64 + bit
+    if words.shape[-1] == 1:
+        word, base = words, 0
+    else:
+        w_idx = (words != 0).to(torch.uint8).max(-1).indices
+        word, base = words.gather(-1, w_idx[..., None]), w_idx * 64
+    # a word with only bit b set, minus one, has exactly the bits below b set (bit 63:
+    # int64 wraps from the minimum to the maximum, 63 bits)
+    return base + popcount(word - 1)
 
 
 class _Batch:
