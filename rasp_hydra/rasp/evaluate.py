@@ -298,7 +298,8 @@ class _Batch:
     def map(self, node: Map) -> Column:
         B, n = self.ids.shape
         if node.is_constant:
-            return Column(torch.zeros(B, n, dtype=torch.long), [node.value])
+            # the same code in every row, as positional values (no [B, n] tensor written)
+            return Column(torch.zeros(1, n, dtype=torch.long).expand(B, n), [node.value])
         cols = [self.cache[id(c)] for c in node.children]
         # values that depend on positions only are computed on one row
         positional = self.positional(node)
@@ -455,11 +456,14 @@ class _Batch:
         if small_ints:  # sums by bit planes of (value - lo): exact integers
             lo = min(ints)
             w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
-            shifted = torch.zeros_like(count)  # the sum of (value - lo) over selected keys
+            shifted = None  # the sum of (value - lo) over the selected keys
             for bit in range((max(ints) - lo).bit_length()):
                 rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
                 plane = pack(((rows >> bit) & 1).bool())[:, None, :]
-                shifted = shifted + (popcount(sel & plane) << bit)
+                part = popcount(sel & plane)
+                shifted = part if shifted is None else shifted + (part << bit)
+            if shifted is None:  # one value: every selected key adds 0
+                shifted = torch.zeros_like(count)
             distinct_ints = len(set(ints)) == len({value_key(v) for v in col.table})
             if distinct_ints and (max(ints) - lo) * n * (n + 1) <= 4 * B * n + 65536:
                 return self.aggregate_by_pairs(node, col, shifted, count, lo)
