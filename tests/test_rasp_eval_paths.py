@@ -114,3 +114,27 @@ def test_single_index_of_one_set_bit():
     for n in (1, 5, 63, 64, 65, 128, 150, 200):
         bits = torch.eye(n, dtype=torch.bool)  # row i selects key i
         assert torch.equal(single_index(pack(bits)), torch.arange(n)), n
+
+
+def test_program_chunks_are_maximal_and_cover_every_row_once():
+    from rasp_hydra.tasks import program
+
+    family = program.make_program_task(library.reverse(), alphabet=5).impl
+    rng = np.random.default_rng(5)
+    cost = program.CHUNK_ELEMENTS
+    for top in (1, 3, 64, 101, 300):
+        lengths = torch.from_numpy(rng.integers(0, top + 1, size=20000))
+        chunks = list(family._chunks(lengths))
+        rows = torch.cat([r for r, _ in chunks])
+        assert sorted(rows.tolist()) == list(range(len(lengths)))
+        assert torch.equal(lengths[rows], lengths.sort(stable=True).values)
+        start = 0
+        for r, width in chunks:
+            assert width == max(1, int(lengths[r].max()))
+            size = len(r) * width * -(-width // 64)
+            assert size <= cost or len(r) == 1
+            end = start + len(r)
+            if end < len(lengths):  # one row more would not fit
+                nxt = max(1, int(lengths[rows[end]]))
+                assert (len(r) + 1) * nxt * -(-nxt // 64) > cost
+            start = end

@@ -43,6 +43,7 @@ Conventions:
 
 from __future__ import annotations
 
+import bisect
 import importlib
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -183,10 +184,12 @@ class ProgramFamily(Family):
         width = lengths[order].clamp(min=1).tolist()
         i = 0
         while i < len(width):
-            j = i + 1
-            while j < len(width) and (j + 1 - i) * width[j] * -(-width[j] // 64) <= \
-                    CHUNK_ELEMENTS:
-                j += 1
+            # the size of rows i..j-1 grows with j (widths ascend): the last j that fits
+            # by bisection, at least one row
+            fits = bisect.bisect_right(
+                range(i + 1, len(width) + 1), CHUNK_ELEMENTS,
+                key=lambda j, i=i: (j - i) * width[j - 1] * -(-width[j - 1] // 64))
+            j = i + max(1, fits)
             yield order[i:j], width[j - 1]
             i = j
 
