@@ -210,9 +210,13 @@ class ProgramFamily(Family):
             lut = torch.tensor([self._class_id.get(str(v), -1) for v in col.table],
                                dtype=torch.long)
             ids = self._lookup(lut, col.codes)
-            real = torch.arange(width)[None, :] < lengths[rows][:, None]
-            missing = (ids < 0) & real
-            if bool(missing.any()):
+            if bool((lut < 0).any()):  # a value that is no class: at a real position?
+                real = torch.arange(width)[None, :] < lengths[rows][:, None]
+                missing = (ids < 0) & real
+                ids = ids.clamp(min=0)
+            else:
+                missing = None
+            if missing is not None and bool(missing.any()):
                 from rasp_hydra.rasp.lang import RASPEvalError
                 b, i = (int(v) for v in missing.nonzero()[0])
                 value = col.table[int(col.codes[b, i])]
@@ -221,7 +225,7 @@ class ProgramFamily(Family):
                     f"not among its classes {list(self.out_classes)} (inferred for inputs "
                     f"of up to {self.max_len} tokens): build the task with max_len at "
                     "least the longest input, or give classes explicitly.")
-            y[rows, :width] = ids.clamp(min=0)
+            y[rows, :width] = ids
         return y
 
     def selectors(self) -> dict[tuple[int, int], Selector]:
