@@ -226,15 +226,7 @@ class _Batch:
 
     def dedupe(self, codes: torch.Tensor, values: list) -> Column:
         """Merge identical values (by ``value_key``) of a freshly computed table."""
-        index: dict[tuple, int] = {}
-        remap = []
-        table = []
-        for v in values:
-            k = value_key(v)
-            if k not in index:
-                index[k] = len(table)
-                table.append(v)
-            remap.append(index[k])
+        table, remap = intern(values)
         if len(table) != len(values):
             codes = lookup(torch.tensor(remap, dtype=torch.long), codes)
         return Column(codes, table)
@@ -610,20 +602,27 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
     return out
 
 
+def intern(values: Sequence) -> tuple[list, list[int]]:
+    """(the distinct values by ``value_key``, in first-seen order; each value's index there)."""
+    index: dict[tuple, int] = {}
+    table: list = []
+    codes = []
+    for v in values:
+        k = value_key(v)
+        if k not in index:
+            index[k] = len(table)
+            table.append(v)
+        codes.append(index[k])
+    return table, codes
+
+
 def encode(inputs: Sequence[Sequence]) -> tuple[torch.Tensor, torch.Tensor, list]:
     """Raw inputs (strings or lists of atoms) as (ids, lengths, input_values)."""
-    index: dict[tuple, int] = {}
-    values: list = []
-    rows = []
+    values, flat = intern([v for inp in inputs for v in inp])
+    rows, start = [], 0
     for inp in inputs:
-        row = []
-        for v in inp:
-            k = value_key(v)
-            if k not in index:
-                index[k] = len(values)
-                values.append(v)
-            row.append(index[k])
-        rows.append(row)
+        rows.append(flat[start:start + len(inp)])
+        start += len(inp)
     n = max((len(r) for r in rows), default=0)
     ids = torch.zeros(len(rows), n, dtype=torch.long)
     for i, r in enumerate(rows):

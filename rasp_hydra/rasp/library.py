@@ -78,9 +78,12 @@ def hist_bos() -> SOp:
     >>> evaluate(hist_bos(), "§abca")
     ['§', '2', '1', '1', '2']
     """
+    return where(indices == 0, "§", _count_class(_token_count())).named("hist_bos")
+
+
+def _token_count() -> SOp:
     same_token = select(tokens, tokens, "==").named("same_token")
-    token_count = selector_width_bos(same_token).named("token_count")
-    return where(indices == 0, "§", _count_class(token_count)).named("hist_bos")
+    return selector_width_bos(same_token).named("token_count")
 
 
 def _has_earlier_copy() -> SOp:
@@ -96,8 +99,7 @@ def hist2_bos() -> SOp:
     >>> evaluate(hist2_bos(), "§aabc")
     ['§', '1', '1', '2', '2']
     """
-    same_token = select(tokens, tokens, "==").named("same_token")
-    token_count = selector_width_bos(same_token).named("token_count")
+    token_count = _token_count()  # first: its select is layer 0's head 0
     has_earlier_copy = _has_earlier_copy()
     same_count_first = sel_and(select(token_count, token_count, "=="),
                                select(has_earlier_copy, False, "==")).named("same_count_first")
@@ -137,8 +139,7 @@ def sort_by_freq_bos() -> SOp:
     >>> evaluate(sort_by_freq_bos(), "§abcbc")
     ['§', 'b', 'c', 'a', '§', '§']
     """
-    same_token = select(tokens, tokens, "==").named("same_token")
-    token_count = selector_width_bos(same_token).named("token_count")
+    token_count = _token_count()  # first: its select is layer 0's head 0
     has_earlier_copy = _has_earlier_copy()
     score = where(indices == 0, DEMOTE,
                   token_count - indicator(has_earlier_copy) * DEMOTE).named("score")
