@@ -125,8 +125,8 @@ class LangConfig:
     test_size: int = 1_000
     data_seed: int = 0
     long_test_size: int = 0  # > 0 adds a "test_long" split for length generalization
-    long_min_len: int = 101
-    long_max_len: int = 150
+    long_min_len: int | None = None  # None: max_len + 1
+    long_max_len: int | None = None  # None: 2 * max_len
 
 
 @dataclass
@@ -270,17 +270,31 @@ def check_lang(lang: LangConfig) -> None:
         _at_least(f"lang.{split}_size", getattr(lang, f"{split}_size"), 1,
                   ": training needs sequences to train on, validate on and test on")
     _at_least("lang.long_test_size", lang.long_test_size, 0)
-    if lang.long_test_size > 0 and not 1 <= lang.long_min_len <= lang.long_max_len:
+    lo, hi = long_test_lengths(lang.max_len, lang.long_min_len, lang.long_max_len)
+    if lang.long_test_size > 0 and not 1 <= lo <= hi:
         raise ConfigError(
-            f"lang.long_min_len={lang.long_min_len} and lang.long_max_len="
-            f"{lang.long_max_len}: the longer test split needs 1 <= min <= max.")
+            f"lang.long_min_len={lo} and lang.long_max_len={hi}: the longer test split needs "
+            "1 <= min <= max (by default they are max_len + 1 and 2 * max_len).")
+
+
+def long_test_lengths(max_len: int, long_min_len: int | None,
+                      long_max_len: int | None) -> tuple[int, int]:
+    """The length range of the "test_long" split: by default max_len + 1 .. 2 * max_len,
+    just past what training saw.
+
+    >>> long_test_lengths(16, None, None), long_test_lengths(16, 20, None)
+    ((17, 32), (20, 32))
+    """
+    return (max_len + 1 if long_min_len is None else long_min_len,
+            2 * max_len if long_max_len is None else long_max_len)
 
 
 def longest_sequence(lang: LangConfig, bos: bool) -> int:
     """The longest sequence any split of `lang` holds, BOS included."""
     longest = lang.max_len
     if lang.long_test_size > 0:
-        longest = max(longest, lang.long_max_len)
+        longest = max(longest, long_test_lengths(lang.max_len, lang.long_min_len,
+                                                 lang.long_max_len)[1])
     return longest + int(bos)
 
 

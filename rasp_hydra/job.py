@@ -37,6 +37,7 @@ from rasp_hydra.config import (
     check_optimizer,
     check_supervision,
     check_train,
+    long_test_lengths,
     longest_sequence,
     value,
 )
@@ -169,8 +170,8 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
 
     torch.set_num_threads(threads)
     lang = cfg.lang
-    long_test = (lang.long_test_size, lang.long_min_len, lang.long_max_len) \
-        if lang.long_test_size > 0 else None
+    long_test = (lang.long_test_size, *long_test_lengths(
+        lang.max_len, lang.long_min_len, lang.long_max_len)) if lang.long_test_size > 0 else None
     splits = build_splits(
         task, seed=lang.data_seed,
         sizes={"train": lang.train_size, "valid": lang.valid_size, "test": lang.test_size},

@@ -129,6 +129,8 @@ class RunRecord:
     overlap_with_train: dict | None = None
     final: dict = field(default_factory=dict)  # split -> loss, token_acc, seq_acc[, attn_loss]
     attention_match: dict = field(default_factory=dict)  # "layer,head" -> match on test
+    # "layer,head" -> the match uniform attention over the real keys scores on the same rows
+    attention_uniform: dict = field(default_factory=dict)
 
     @classmethod
     def describe(cls, task, *, arch=None, layers, heads, d_model, ff, optimizer, schedule,

@@ -159,7 +159,8 @@ def attention_terms(task, tokens, lengths, attn, heads, need_mse: bool, need_mat
     """Per-head attention MSE to the target (sum, count) and attention match (sum, rows).
 
     attn: list per layer of probs (B, H, n, n). Returns (sq_err (K,), n_elems, match (K,),
-    n_rows) as tensors; K = len(heads).
+    uniform (K,), n_rows) as tensors; K = len(heads). `uniform` is the match that uniform
+    attention over the real keys would score on the same rows: the chance level of the match.
     """
     B, n = tokens.shape
     valid = _valid(lengths, n)  # (B, n)
@@ -177,6 +178,8 @@ def attention_terms(task, tokens, lengths, attn, heads, need_mse: bool, need_mat
     if need_match:
         mass = (P * S).sum(-1)  # (K, B, n): attention mass on selected keys per query
         out["match"] = (mass * valid).sum((1, 2))  # (K,)
+        picked = (S & valid[None, :, None, :]).sum(-1) / lengths[None, :, None]  # (K, B, n)
+        out["uniform"] = (picked * valid).sum((1, 2))  # (K,)
         out["rows"] = rows
     return out
 
@@ -205,7 +208,7 @@ def evaluate(model, task, split, batch_size: int, device, supervised=(), measure
                                                             device=device)
     seq_loss, n_elems, rows = zeros(), zeros(), zeros()
     correct, seq_ok = zeros(dtype=torch.int64), zeros(dtype=torch.int64)
-    sq_err, match = zeros(len(supervised)), zeros(len(measured))
+    sq_err, match, uniform = zeros(len(supervised)), zeros(len(measured)), zeros(len(measured))
     total = n_seq = 0
     for tokens, lengths, targets in batches(split, batch_size, shuffle=False):
         total += int(lengths.sum())  # still on the CPU
@@ -224,6 +227,7 @@ def evaluate(model, task, split, batch_size: int, device, supervised=(), measure
         if measured:
             t = attention_terms(task, tokens, lengths, attn, measured, False, True)
             match += t["match"].double()
+            uniform += t["uniform"].double()
             rows += t["rows"].double()
     model.train(was_training)
     correct, seq_ok, rows = int(correct), int(seq_ok), float(rows)
@@ -236,6 +240,8 @@ def evaluate(model, task, split, batch_size: int, device, supervised=(), measure
         out["attn_loss"] = attn_mse
     out["attention_match"] = {runs.head_key(h): float(m) / max(rows, 1.0)
                               for h, m in zip(measured, match.tolist(), strict=True)}
+    out["attention_uniform"] = {runs.head_key(h): float(u) / max(rows, 1.0)
+                                for h, u in zip(measured, uniform.tolist(), strict=True)}
     out["perfect"] = correct == total
     return out
 
@@ -483,10 +489,11 @@ class Trainer:
                                                    self.st.epoch,
                                                    optimizer=self.opt.state_dict()))
 
-    def final_evaluation(self) -> tuple[dict, dict]:
-        """Loss and accuracies of the best model on every split; attention match on test."""
+    def final_evaluation(self) -> tuple[dict, dict, dict]:
+        """Loss and accuracies of the best model on every split; attention match on test,
+        with the match of uniform attention on the same rows."""
         self.load_best()
-        final, match = {}, {}
+        final, match, uniform = {}, {}, {}
         for name in ("train", "valid", "test", "test_long"):
             if name not in self.splits or not len(self.splits[name]):
                 continue
@@ -494,8 +501,8 @@ class Trainer:
             final[name] = {k: r[k] for k in ("loss", "token_acc", "seq_acc", "attn_loss")
                            if k in r}
             if name == "test":
-                match = r["attention_match"]
-        return final, match
+                match, uniform = r["attention_match"], r["attention_uniform"]
+        return final, match, uniform
 
 
 class _Bar:
@@ -566,8 +573,9 @@ class Recorder:
             self._last_plot = time.perf_counter()
 
     def finish(self, st: _State, status: str, reason: str | None, final: dict,
-               match: dict) -> dict:
-        self.update(st, status=status, reason=reason, final=final, attention_match=match)
+               match: dict, uniform: dict) -> dict:
+        self.update(st, status=status, reason=reason, final=final, attention_match=match,
+                    attention_uniform=uniform)
         runs.plot_curves(self.run_dir, st.history)
         line = "final " + " ".join(
             f"{k} acc {v['token_acc']:.4f} (seq {v['seq_acc']:.4f})" for k, v in final.items())
@@ -753,8 +761,8 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             status, reason = "interrupted", flag.signal or "stop requested"
             rec.line(f"interrupted ({reason}) in epoch {st.epoch + 1}: evaluating the best "
                      "checkpoint")
-        final, match = trainer.final_evaluation()
-        return rec.finish(st, status, reason, final, match)
+        final, match, uniform = trainer.final_evaluation()
+        return rec.finish(st, status, reason, final, match, uniform)
     except BaseException as err:
         rec.fail(st, err)
         raise

@@ -195,8 +195,10 @@ def task_of_lang(lang, base_dir=None) -> Task:
             "lang=rasp needs a program: lang.program=FILE.rasp (or a shipped program's name, "
             "e.g. lang.program=sort_bos, or inline source), with lang.output=NAME for the "
             "s-op to learn.")
-    longest = max(int(get("max_len") or 100),
-                  int(get("long_max_len") or 0) if get("long_test_size") else 0)
+    max_len = int(get("max_len") or 100)
+    # the longest input of any split (config.long_test_lengths: long_max_len defaults to 2x)
+    longest = max(max_len, int(get("long_max_len") or 2 * max_len)
+                  if get("long_test_size") else 0)
     from rasp_hydra.rasp import load
 
     path_or_source = find_program(get("program"), base_dir)
