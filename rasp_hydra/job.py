@@ -74,11 +74,10 @@ def resolve_task(lang: Any):
         return task_of_lang(lang)
     except (ValueError, ImportError, AttributeError) as err:  # UnknownTaskError is a ValueError
         raise ConfigError(str(err)) from None
-    except Exception as err:  # a RASP program that does not parse, name or type-check
-        from rasp_hydra.rasp import RASPError
-        from rasp_hydra.rasp.parse import RaspSyntaxError
+    except Exception as err:  # a RASP program that does not load, parse, name, type-check
+        from rasp_hydra.rasp import RASPError  # or run on sample inputs
 
-        if not isinstance(err, (RASPError, RaspSyntaxError)):
+        if not isinstance(err, RASPError):
             raise
         raise ConfigError(f"lang.program={lang.program!r}: {err}") from None
 
@@ -193,6 +192,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra import runs, trackers
     from rasp_hydra.data import build_splits, split_overlap
     from rasp_hydra.model import ModelConfig
+    from rasp_hydra.rasp.lang import RASPError
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
@@ -211,10 +211,13 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     lang = cfg.lang
     long_test = (lang.long_test_size, lang.long_min_len, lang.long_max_len) \
         if lang.long_test_size > 0 else None
-    splits = build_splits(
-        task, seed=lang.data_seed,
-        sizes={"train": lang.train_size, "valid": lang.valid_size, "test": lang.test_size},
-        min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
+    try:
+        splits = build_splits(
+            task, seed=lang.data_seed,
+            sizes={"train": lang.train_size, "valid": lang.valid_size, "test": lang.test_size},
+            min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
+    except RASPError as err:  # a program that failed on an input its trial did not meet
+        raise ConfigError(f"lang.program={lang.program!r} fails on the data: {err}") from None
     model_cfg = ModelConfig(
         vocab_size=task.vocab_size, n_out=task.n_out, pad_id=task.pad_id,
         layers=budget.layers, heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
