@@ -339,8 +339,13 @@ class RunDirCheck(Callback):
     process held their directories (a sweep relaunched into a running one)."""
 
     def on_run_start(self, config, **kwargs) -> None:
+        global _new_since_start
         _refuse_bad_config(config)
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_creatable(str(config.hydra.run.dir), "hydra.run.dir")
+        # the outermost directory that Hydra will create for this run, if any
+        missing = [a for a in (run_dir, *run_dir.parents) if not a.exists()]
+        _new_since_start = missing[-1] if missing else None
 
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
@@ -364,6 +369,7 @@ class RunDirCheck(Callback):
 
 
 HELD_ENV = "RASP_HYDRA_HELD_FILE"
+_new_since_start: Path | None = None  # see RunDirCheck.on_run_start
 
 
 def _note_held(run_dir: Path) -> None:
@@ -565,6 +571,12 @@ def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:
     elif not multirun:
         claim.lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:  # the outputs/runs/DATE/ that Hydra made for it,
+            try:  # if nothing else is in it yet
+                parent.relative_to(_new_since_start or run_dir)
+                parent.rmdir()
+            except (ValueError, OSError):
+                break
     else:
         runs.append_log(run_dir, f"config error: {err}")
         runs.write_metrics(run_dir, runs.RunRecord(status="failed", reason="config error",
