@@ -1,8 +1,10 @@
 """One job of the Hydra app: claim the run directory, check the config, train.
 
-Everything that can be wrong with a config is checked here, before any data is built,
-by the library's own checks (`rasp_hydra.config`), and reported as one `ConfigError`
-paragraph that says what was wrong and what is allowed.
+Everything that can be wrong with a config is checked here (`check_job`: the library's own
+checks in `rasp_hydra.config`, the task, the memory estimate of `rasp_hydra.memory`) and
+reported as one `ConfigError` paragraph that says what was wrong and what is allowed. A
+single run is checked by the `RunDirCheck` callback before Hydra creates its directory, so
+a refused config leaves nothing behind; a sweep's jobs are checked each in its own job.
 
 The run directory is claimed before Hydra writes anything into it: `hydra.output_subdir`
 (conf/config.yaml) is resolved by `claim_run_dir`, which takes the directory's lock,
@@ -349,17 +351,17 @@ class RunDirCheck(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
+        _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        _check_creatable(str(sweep_dir), "hydra.sweep.dir")
         # where this sweep's jobs (in other processes) note a refusal for a held lock
         os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        held = Path(os.environ.pop(HELD_ENV, "") or os.devnull)
-        if held == Path(os.devnull) or not held.is_file():
+        held = os.environ.pop(HELD_ENV, None)
+        if not held or not os.path.isfile(held):
             return
-        dirs = held.read_text().split("\n")[:-1]
-        held.unlink(missing_ok=True)
+        dirs = Path(held).read_text().split("\n")[:-1]
+        Path(held).unlink(missing_ok=True)
         print(f"error: {len(dirs)} job{'s' if len(dirs) != 1 else ''} of this sweep did not "
               "run, because another process holds their run directories (a sweep relaunched "
               f"into one that is still running?): {', '.join(dirs)}. Nothing of theirs was "
