@@ -283,6 +283,13 @@ def check_lang_fields(lang) -> None:
 
     Only values that differ from the defaults count: presets and defaults always pass.
     """
+    if lang.family == "rasp" and lang.alphabet is not None and lang.size is not None:
+        size = (len(lang.alphabet) - 1) // 2 if lang.sampler == "dyck" else len(lang.alphabet)
+        if size != lang.size:
+            raise ConfigError(
+                f"lang.size={lang.size} and lang.alphabet={lang.alphabet!r}: a program task "
+                "takes its tokens from lang.alphabet when it is given, so lang.size would be "
+                f"ignored. Give one of them (lang.size=null), or a size that matches ({size}).")
     defaults = LangConfig(family=lang.family)
     ignored = [] if lang.family == "rasp" else [
         f"lang.{f}={getattr(lang, f)!r}" for f in PROGRAM_FIELDS

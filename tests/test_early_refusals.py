@@ -58,6 +58,12 @@ def test_the_fields_a_family_uses_are_named():
     text = str(err.value)
     assert "lang.program='reverse', lang.classes=['a', 'b']" in text
     assert "reads lang.family, size, bos" in text and "RASP program tasks (lang=rasp)" in text
+    # a program task takes its tokens from lang.alphabet: a size beside it must agree
+    with pytest.raises(job.ConfigError, match="lang.size=26 and lang.alphabet='xyz'"):
+        job.check_job(job.as_config(compose_cfg("lang=rasp/quick/reverse_26",
+                                                "lang.alphabet=xyz")))
+    job.check_job(job.as_config(compose_cfg("lang=rasp/quick/reverse_26", "lang.size=3",
+                                            "lang.alphabet=xyz")))
     # the largest seed both generators take still passes
     job.check_job(job.as_config(compose_cfg("lang=sort_10", "train.seed=4294967295",
                                             "lang.data_seed=4294967295")))
