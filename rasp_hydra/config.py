@@ -174,6 +174,9 @@ class TrainConfig:
     # a tqdm bar per epoch: auto (when stderr is a terminal) | true | false. A string, not an
     # enum: Hydra reads `train.progress=true` as a boolean, which a string node keeps.
     progress: str = "auto"
+    # Refuse a config whose data, model and one batch's attention cannot fit in the memory
+    # this machine has free (rasp_hydra/memory.py); false: try anyway.
+    check_memory: bool = True
 
 
 @dataclass
@@ -218,7 +221,8 @@ class Config:
 # Keys that may differ when a run is resumed: they change neither the model, the data nor
 # the optimizer (README, "What a run directory promises").
 RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
-                    "train.resume_from", "train.progress", "train.eval_batch_size", "logger")
+                    "train.resume_from", "train.progress", "train.eval_batch_size",
+                    "train.check_memory", "logger")
 
 
 def register_configs() -> None:
@@ -260,8 +264,53 @@ def _positive_finite(what: str, got: float, hint: str) -> None:
         raise ConfigError(f"{what}={got}: it must be a finite number above 0 ({hint}).")
 
 
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence takes no negative seed; torch.manual_seed gets
+# train.seed + 7919 * epoch, which must stay below 2**64: 32 bits is what both take safely
+
+
+def _seed(what: str, got) -> None:
+    if not (isinstance(got, int) and 0 <= got <= SEED_MAX):
+        raise ConfigError(f"{what}={got}: a seed is a whole number from 0 to {SEED_MAX} "
+                          "(2**32 - 1), what numpy's and torch's generators take.")
+
+
+# The lang fields only a RASP program task (family rasp) reads, with their defaults.
+PROGRAM_FIELDS = ("program", "output", "name", "alphabet", "sampler", "classes")
+
+
+def check_lang_fields(lang) -> None:
+    """A field the family does not read is refused, so no setting is stored and ignored.
+
+    Only values that differ from the defaults count: presets and defaults always pass.
+    """
+    if lang.family == "rasp" and lang.alphabet is not None and lang.size is not None:
+        size = (len(lang.alphabet) - 1) // 2 if lang.sampler == "dyck" else len(lang.alphabet)
+        if size != lang.size:
+            raise ConfigError(
+                f"lang.size={lang.size} and lang.alphabet={lang.alphabet!r}: a program task "
+                "takes its tokens from lang.alphabet when it is given, so lang.size would be "
+                f"ignored. Give one of them (lang.size=null), or a size that matches ({size}).")
+    defaults = LangConfig(family=lang.family)
+    ignored = [] if lang.family == "rasp" else [
+        f"lang.{f}={getattr(lang, f)!r}" for f in PROGRAM_FIELDS
+        if getattr(lang, f) != getattr(defaults, f)]
+    if lang.long_test_size == 0:
+        ignored += [f"lang.{f}={getattr(lang, f)}" for f in ("long_min_len", "long_max_len")
+                    if getattr(lang, f) != getattr(defaults, f)]
+    if ignored:
+        raise ConfigError(
+            f"{', '.join(ignored)}: the task family {lang.family!r} does not use "
+            f"{'this field' if len(ignored) == 1 else 'these fields'} here, so the run would "
+            "ignore it. Every family reads lang.family, size, bos, with_attns, min_len, "
+            "max_len, train_size, valid_size, test_size, data_seed and long_test_size, and "
+            "long_min_len and long_max_len only with long_test_size > 0; "
+            f"{', '.join(PROGRAM_FIELDS)} belong to RASP program tasks (lang=rasp) alone.")
+
+
 def check_lang(lang: LangConfig) -> None:
-    """Lengths and split sizes that a run can be built from."""
+    """Lengths, split sizes and seeds that a run can be built from."""
+    check_lang_fields(lang)
+    _seed("lang.data_seed", lang.data_seed)
     if not 1 <= lang.min_len <= lang.max_len:
         raise ConfigError(
             f"lang.min_len={lang.min_len} and lang.max_len={lang.max_len}: lengths must "
@@ -347,6 +396,7 @@ def check_optimizer(opt: OptimizerConfig, schedule: ScheduleConfig) -> None:
 
 
 def check_train(tc: TrainConfig) -> None:
+    _seed("train.seed", tc.seed)
     for what, least in (("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1),
                         ("reset_patience", 0), ("perfect_acc_epochs", 1)):
         _at_least(f"train.{what}", getattr(tc, what), least)

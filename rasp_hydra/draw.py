@@ -405,12 +405,14 @@ def in_out_text(rec: dict) -> str:
 
 
 def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "auto",
-             out_dir=None) -> dict:
+             out_dir=None, maps_dir=None) -> dict:
     """Draw one run on one sequence; returns {"dir", "files": {"attention": [...],
     "scores": [...], "in_out": path}, "record": dict, "text": in_out.txt's text}.
 
+    The files go to `out_dir`, else to `maps_dir`/<sequence>/ (default RUN_DIR/maps).
     Raises DrawError for a directory without a run or checkpoint, a token outside the
-    alphabet or a sequence longer than the model's max_len.
+    alphabet, a sequence longer than the model's max_len, or a folder that cannot be
+    written (a read-only run: give maps_dir, the command line's --out).
     """
     run_dir = Path(run_dir)
     if numbers is not None and not 0 <= int(numbers) <= 6:
@@ -448,28 +450,42 @@ def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "a
         "attention_match": {runs.head_key(h): v for h, v in r["match"].items()},
         "selector_names": names, "notes": notes,
     }
-    out = Path(out_dir) if out_dir is not None else run_dir / runs.MAPS / safe_name(body)
+    maps = Path(maps_dir) if maps_dir is not None else run_dir / runs.MAPS
+    out = Path(out_dir) if out_dir is not None else maps / safe_name(body)
     summary = config_summary(model.cfg, run_cfg, metrics, short=True)
     sel_names = getattr(task, "selector_names", {})
     files = {"attention": [], "scores": []}
-    for layer in range(model.cfg.layers):
-        for kind, values in (("attention", r["attention"][layer]),
-                             ("scores", r["scores"][layer])):
-            files[kind].append(draw_layer(
-                out / f"{kind}_layer{layer}.png", kind, layer, values, r["tokens"], task,
-                summary, body, r["selectors"], sel_names, r["match"], numbers))
     text = in_out_text(rec)
-    files["in_out"] = out / IN_OUT
-    files["in_out"].write_text(text, encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for layer in range(model.cfg.layers):
+            for kind, values in (("attention", r["attention"][layer]),
+                                 ("scores", r["scores"][layer])):
+                files[kind].append(draw_layer(
+                    out / f"{kind}_layer{layer}.png", kind, layer, values, r["tokens"], task,
+                    summary, body, r["selectors"], sel_names, r["match"], numbers))
+        files["in_out"] = out / IN_OUT
+        files["in_out"].write_text(text, encoding="utf-8")
+    except OSError as e:  # a read-only run, a full disk, no permission
+        import errno
+        import os
+
+        why = "is on a read-only file system" if e.errno == errno.EROFS else (
+            f"cannot be written ({os.strerror(e.errno) if e.errno else e})")
+        raise DrawError(
+            f"the figures cannot be written to {out}: {e.filename or out} {why}. Give a "
+            "folder you can write with --out DIR (from Python: maps_dir=DIR); the figures "
+            "then go to DIR/<sequence>/, and the run itself is only read.") from None
     return {"dir": out, "files": files, "record": rec, "text": text}
 
 
 # ------------------------------------------------------------------------------ sweeps
 
 def draw_all(root, sequence: str, numbers: int | None = None, which: str = "auto",
-             echo=print) -> dict:
+             echo=print, maps_dir=None) -> dict:
     """Draw every run below ``root``; runs without a checkpoint or that fail are listed.
-    Returns {"drawn": [draw_run results], "passed": [(run_dir, why)]}."""
+    ``maps_dir``: figures under maps_dir/<run's path below root>/<sequence>/ instead of
+    each RUN_DIR/maps/. Returns {"drawn": [draw_run results], "passed": [(run_dir, why)]}."""
     root = Path(root)
     if not root.is_dir():
         raise DrawError(f"{root} is not a directory. Give a sweep directory "
@@ -482,7 +498,8 @@ def draw_all(root, sequence: str, numbers: int | None = None, which: str = "auto
     drawn, passed = [], []
     for run_dir in found:
         try:
-            res = draw_run(run_dir, sequence, numbers, which)
+            res = draw_run(run_dir, sequence, numbers, which, maps_dir=None if maps_dir is None
+                           else Path(maps_dir) / Path(run_dir).relative_to(root))
         except DrawError as e:
             passed.append((run_dir, str(e)))
             echo(f"passed over {run_dir}: {e}")
@@ -509,15 +526,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "else last); default auto")
     parser.add_argument("--all", action="store_true",
                         help="draw every run below RUN_DIR (a sweep directory)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="write the figures under DIR/<sequence>/ (with --all, "
+                             "DIR/<run>/<sequence>/) instead of RUN_DIR/maps/, e.g. for a "
+                             "run you cannot write")
     args = parser.parse_args(argv)
     try:
         if args.all:
-            res = draw_all(args.run_dir, args.sequence, args.numbers, args.which)
+            res = draw_all(args.run_dir, args.sequence, args.numbers, args.which,
+                           maps_dir=args.out)
             print(f"drew {len(res['drawn'])} runs, passed over {len(res['passed'])}")
             if not res["drawn"]:
                 raise DrawError(f"no run below {args.run_dir} could be drawn (see above).")
         else:
-            res = draw_run(args.run_dir, args.sequence, args.numbers, args.which)
+            res = draw_run(args.run_dir, args.sequence, args.numbers, args.which,
+                           maps_dir=args.out)
             print(res["text"], end="")
             print(f"figures: {res['dir']} ("
                   + ", ".join(p.name for k in ("attention", "scores")

@@ -1,8 +1,10 @@
 """One job of the Hydra app: claim the run directory, check the config, train.
 
-Everything that can be wrong with a config is checked here, before any data is built,
-by the library's own checks (`rasp_hydra.config`), and reported as one `ConfigError`
-paragraph that says what was wrong and what is allowed.
+Everything that can be wrong with a config is checked here (`check_job`: the library's own
+checks in `rasp_hydra.config`, the task, the memory estimate of `rasp_hydra.memory`) and
+reported as one `ConfigError` paragraph that says what was wrong and what is allowed. A
+single run is checked by the `RunDirCheck` callback before Hydra creates its directory, so
+a refused config leaves nothing behind; a sweep's jobs are checked each in its own job.
 
 The run directory is claimed before Hydra writes anything into it: `hydra.output_subdir`
 (conf/config.yaml) is resolved by `claim_run_dir`, which takes the directory's lock,
@@ -75,11 +77,10 @@ def resolve_task(lang: Any):
         return task_of_lang(lang)
     except (ValueError, ImportError, AttributeError) as err:  # UnknownTaskError is a ValueError
         raise ConfigError(str(err)) from None
-    except Exception as err:  # a RASP program that does not parse, name or type-check
-        from rasp_hydra.rasp import RASPError
-        from rasp_hydra.rasp.parse import RaspSyntaxError
+    except Exception as err:  # a RASP program that does not load, parse, name, type-check
+        from rasp_hydra.rasp import RASPError  # or run on sample inputs
 
-        if not isinstance(err, (RASPError, RaspSyntaxError)):
+        if not isinstance(err, RASPError):
             raise
         raise ConfigError(f"lang.program={lang.program!r}: {err}") from None
 
@@ -114,8 +115,53 @@ def check_config(cfg: Any, task, budget: Budget, cuda_available) -> None:
         check_supervision(task, budget.layers, budget.heads)
     if cfg.model.max_len is not None:
         check_max_len(cfg.model.max_len, longest_sequence(cfg.lang, task.bos))
-    if value(cfg.train.device) == "cuda":
+    device = value(cfg.train.device)
+    if device == "cuda":
         check_device("cuda", cuda_available())
+    if cfg.train.check_memory:
+        check_memory(cfg, task, budget, cuda=device == "cuda" or (
+            device == "auto" and cuda_available()))
+
+
+def check_memory(cfg: Any, task, budget: Budget, cuda: bool) -> None:
+    """Refuse (ConfigError) a config whose data, model and batch cannot fit (memory.py)."""
+    from rasp_hydra import memory
+
+    longest = longest_sequence(cfg.lang, task.bos)
+    est = memory.estimate(
+        cfg.lang, budget, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
+        longest=longest, max_len=cfg.model.max_len or longest,
+        learned_positions=value(cfg.model.positions) == "learned",
+        optimizer=value(cfg.optimizer.name), momentum=cfg.optimizer.momentum)
+    memory.check(est, cuda)
+
+
+_checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, budget)
+
+
+def check_job(cfg: Config) -> tuple[Any, Budget]:
+    """Every check of a job's config, in order, before anything is built or written:
+    the trackers, the values, the task (a RASP program is loaded, compiled and tried on
+    sample inputs), the model budget, and whether it all fits in memory. Returns the task
+    and the budget; raises ConfigError."""
+    import torch
+
+    from rasp_hydra import trackers
+
+    key = repr(cfg)
+    if key in _checked:  # this process's RunDirCheck checked it a moment ago
+        return _checked.pop(key)
+    try:  # a chosen tracker that is not installed fails before any data is built
+        trackers.from_config(cfg.logger)
+    except (trackers.TrackerUnavailable, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    check_lang(cfg.lang)  # the cheap checks first: a bad seed needs no task
+    check_optimizer(cfg.optimizer, cfg.schedule)
+    check_train(cfg.train)
+    task = resolve_task(cfg.lang)
+    budget = resolve_budget(task, cfg.model, cfg.arch)
+    check_config(cfg, task, budget, torch.cuda.is_available)
+    return task, budget
 
 
 def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
@@ -149,17 +195,13 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra import runs, trackers
     from rasp_hydra.data import build_splits, split_overlap
     from rasp_hydra.model import ModelConfig
+    from rasp_hydra.rasp.lang import RASPError
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
-    try:  # a chosen tracker that is not installed fails before any data is built
-        tracking = trackers.from_config(cfg.logger)
-    except (trackers.TrackerUnavailable, ValueError) as err:
-        raise ConfigError(str(err)) from None
-    task = resolve_task(cfg.lang)
-    budget = resolve_budget(task, cfg.model, cfg.arch)
+    task, budget = check_job(cfg)
+    tracking = trackers.from_config(cfg.logger)
     arch = None if cfg.arch is None else value(cfg.arch.name)
-    check_config(cfg, task, budget, torch.cuda.is_available)
     if budget.skipped:
         record = runs.RunRecord.describe(
             task, arch=arch, layers=budget.layers, heads=budget.heads, d_model=budget.d_model,
@@ -172,10 +214,13 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     lang = cfg.lang
     long_test = (lang.long_test_size, *long_test_lengths(
         lang.max_len, lang.long_min_len, lang.long_max_len)) if lang.long_test_size > 0 else None
-    splits = build_splits(
-        task, seed=lang.data_seed,
-        sizes={"train": lang.train_size, "valid": lang.valid_size, "test": lang.test_size},
-        min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
+    try:
+        splits = build_splits(
+            task, seed=lang.data_seed,
+            sizes={"train": lang.train_size, "valid": lang.valid_size, "test": lang.test_size},
+            min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
+    except RASPError as err:  # a program that failed on an input its trial did not meet
+        raise ConfigError(f"lang.program={lang.program!r} fails on the data: {err}") from None
     model_cfg = ModelConfig(
         vocab_size=task.vocab_size, n_out=task.n_out, pad_id=task.pad_id,
         layers=budget.layers, heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
@@ -290,29 +335,120 @@ def take_claim(run_dir: Path) -> Claim:
 
 
 class RunDirCheck(Callback):
-    """A Hydra callback: a run or sweep directory that cannot be created is one paragraph
-    and exit code 2, before Hydra tries (and prints a traceback)."""
+    """A Hydra callback: what can be refused before Hydra creates or writes anything is
+    refused here with one paragraph and exit code 2: a single run's whole config (the job's
+    own checks, `check_job`), a run or sweep directory that cannot be created, a launcher
+    with no workers. After a sweep it exits 3 when jobs were not run because another
+    process held their directories (a sweep relaunched into a running one)."""
 
     def on_run_start(self, config, **kwargs) -> None:
+        global _new_since_start
+        _refuse_bad_config(config)
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_creatable(str(config.hydra.run.dir), "hydra.run.dir")
+        # the outermost directory that Hydra will create for this run, if any
+        missing = [a for a in (run_dir, *run_dir.parents) if not a.exists()]
+        _new_since_start = missing[-1] if missing else None
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        _check_launcher(config.hydra.get("launcher"))
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        # where this sweep's jobs (in other processes) note a refusal for a held lock
+        os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        held = os.environ.pop(HELD_ENV, None)
+        if not held or not os.path.isfile(held):
+            return
+        dirs = Path(held).read_text().split("\n")[:-1]
+        Path(held).unlink(missing_ok=True)
+        print(f"error: {len(dirs)} job{'s' if len(dirs) != 1 else ''} of this sweep did not "
+              "run, because another process holds their run directories (a sweep relaunched "
+              f"into one that is still running?): {', '.join(dirs)}. Nothing of theirs was "
+              "changed. Once that process has ended, the same command runs what is left.",
+              file=sys.stderr)
+        sys.exit(3)
+
+
+HELD_ENV = "RASP_HYDRA_HELD_FILE"
+_new_since_start: Path | None = None  # see RunDirCheck.on_run_start
+
+
+def _note_held(run_dir: Path) -> None:
+    """Tell the sweep's process (RunDirCheck.on_multirun_end) that this job was not run."""
+    path = os.environ.get(HELD_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{run_dir}\n")
+
+
+def _refuse_bad_config(config) -> None:
+    """Run a single run's checks on its composed config before Hydra creates the directory."""
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = as_config(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
+        _checked.clear()
+        _checked[repr(cfg)] = check_job(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _check_launcher(launcher) -> None:
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is None or n_jobs == 0:
+        print(f"error: hydra.launcher.n_jobs={n_jobs}: the sweep would have no worker to run "
+              "its jobs. Give a number of parallel jobs (1 runs them one after another), "
+              "or a negative number as joblib counts it: -1 for one job per core (the "
+              "default), -2 for all cores but one.", file=sys.stderr)
+        sys.exit(2)
 
 
 def _check_creatable(path: str, key: str) -> None:
-    p = Path(path).absolute()
-    existing = next(a for a in (p, *p.parents) if a.exists())
-    problem = None
-    if not existing.is_dir():
-        problem = f"{existing} is a file, not a directory"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable by this user"
+    problem = _not_creatable(Path(path).absolute())
     if problem:
         print(f"error: {key}={path} cannot be created: {problem}. Give a directory that "
               "exists and is writable, or one whose nearest existing parent is "
               f"(e.g. {key}=outputs/my_run).", file=sys.stderr)
         sys.exit(2)
+
+
+def _not_creatable(p: Path) -> str | None:
+    """Why directory `p` cannot be created (or written, if it exists); None if it can."""
+    import errno
+    import tempfile
+
+    def exists(a: Path) -> bool:
+        try:
+            return a.exists()
+        except OSError:  # e.g. a name too long to even look up
+            return False
+
+    existing = next(a for a in (p, *p.parents) if exists(a))
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in p.relative_to(existing).parts:
+        if len(os.fsencode(part)) > name_max:
+            return (f"its part {part[:24]}... is {len(os.fsencode(part))} bytes long, and "
+                    f"the file system allows at most {name_max} for one name")
+    if existing == p:  # an existing directory (a resume): never touch it here
+        return None if os.access(p, os.W_OK | os.X_OK) else f"{p} is not writable"
+    try:  # the only sure test (root passes os.access, /proc refuses anyway): make a
+        # directory where the run's would go, and remove it at once
+        os.rmdir(tempfile.mkdtemp(prefix=".rasp_hydra_probe", dir=existing))
+    except OSError as err:
+        why = "a read-only file system" if err.errno == errno.EROFS else (
+            os.strerror(err.errno) if err.errno else str(err))
+        return f"no directory can be created in {existing} ({why})"
+    return None
 
 
 # ------------------------------------------------------------------------------ the job
@@ -384,6 +520,8 @@ def _refused(claim: Claim, multirun: bool) -> float:
     if not multirun:
         print(f"error: {claim.refusal}", file=sys.stderr)
         sys.exit(3 if claim.locked else 2)
+    if claim.locked:
+        _note_held(claim.run_dir)
     log.error("job not run: %s", claim.refusal)
     return math.nan
 
@@ -436,6 +574,12 @@ def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:
     elif not multirun:
         claim.lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:  # the outputs/runs/DATE/ that Hydra made for it,
+            try:  # if nothing else is in it yet
+                parent.relative_to(_new_since_start or run_dir)
+                parent.rmdir()
+            except (ValueError, OSError):
+                break
     else:
         runs.append_log(run_dir, f"config error: {err}")
         runs.write_metrics(run_dir, runs.RunRecord(status="failed", reason="config error",

@@ -450,8 +450,10 @@ def test_output_classes_are_inferred():
     counts = make_program_task(selector_width(select(tokens, tokens, "==")), alphabet=3,
                                max_len=5)
     assert counts.out_classes == ("0", "1", "2", "3", "4", "5")
+    # the classes of inputs of up to 2 tokens (a longer input's value is no class, so the
+    # task's trial inputs would refuse the task at max_len=100)
     explicit = make_program_task(aggregate(select(tokens, tokens, "=="), indices),
-                                 alphabet=3, classes=["0", "0.5", "1"])
+                                 alphabet=3, classes=["0", "0.5", "1"], max_len=2)
     assert explicit.out_classes == ("0", "0.5", "1")
     toks, lengths = explicit.encode(["aa", "ab"])
     assert explicit.decode_outputs(explicit.outputs(toks, lengths), lengths) == [

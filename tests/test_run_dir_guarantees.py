@@ -165,7 +165,7 @@ def test_a_locked_job_of_a_sweep_is_reported_and_the_others_run(tmp_path):
     with runs.RunLock(sweep / "0"):
         proc = cli("-m", "lang=hist_10_bos,sort_10", "model.layers=1", *TINY,
                    f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=1", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # as a single run refused for the lock
     assert "job not run" in proc.stdout + proc.stderr and "in use by process" in (
         proc.stdout + proc.stderr)
     assert not (sweep / "0" / ".hydra").exists()

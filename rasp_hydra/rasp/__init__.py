@@ -94,12 +94,13 @@ __all__ = [
     "evaluate_batch",
     "load",
     "Program",
+    "RaspSyntaxError",
 ]
 
 
 def __getattr__(name: str):
     # the text side is imported on first use, so the core never depends on it
-    if name in ("load", "Program"):
+    if name in ("load", "Program", "RaspSyntaxError"):
         from . import interpret
         return getattr(interpret, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

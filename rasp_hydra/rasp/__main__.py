@@ -20,7 +20,7 @@ from typing import Any
 
 from .interpret import Interpreter, Program, Scope, load
 from .lang import RASPError, Select, SOp
-from .parse import RaspSyntaxError, parse
+from .parse import parse
 
 FLOAT_DIGITS = 3  # the REPL shows floats rounded to 3 digits
 
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_draw(prog, args.draw, args.input, args.out)
         else:
             cmd_names(prog)
-    except (RASPError, RaspSyntaxError) as err:
+    except RASPError as err:  # syntax errors included
         text = " ".join(str(err).split())
         print(f"error: {text}", file=sys.stderr)
         return 2

@@ -220,7 +220,7 @@ class Interpreter:
     def statement(self, stmt: Tree, scope: Scope, source_name: str) -> None:
         try:
             getattr(self, "s_" + stmt.data)(stmt, scope, source_name)
-        except RASPProgramError:
+        except (RASPProgramError, RaspSyntaxError):  # a loaded file's: it names its place
             raise
         except (RASPError, RecursionError) as err:
             if isinstance(err, RecursionError):
@@ -304,7 +304,7 @@ class Interpreter:
                            own_file=True)
         self._loading.append(path)
         try:
-            self.run(parse(path.read_text(), str(path.name)), file_scope, path.name)
+            self.run(parse(read_source(path), str(path.name)), file_scope, path.name)
         finally:
             self._loading.pop()
 
@@ -673,13 +673,29 @@ def _is_path(text: str) -> bool:
     return "\n" not in text and ";" not in text and "{" not in text
 
 
+def read_source(path: Path) -> str:
+    """A .rasp file's text, or a RASPLoadError naming the file when it is not UTF-8 text
+    (a binary file, a Latin-1 one) or cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RASPLoadError(
+            f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start} is not UTF-8), so it cannot be a RASP program: a .rasp file is "
+            "UTF-8 text. Give a RASP source file, or convert this one (e.g. `iconv -f "
+            "latin1 -t utf-8`).") from None
+    except OSError as err:
+        raise RASPLoadError(f"Cannot read {path}: {err.strerror or err}.") from None
+
+
 def load(path_or_source: str | Path) -> Program:
     """Load a RASP program from a ``.rasp`` file or from source text.
 
     A ``Path``, or a one-line string without ``;`` is a file name (``.rasp`` may be
     left out); anything else is source (its loads are relative to the current directory).
-    Errors: ``RaspSyntaxError`` (line and column), ``RASPProgramError`` (file and line of
-    the failing statement; unknown names suggest close ones), ``RASPLoadError``.
+    Errors, all ``RASPError``: ``RaspSyntaxError`` (line and column), ``RASPProgramError``
+    (file and line of the failing statement; unknown names suggest close ones),
+    ``RASPLoadError`` (a file that is missing, unreadable or not UTF-8 text).
     """
     path = None
     if isinstance(path_or_source, Path) or _is_path(path_or_source):
@@ -689,7 +705,7 @@ def load(path_or_source: str | Path) -> Program:
         if not path.is_file():
             raise RASPLoadError(f"No RASP file {str(path_or_source)!r} (give a path to a "
                                 ".rasp file, or program text with ';' after each statement).")
-        source, source_name = path.read_text(), path.name
+        source, source_name = read_source(path), path.name
         path = path.resolve()
     else:
         source, source_name = str(path_or_source), "<source>"

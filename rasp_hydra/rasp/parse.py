@@ -41,6 +41,8 @@ from functools import lru_cache
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from .lang import RASPError
+
 GRAMMAR = r"""
 start: _statement*
 
@@ -139,8 +141,9 @@ _TERMINAL_WORDS = {
 
 
 @dataclass
-class RaspSyntaxError(Exception):
-    """Source text that is not RASP: where (1-based line and column) and what was found."""
+class RaspSyntaxError(RASPError):
+    """Source text that is not RASP: where (1-based line and column) and what was found.
+    A ``RASPError``, so one ``except RASPError`` catches every error of a program."""
 
     message: str
     line: int

@@ -12,6 +12,20 @@ from rasp_hydra.report.render import display_table1, sweep_name, to_markdown, wr
 from rasp_hydra.report.tables import status_counts, table1
 
 
+def cannot_write(out: Path, err: OSError, given: bool) -> str:
+    """One paragraph: where the report could not be written, why, and the way out."""
+    import errno
+    import os
+
+    why = "is on a read-only file system" if err.errno == errno.EROFS else (
+        f"cannot be written ({os.strerror(err.errno) if err.errno else err})")
+    where = "" if given else (" (the default folder, under multirun_reports/ in the working "
+                              f"directory {Path.cwd()})")
+    return (f"the report cannot be written to {out}{where}: {err.filename or out} {why}. "
+            "Give a folder you can write with --out DIR (e.g. --out /tmp/report); the runs "
+            "themselves were only read.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rasp_hydra.report",
@@ -32,9 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("multirun_reports") / sweep_name(args.paths)
-    files = write_report(df, out, sources=[str(p) for p in args.paths],
-                         include_interrupted=args.include_interrupted,
-                         self_contained=args.self_contained)
+    try:
+        files = write_report(df, out, sources=[str(p) for p in args.paths],
+                             include_interrupted=args.include_interrupted,
+                             self_contained=args.self_contained)
+    except OSError as e:  # a read-only place, a full disk, no permission
+        print(f"error: {cannot_write(out, e, given=bool(args.out))}", file=sys.stderr)
+        return 2
     t1 = table1(df, args.include_interrupted)
     print(to_markdown(display_table1(t1, df, args.include_interrupted)))
     counts = status_counts(df)

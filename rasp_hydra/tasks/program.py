@@ -57,6 +57,8 @@ from .base import ALL_TOKENS, BOS, Family, Selector, Task
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
+TRIAL_INPUTS, TRIAL_LEN = 64, 32  # sampled inputs a new task's program is tried on, and
+# their longest (a select's work grows with the square of the length)
 CHUNK_ELEMENTS = 1 << 19  # rows * n * words per evaluated chunk: 4 MB per select, so a
 # chunk's working set stays near the caches (1.3-1.7x faster than 16 MB chunks on a CPU)
 
@@ -273,8 +275,8 @@ def _load_output(program: Any, output: str | None):
 def make_program_task(program: Any, output: str | None = None, alphabet: str | int = 10,
                       bos: bool = False, with_attns: bool = False, sampler="uniform",
                       max_len: int = 100, name: str | None = None, base: str | None = None,
-                      classes: Sequence[str] | None = None, sees_bos: bool | None = None
-                      ) -> Task:
+                      classes: Sequence[str] | None = None, sees_bos: bool | None = None,
+                      min_len: int = 1) -> Task:
     """A Task from a RASP program (see the module docstring).
 
     ``program``: an s-op, a loaded program (``rasp_hydra.rasp.load``), or a .rasp path or
@@ -286,7 +288,10 @@ def make_program_task(program: Any, output: str | None = None, alphabet: str | i
     the longest input of any split (for the output classes); ``name``: the task's name
     stem (default: the output's name), the task is named ``{name}_{k}[_bos][_with_attns]``
     unless ``base`` gives the stem with the size (e.g. "dyck1_ptf": the data seed is the
-    same as the hand-written task of that base name)."""
+    same as the hand-written task of that base name); ``min_len``: the shortest input.
+
+    The program is tried on inputs of the task (``try_inputs``) before the task is
+    returned, so a program that fails on some inputs fails here, naming one of them."""
     sop = _load_output(program, output)
     if isinstance(alphabet, bool) or not isinstance(alphabet, int | str):
         raise ProgramError(f"alphabet is a string or a size, got {alphabet!r}.")
@@ -313,4 +318,24 @@ def make_program_task(program: Any, output: str | None = None, alphabet: str | i
                            "with_attns.")
     base_name = impl.base_name(impl.size)
     task_name = base_name + ("_bos" if bos else "") + ("_with_attns" if with_attns else "")
-    return Task(impl, "program", bos=bos, with_attns=with_attns, name=task_name)
+    task = Task(impl, "program", bos=bos, with_attns=with_attns, name=task_name)
+    try_inputs(task, min_len, max_len)
+    return task
+
+
+def try_inputs(task: Task, min_len: int, max_len: int) -> None:
+    """Evaluate the task's output on inputs it will see, so that a program that fails on
+    some of them (a dict without a key for one token, strings averaged where a query
+    selects several keys, a value that is no class) fails now, before any work, with the
+    evaluator's error naming the s-op and the input. The inputs: TRIAL_INPUTS samples of
+    the task's own sampler with lengths up to TRIAL_LEN and, with the uniform sampler
+    (where any string is an input), each token repeated to the shortest length and the
+    alphabet in order and reversed. Longer inputs are met when the data is built."""
+    longest = max(min(max_len, TRIAL_LEN), min_len)
+    task.outputs(*task.sample(TRIAL_INPUTS, seed=0, split="trial", min_len=min_len,
+                              max_len=longest))
+    if task.impl.sampler is None:
+        a = task.alphabet
+        words = [c * max(min_len, 1) for c in a]
+        words += [(a * longest)[:longest], (a[::-1] * longest)[:longest]]
+        task.outputs(*task.encode(words))

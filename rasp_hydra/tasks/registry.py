@@ -211,7 +211,7 @@ def task_of_lang(lang, base_dir=None) -> Task:
         program, output=output,
         alphabet=get("alphabet") or get("size") or 10, bos=bool(get("bos")),
         with_attns=bool(get("with_attns")), sampler=get("sampler") or "uniform",
-        max_len=longest, base=get("name"),
+        max_len=longest, base=get("name"), min_len=int(get("min_len") or 1),
         classes=list(get("classes")) if get("classes") is not None else None)
 
 
