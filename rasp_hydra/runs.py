@@ -129,6 +129,7 @@ class RunRecord:
     overlap_with_train: dict | None = None
     final: dict = field(default_factory=dict)  # split -> loss, token_acc, seq_acc[, attn_loss]
     attention_match: dict = field(default_factory=dict)  # "layer,head" -> match on test
+    trial: int | None = None  # Optuna's trial number, for a trial of a search
 
     @classmethod
     def describe(cls, task, *, arch=None, layers, heads, d_model, ff, optimizer, schedule,
@@ -448,13 +449,13 @@ def read_sweep_config(sweep_root) -> dict | None:
 def sweeper_kind(sweep_root) -> str | None:
     """``"basic"``, ``"optuna"``, ``"other"`` for a Hydra sweep root, None if it is none.
 
-    The Optuna sweeper names itself in multirun.yaml while it runs and leaves
-    ``optimization_results.yaml`` when it ends.
+    An Optuna sweeper (the project's, or hydra-optuna-sweeper's) names itself in
+    multirun.yaml while it runs and leaves ``optimization_results.yaml`` when it ends.
     """
     sweep_root = Path(sweep_root)
     hydra_cfg = read_sweep_config(sweep_root)
     target = str(((hydra_cfg or {}).get("sweeper") or {}).get("_target_", ""))
-    if target.endswith("OptunaSweeper") or (sweep_root / OPTUNA_RESULTS).is_file():
+    if "optuna" in target.lower() or (sweep_root / OPTUNA_RESULTS).is_file():
         return "optuna"
     if hydra_cfg is None:
         return None
