@@ -308,6 +308,13 @@ class RunDirCheck(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
 
+    def on_multirun_end(self, config, **kwargs) -> None:
+        # the submitit launcher makes its folder template `.submitit/%j` itself, and
+        # leaves it empty beside the real `.submitit/JOB_ID/` folders
+        template = Path(str(config.hydra.sweep.dir)) / ".submitit" / "%j"
+        if template.is_dir() and not any(template.iterdir()):
+            template.rmdir()
+
 
 def _check_creatable(path: str, key: str) -> None:
     p = Path(path).absolute()
@@ -365,8 +372,7 @@ def run_from_hydra(cfg: Any) -> float:
         threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
         experiment = str(hc.sweep.dir) if multirun else None
         if multirun and not _in_foreground(hc):  # parallel jobs' bars would collide
-            cfg.train.progress = "false" if str(cfg.train.progress) == "auto" \
-                else cfg.train.progress
+            cfg.train.progress = "false"
         result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
         if multirun:
             log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))

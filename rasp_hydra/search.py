@@ -231,7 +231,7 @@ class TrialPruning:
     def __init__(self, study, trial_number: int, stop):
         import optuna
 
-        self.stop = stop
+        self.stop, self.off = stop, False
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(
             study._study_id, trial_number)
         self.trial = optuna.trial.Trial(study, trial_id)
@@ -252,12 +252,20 @@ class TrialPruning:
 
     def __call__(self, epoch: int, row: dict) -> None:
         accuracy = row.get("val_token_acc")
-        if accuracy is None or self.stop.is_set():
+        if accuracy is None or self.off or self.stop.is_set():
             return
-        self.trial.report(float(accuracy), epoch)
-        if self.trial.should_prune():
-            self.stop.reason = (f"pruned by Optuna's {self.pruner} after epoch {epoch} "
-                                f"(validation accuracy {accuracy:.4f})")
+        try:
+            self.trial.report(float(accuracy), epoch)
+            prune = self.trial.should_prune()
+        except Exception as err:  # a busy or broken storage never costs the run
+            logging.getLogger("rasp_hydra").warning(
+                "pruning switched off for this trial: the study's storage failed (%s: %s)",
+                type(err).__name__, err)
+            self.off = True
+            return
+        if prune:
+            self.stop.reason = (f"pruned by Optuna's {self.pruner} after epoch {epoch}: "
+                                f"validation accuracy {accuracy:.4f}")
             self.stop.set()
 
 

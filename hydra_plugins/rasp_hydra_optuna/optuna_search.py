@@ -130,7 +130,9 @@ class OptunaSearchSweeper(Sweeper):
 
         from rasp_hydra import runs, search
 
-        run_dir = getattr(ret, "working_dir", None) or run_dir
+        hydra_cfg = getattr(ret, "hydra_cfg", None)  # the job's own config, for its run dir
+        if hydra_cfg is not None:
+            run_dir = str(hydra_cfg.hydra.runtime.output_dir)
         try:
             value = float(ret.return_value)  # re-raises a job's exception
         except Exception as err:  # a job that crashed outside the task's own handling
