@@ -154,6 +154,8 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
+    if trial is None:  # a resumed trial keeps its number
+        trial = runs.read_metrics(run_dir).get("trial")
     try:  # a chosen tracker that is not installed fails before any data is built
         tracking = trackers.from_config(cfg.logger)
     except (trackers.TrackerUnavailable, ValueError) as err:

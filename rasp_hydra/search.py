@@ -1,6 +1,6 @@
 """Hyperparameter search with Optuna: the pieces of the project's own sweeper.
 
-`conf/search/optuna_lr.yaml` selects `hydra/sweeper=optuna`, this project's sweeper
+`conf/search/optuna_lr.yaml` selects `hydra/sweeper=optuna_search`, this project's sweeper
 (`hydra_plugins/rasp_hydra_optuna/`: Hydra takes sweepers only from the `hydra_plugins`
 package). It drives Optuna's ask/tell API (Optuna 4 or newer) and Hydra's configured
 launcher (joblib, submitit, basic): it asks `n_jobs` trials, launches them as one batch of
@@ -72,10 +72,16 @@ def missing_plugin(argv: list[str]) -> str | None:
                         f"installed here. Install it with: {how}, or leave the launcher "
                         "out to run the jobs with the default joblib launcher.")
         if (key == "search" and choice.startswith("optuna")) or \
-                (key == "hydra/sweeper" and choice == "optuna"):
+                (key == "hydra/sweeper" and choice == "optuna_search"):
             problem = missing_optuna(arg)
             if problem:
                 return problem
+        if key == "hydra/sweeper" and choice == "optuna" and \
+                importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+            return (f"{arg}: this project's Optuna sweeper is hydra/sweeper=optuna_search "
+                    "(+search=optuna_lr selects it with a search space); the sweeper named "
+                    "optuna belongs to hydra-optuna-sweeper, which is not installed and "
+                    "works only with optuna<3.")
     return None
 
 

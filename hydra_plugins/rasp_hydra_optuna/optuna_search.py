@@ -1,4 +1,4 @@
-"""`hydra/sweeper=optuna` (conf/hydra/sweeper/optuna.yaml): the project's Optuna sweeper.
+"""`hydra/sweeper=optuna_search` (conf/hydra/sweeper/): the project's Optuna sweeper.
 
 It asks Optuna (4 or newer) for `n_jobs` trials at a time, runs them as one batch on the
 configured launcher (joblib, submitit, basic), and tells Optuna each job's return value;
@@ -30,7 +30,7 @@ class OptunaSearchSweeper(Sweeper):
                  params: Any = None, pruner: Any = None) -> None:
         from rasp_hydra.search import missing_optuna
 
-        problem = missing_optuna("hydra/sweeper=optuna (+search=optuna_lr)")
+        problem = missing_optuna("hydra/sweeper=optuna_search (+search=optuna_lr)")
         if problem:  # before the launcher or any job starts
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
