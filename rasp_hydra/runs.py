@@ -485,9 +485,12 @@ def sweep_size(sweep_root) -> int | None:
     """How many jobs a sweep runs: its basic-sweeper jobs or its Optuna trials (None if
     unknown)."""
     try:
-        if sweeper_kind(sweep_root) == "optuna":
+        kind = sweeper_kind(sweep_root)
+        if kind == "optuna":
             n = ((read_sweep_config(sweep_root) or {}).get("sweeper") or {}).get("n_trials")
             return int(n) if n is not None else None
+        if kind != "basic":  # another sweeper's jobs are its own: "[k]"
+            return None
         jobs = sweep_jobs(sweep_root)
         return len(jobs) if jobs is not None else None
     except Exception:  # a count for a progress line, never a reason to fail

@@ -189,3 +189,21 @@ def test_the_search_space_syntax_of_hydra_optuna_sweeper():
     }
     assert fixed == {"lang": "hist_10_bos"}
     assert search.override_value("a b") == "'a b'" and search.override_value(0.5) == "0.5"
+
+
+@pytest.mark.parametrize("sweeper, size", [
+    ({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+     4),
+    ({"_target_": "hydra_plugins.rasp_hydra_optuna.optuna_search.OptunaSearchSweeper",
+      "n_trials": 7}, 7),
+    ({"_target_": "hydra_plugins.hydra_nevergrad_sweeper.nevergrad_sweeper.NevergradSweeper"},
+     None),  # another sweeper's jobs: the tag is "[k]"
+])
+def test_the_job_tag_counts_the_jobs_of_the_sweeper_that_runs(tmp_path, sweeper, size):
+    from rasp_hydra import runs
+
+    OmegaConf.save(OmegaConf.create({"hydra": {
+        "sweeper": sweeper, "sweep": {"subdir": "${hydra.job.num}"},
+        "overrides": {"task": ["optimizer.lr=1e-3,1e-2", "schedule.gamma=0.9,0.99"]}}}),
+        tmp_path / "multirun.yaml")
+    assert runs.sweep_size(tmp_path) == size
