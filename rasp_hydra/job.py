@@ -441,7 +441,11 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
 
             from rasp_hydra.search import TrialPruning
 
-            pruning = TrialPruning.from_hydra(HydraConfig.get(), stop)
+            try:
+                pruning = TrialPruning.from_hydra(HydraConfig.get(), stop)
+            except Exception as err:  # the study out of reach: train on, unpruned
+                log.warning("%spruning off: the Optuna study cannot be opened (%s: %s)",
+                            tag, type(err).__name__, err)
         metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
                           log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
                           stop=stop if pruning else None, on_epoch_end=pruning)
