@@ -71,6 +71,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [argv[0], *saved, *extra, f"hydra.run.dir='{quoted}'", "train.resume=true"]
 
 
+def check_plugins(argv: list[str]) -> None:
+    """A sweeper or launcher that is not installed: its install command, before any work."""
+    from rasp_hydra.search import missing_plugin
+
+    problem = missing_plugin(argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     sys.argv = resume_argv(sys.argv)
+    check_plugins(sys.argv)
     main()

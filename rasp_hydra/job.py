@@ -183,12 +183,15 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
 
 
 def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
-            experiment: str | None = None) -> dict:
+            experiment: str | None = None, trial: int | None = None,
+            stop=None, on_epoch_end=None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
     Plain Python below this point: `cfg` is a Config, or a DictConfig composed with
     `hydra.compose` (a notebook can pass one), turned into a Config first. `experiment`:
-    the trackers' experiment name (a sweep's directory; None: "rasp_hydra").
+    the trackers' experiment name (a sweep's directory; None: "rasp_hydra"). `trial`:
+    Optuna's trial number, recorded in metrics.json; `stop` and `on_epoch_end`: as in
+    `train` (an Optuna search's pruning).
     """
     import torch
 
@@ -199,6 +202,8 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
+    if trial is None:  # a resumed trial keeps its number
+        trial = runs.read_metrics(run_dir).get("trial")
     task, budget = check_job(cfg)
     tracking = trackers.from_config(cfg.logger)
     arch = None if cfg.arch is None else value(cfg.arch.name)
@@ -206,7 +211,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
         record = runs.RunRecord.describe(
             task, arch=arch, layers=budget.layers, heads=budget.heads, d_model=budget.d_model,
             ff=budget.ff, optimizer=cfg.optimizer, schedule=cfg.schedule, train=cfg.train,
-            num_threads=threads, status="skipped", reason=budget.skipped)
+            num_threads=threads, status="skipped", reason=budget.skipped, trial=trial)
         runs.write_metrics(run_dir, record)
         return record.to_dict()
 
@@ -227,11 +232,18 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
         dropout=cfg.model.dropout, positions=value(cfg.model.positions),
         max_len=cfg.model.max_len or longest_sequence(lang, task.bos))
     cfg.train.num_threads = threads
-    meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits)}
+    meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits),
+            "trial": trial}
+
+    def epoch_end(epoch: int, row: dict) -> None:
+        tracking.log_epoch(epoch, row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+
     tracking.start(run_dir, trackers.flatten(cfg), run_dir.name, experiment)
     try:
         return train(task, splits, model_cfg, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
-                     meta=meta, log=log, on_epoch_end=tracking.log_epoch)
+                     meta=meta, log=log, on_epoch_end=epoch_end, stop=stop)
     finally:
         tracking.finish(run_dir)  # final metrics and files, even after a failure
 
@@ -407,6 +419,13 @@ def _check_launcher(launcher) -> None:
               "default), -2 for all cores but one.", file=sys.stderr)
         sys.exit(2)
 
+    def on_multirun_end(self, config, **kwargs) -> None:
+        # the submitit launcher makes its folder template `.submitit/%j` itself, and
+        # leaves it empty beside the real `.submitit/JOB_ID/` folders
+        template = Path(str(config.hydra.sweep.dir)) / ".submitit" / "%j"
+        if template.is_dir() and not any(template.iterdir()):
+            template.rmdir()
+
 
 def _check_creatable(path: str, key: str) -> None:
     problem = _not_creatable(Path(path).absolute())
@@ -482,20 +501,38 @@ def run_from_hydra(cfg: Any) -> float:
     if claim.refusal:
         return _refused(claim, multirun)  # before any line: a refused job shows nothing else
     tag = _progress_tag(hc) if multirun else ""
+    trial = _trial_number()
     if multirun:
-        log.info("%sstart %s", tag, " ".join(hc.overrides.task))
+        log.info("%sstart %s%s", tag, f"trial {trial}: " if trial is not None else "",
+                 " ".join(hc.overrides.task))
     else:
         log.info("run directory: %s", run_dir)
     try:
         threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
         experiment = str(hc.sweep.dir) if multirun else None
-        result = _run_claimed(cfg, claim, multirun, int(threads), experiment)
+        if multirun and not _in_foreground(hc):  # parallel jobs' bars would collide
+            cfg.train.progress = "false"
+        result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
         if multirun:
             log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))
         return result
     finally:
         if claim.lock is not None:
             claim.lock.release()
+
+
+def _trial_number() -> int | None:
+    """Optuna's number of the trial this job is (set by the project's Optuna sweeper)."""
+    from rasp_hydra.search import TRIAL_ENV
+
+    number = os.environ.get(TRIAL_ENV, "")
+    return int(number) if number.isdigit() else None
+
+
+def _in_foreground(hc) -> bool:
+    """Whether this sweep job runs alone in the terminal's process (the basic launcher)."""
+    target = str((hc.get("launcher") or {}).get("_target_", ""))
+    return target.endswith("BasicLauncher")
 
 
 def _progress_tag(hc) -> str:
@@ -527,15 +564,30 @@ def _refused(claim: Claim, multirun: bool) -> float:
 
 
 def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
-                 experiment: str | None) -> float:
+                 experiment: str | None, tag: str = "", trial: int | None = None) -> float:
+    import threading
+
     from rasp_hydra import runs
 
     run_dir = claim.run_dir
     kind = "resume" if claim.existing else "start"
     runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:], overrides=claim.overrides,
                            config=claim.subdir)
+    stop, pruning = threading.Event(), None
     try:
-        metrics = run_job(cfg, run_dir, threads=threads, log=log.info, experiment=experiment)
+        if multirun and trial is not None:
+            from hydra.core.hydra_config import HydraConfig
+
+            from rasp_hydra.search import TrialPruning
+
+            try:
+                pruning = TrialPruning.from_hydra(HydraConfig.get(), stop)
+            except Exception as err:  # the study out of reach: train on, unpruned
+                log.warning("%spruning off: the Optuna study cannot be opened (%s: %s)",
+                            tag, type(err).__name__, err)
+        metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
+                          log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
+                          stop=stop if pruning else None, on_epoch_end=pruning)
     except ConfigError as err:
         return _config_error(claim, err, multirun)
     except runs.CheckpointError as err:

@@ -131,6 +131,7 @@ class RunRecord:
     attention_match: dict = field(default_factory=dict)  # "layer,head" -> match on test
     # "layer,head" -> the match uniform attention over the real keys scores on the same rows
     attention_uniform: dict = field(default_factory=dict)
+    trial: int | None = None  # Optuna's trial number, for a trial of a search
 
     @classmethod
     def describe(cls, task, *, arch=None, layers, heads, d_model, ff, optimizer, schedule,
@@ -450,13 +451,13 @@ def read_sweep_config(sweep_root) -> dict | None:
 def sweeper_kind(sweep_root) -> str | None:
     """``"basic"``, ``"optuna"``, ``"other"`` for a Hydra sweep root, None if it is none.
 
-    The Optuna sweeper names itself in multirun.yaml while it runs and leaves
-    ``optimization_results.yaml`` when it ends.
+    An Optuna sweeper (the project's, or hydra-optuna-sweeper's) names itself in
+    multirun.yaml while it runs and leaves ``optimization_results.yaml`` when it ends.
     """
     sweep_root = Path(sweep_root)
     hydra_cfg = read_sweep_config(sweep_root)
     target = str(((hydra_cfg or {}).get("sweeper") or {}).get("_target_", ""))
-    if target.endswith("OptunaSweeper") or (sweep_root / OPTUNA_RESULTS).is_file():
+    if "optuna" in target.lower() or (sweep_root / OPTUNA_RESULTS).is_file():
         return "optuna"
     if hydra_cfg is None:
         return None
@@ -486,9 +487,12 @@ def sweep_size(sweep_root) -> int | None:
     """How many jobs a sweep runs: its basic-sweeper jobs or its Optuna trials (None if
     unknown)."""
     try:
-        if sweeper_kind(sweep_root) == "optuna":
+        kind = sweeper_kind(sweep_root)
+        if kind == "optuna":
             n = ((read_sweep_config(sweep_root) or {}).get("sweeper") or {}).get("n_trials")
             return int(n) if n is not None else None
+        if kind != "basic":  # another sweeper's jobs are its own: "[k]"
+            return None
         jobs = sweep_jobs(sweep_root)
         return len(jobs) if jobs is not None else None
     except Exception:  # a count for a progress line, never a reason to fail

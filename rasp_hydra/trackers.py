@@ -96,22 +96,42 @@ def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def metric_name(name: str) -> str:
+    """The one name of a metric in every tracker. A head's attention match is named like
+    the other metrics of its split (`val_token_acc` per epoch, `final/test/token_acc` at
+    the end), its head after a slash; MLflow allows only alphanumerics and _ - . space :
+    / in names, so the comma of a head becomes "_" everywhere.
+
+    >>> metric_name("attn_match_0,1"), metric_name("final/test/attention_match/0,1")
+    ('val_attention_match/0_1', 'final/test/attention_match/0_1')
+    """
+    if name.startswith("attn_match_"):  # history.csv's column: measured on valid
+        name = "val_attention_match/" + name[len("attn_match_"):]
+    return re.sub(r"[^\w\-. :/]", "_", name)
+
+
+def epoch_scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """A history row's numbers under their tracker names (the epoch is the step)."""
+    return {metric_name(k): v for k, v in _scalars(row).items() if k != "epoch"}
+
+
 def final_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """metrics.json's final numbers as flat names: final/test/token_acc, match/0,0, ...
+    """metrics.json's final numbers under their tracker names.
 
     >>> final_scalars({"final": {"test": {"token_acc": 1.0, "loss": None}},
     ...                "attention_match": {"0,0": 0.5}, "epochs_run": 3, "status": "x"})
-    {'final/test/token_acc': 1.0, 'attention_match/0,0': 0.5, 'epochs_run': 3.0}
+    {'final/test/token_acc': 1.0, 'final/test/attention_match/0_0': 0.5, 'epochs_run': 3.0}
     """
     out = {}
     for split, values in (metrics.get("final") or {}).items():
         out.update({f"final/{split}/{k}": v for k, v in _scalars(values).items()})
-    out.update({f"attention_match/{k}": v
+    # measured on the test split (metrics.json's attention_match)
+    out.update({f"final/test/attention_match/{k}": v
                 for k, v in _scalars(metrics.get("attention_match") or {}).items()})
     for key in ("epochs_run", "best_epoch", "wall_seconds", "tokens_per_second", "params"):
         if key in metrics:
             out.update(_scalars({key: metrics[key]}))
-    return out
+    return {metric_name(k): v for k, v in out.items()}
 
 
 # ------------------------------------------------------------------------ TensorBoard
@@ -136,9 +156,8 @@ class TensorBoardTracker:
         self.config = dict(flat_config)
 
     def log_epoch(self, epoch, row):
-        for key, value in _scalars(row).items():
-            if key != "epoch":
-                self.writer.add_scalar(key, value, epoch)
+        for key, value in epoch_scalars(row).items():
+            self.writer.add_scalar(key, value, epoch)
         self.writer.flush()  # a person watching TensorBoard sees each epoch at once
 
     def finish(self, metrics, run_dir, files):
@@ -190,11 +209,6 @@ def _store_lock(uri: str):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _metric_name(name: str) -> str:
-    """MLflow allows alphanumerics, _ - . space : / in names: attn_match_0,0 -> attn_match_0_0."""
-    return re.sub(r"[^\w\-. :/]", "_", name)
 
 
 def _slug(name: str) -> str:
@@ -261,16 +275,14 @@ class MlflowTracker:
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[
-            Metric(_metric_name(k), v, now, int(epoch))
-            for k, v in _scalars(row).items() if k != "epoch"])
+            Metric(k, v, now, int(epoch)) for k, v in epoch_scalars(row).items()])
 
     def finish(self, metrics, run_dir, files):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         step = int(metrics.get("epochs_run") or 0)
-        final = [Metric(_metric_name(k), v, now, step)
-                 for k, v in final_scalars(metrics).items()]
+        final = [Metric(k, v, now, step) for k, v in final_scalars(metrics).items()]
         if final:
             self.client.log_batch(self.run_id, metrics=final)
         run_dir = Path(run_dir)

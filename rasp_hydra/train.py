@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -505,14 +506,31 @@ class Trainer:
         return final, match, uniform
 
 
+def _terminal_width() -> int:
+    """stderr's columns; 0 for a pty that has no width (`script`) or no terminal at all."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def show_progress(progress) -> bool:
+    """train.progress: auto draws a bar on a terminal that has a width; true always."""
+    progress = str(progress).lower()
+    if progress == "auto":
+        return sys.stderr.isatty() and _terminal_width() > 0
+    return progress == "true"
+
+
 class _Bar:
     """A tqdm bar over one epoch's batches, with the loss and tokens/s."""
 
     def __init__(self, epoch: int, total: int, initial: int):
         from tqdm import tqdm
 
+        width = _terminal_width()  # a pty of 0 columns (asked for with true): 80
         self.tqdm = tqdm(total=total, initial=initial, desc=f"epoch {epoch}", leave=False,
-                         dynamic_ncols=True)
+                         dynamic_ncols=width > 0, ncols=None if width > 0 else 80)
 
     def step(self, loss: torch.Tensor, tokens: int, t0: float) -> None:
         self.tqdm.update(1)
@@ -716,8 +734,7 @@ def train(
 def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dict:
     """The epochs, then the final evaluation; every ending is recorded."""
     tc, st = trainer.tc, trainer.st
-    progress = str(tc.progress).lower()
-    show_bar = sys.stderr.isatty() if progress == "auto" else progress == "true"
+    show_bar = show_progress(tc.progress)
     status, reason = "completed", None
     try:
         for epoch in range(st.epoch + 1, 0 if trainer.done else tc.epochs + 1):
@@ -758,7 +775,9 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             if flag:
                 break
         if flag and status == "completed":
-            status, reason = "interrupted", flag.signal or "stop requested"
+            # the one who set the stop Event may say why (e.g. Optuna's pruner)
+            status = "interrupted"
+            reason = flag.signal or getattr(flag.event, "reason", None) or "stop requested"
             rec.line(f"interrupted ({reason}) in epoch {st.epoch + 1}: evaluating the best "
                      "checkpoint")
         final, match, uniform = trainer.final_evaluation()

@@ -42,14 +42,18 @@ def test_tensorboard_events_hold_every_epoch_and_the_final_metrics(cli_cwd):
     events.Reload()
     rows = history(run_dir)
     assert len(rows) == 2
-    for key in ("train_loss", "val_loss", "val_token_acc", "lr", "attn_match_0,0"):
-        scalars = events.Scalars(key)
+    for key, name in (("train_loss", "train_loss"), ("val_loss", "val_loss"),
+                      ("val_token_acc", "val_token_acc"), ("lr", "lr"),
+                      ("attn_match_0,0", "val_attention_match/0_0")):  # as in MLflow
+        scalars = events.Scalars(name)
         assert [s.step for s in scalars] == [1, 2]
         assert [s.value for s in scalars] == pytest.approx([float(r[key]) for r in rows])
     m = metrics(run_dir)
     for split in ("train", "valid", "test"):
         (final,) = events.Scalars(f"final/{split}/token_acc")
         assert final.step == 2 and final.value == pytest.approx(m["final"][split]["token_acc"])
+    (match,) = events.Scalars("final/test/attention_match/0_0")
+    assert match.value == pytest.approx(m["attention_match"]["0,0"])
     assert "train_attn_loss" not in events.Tags()["scalars"]  # None in an unsupervised run
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in hparams
@@ -77,13 +81,15 @@ def test_mlflow_run_and_sweep_in_the_local_store(cli_cwd):
     assert params["optimizer.lr"] == "0.0003" and params["logger.mlflow.experiment_name"] == "None"
     rows = history(run_dir)
     for key, name in (("val_token_acc", "val_token_acc"), ("train_loss", "train_loss"),
-                      ("attn_match_0,0", "attn_match_0_0")):
+                      ("attn_match_0,0", "val_attention_match/0_0")):
         steps = client.get_metric_history(run.info.run_id, name)
         assert [s.step for s in steps] == [1, 2]
         assert [s.value for s in steps] == pytest.approx([float(r[key]) for r in rows])
     m = metrics(run_dir)
     assert run.data.metrics["final/valid/token_acc"] == pytest.approx(
         m["final"]["valid"]["token_acc"])
+    assert run.data.metrics["final/test/attention_match/0_0"] == pytest.approx(
+        m["attention_match"]["0,0"])
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert top == {"metrics.json", "train.log", "plots"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == [

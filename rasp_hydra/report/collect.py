@@ -131,6 +131,8 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     flat_metrics = runs.flatten(metrics)
     row = {k if k not in flat_metrics else f"cfg.{k}": v for k, v in flat_cfg.items()}
     row.update(flat_metrics)
+    if row.get("trial") is None:  # only a trial of an Optuna search has a number
+        row.pop("trial", None)
 
     model = _model_of(metrics, flat_cfg)
     canonical = {
@@ -186,9 +188,12 @@ def _missing_jobs(sweep_root: Path, present: Iterable[Path]) -> list[dict]:
 
 
 def _with_trial(row: dict, run_dir: Path) -> dict:
-    """An Optuna trial's row gains ``trial``: its job number in the sweep, which is Optuna's
-    trial number for a study the sweep began (a continued study numbers on from before)."""
-    trial = int(run_dir.name) if run_dir.name.isdigit() else math.nan
+    """An Optuna trial's row gains ``trial``: Optuna's trial number, from metrics.json (a
+    continued study numbers on from before); a run that recorded none (written by
+    hydra-optuna-sweeper) has its job number, which is that for a study the sweep began."""
+    trial = row.pop("trial", None)
+    if trial is None or (isinstance(trial, float) and math.isnan(trial)):
+        trial = int(run_dir.name) if run_dir.name.isdigit() else math.nan
     return {"run_dir": row["run_dir"], "status": row["status"], "trial": trial, **row}
 
 
