@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .graph import ancestors
 from .lang import (
     SELECT_OPS,
     Aggregate,
@@ -55,6 +56,7 @@ from .lang import (
     Select,
     SOp,
 )
+from .values import intern, value_key
 
 ATOM_TYPES = (bool, int, float, str)
 PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
@@ -63,12 +65,6 @@ _CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
             ">=": torch.le}
-
-
-def value_key(v: Any) -> tuple:
-    """A value's identity in a table: equal Python values of different types (1, 1.0,
-    True) stay apart, as the REPL shows them apart."""
-    return (type(v), v)
 
 
 def _show(v: Any) -> str:
@@ -86,20 +82,6 @@ class Column:
         """The values of each row as Python lists (without padding)."""
         return [[self.table[c] for c in row[: int(m)]]
                 for row, m in zip(self.codes.tolist(), lengths.tolist(), strict=True)]
-
-
-def ancestors(outputs: Iterable[RASPExpr]) -> list[RASPExpr]:
-    """Every node the outputs are computed from (themselves included), in creation
-    order, which is a topological order."""
-    seen: dict[int, RASPExpr] = {}
-    stack = list(outputs)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen[id(node)] = node
-        stack.extend(node.children)
-    return sorted(seen.values(), key=lambda n: n.id)
 
 
 def unique_inverse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -600,20 +582,6 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
         else:
             out[o] = r
     return out
-
-
-def intern(values: Sequence) -> tuple[list, list[int]]:
-    """(the distinct values by ``value_key``, in first-seen order; each value's index there)."""
-    index: dict[tuple, int] = {}
-    table: list = []
-    codes = []
-    for v in values:
-        k = value_key(v)
-        if k not in index:
-            index[k] = len(table)
-            table.append(v)
-        codes.append(index[k])
-    return table, codes
 
 
 def encode(inputs: Sequence[Sequence]) -> tuple[torch.Tensor, torch.Tensor, list]:
