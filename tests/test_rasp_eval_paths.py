@@ -1,9 +1,8 @@
-"""The batched evaluator's fast paths against plain per-position Python: aggregates of
-small ints (counted by (sum, count) pairs), and identical computations evaluated once."""
+"""The batched evaluator's fast paths against the per-position reference
+(tests/rasp_reference.py): aggregates of small ints (counted by (sum, count) pairs) on
+long inputs, and identical computations evaluated once."""
 
 from __future__ import annotations
-
-import operator
 
 import numpy as np
 import torch
@@ -22,22 +21,9 @@ from rasp_hydra.rasp import (
     where,
 )
 from rasp_hydra.rasp.evaluate import encode, pack, single_index
+from tests import rasp_reference as reference
 
-OPS = {"==": operator.eq, "<": operator.lt, "<=": operator.le, "!=": operator.ne}
-
-
-def _reference_aggregate(keys, queries, op, values, default):
-    """The REPL's aggregate on one input, position by position."""
-    out = []
-    for q in queries:
-        chosen = [v for k, v in zip(keys, values, strict=True) if OPS[op](k, q)]
-        if not chosen:
-            out.append(default)
-        elif len(chosen) == 1:
-            out.append(chosen[0])
-        else:
-            out.append(sum(chosen) / len(chosen))
-    return out
+OPS = ["==", "<", "<=", "!="]
 
 
 def _same(a, b):
@@ -67,10 +53,7 @@ def test_small_int_aggregates_equal_the_per_position_reference():
                     agg = aggregate(select(keys, queries, op), vals, default)
                     got = evaluate_batch([agg], ids, lens, input_values)[agg].values(lens)
                     for w, row in zip(words, got, strict=True):
-                        ks = w if keys is tokens_int else list(range(len(w)))
-                        qs = w if queries is tokens_int else list(range(len(w)))
-                        want = _reference_aggregate(ks, qs, op, [fn(t) for t in w], default)
-                        assert _same(row, want), (vname, op, default, w)
+                        assert _same(row, reference.evaluate(agg, w)), (vname, op, default, w)
 
 
 def test_selector_width_bos_counts_on_long_batches():

@@ -9,8 +9,10 @@ text syntax of the reference REPL (``parse``, ``interpret``; ``load`` reads a pr
     ['o', 'l', 'l', 'e', 'h']
 """
 
+import sys
+import types
+
 from .compile import Compiled, compile_program
-from .evaluate import Column, evaluate, evaluate_batch
 from .lang import (
     SELECT_OPS,
     Aggregate,
@@ -98,9 +100,27 @@ __all__ = [
 ]
 
 
+# Imported on first use: the text side (so the core never depends on it) and the batched
+# evaluator (it imports torch, which loading, compiling and value sets do not need).
+_LAZY = {"load": "interpret", "Program": "interpret", "RaspSyntaxError": "interpret",
+         "Column": "evaluate",
+         "evaluate": "evaluate", "evaluate_batch": "evaluate"}
+
+
 def __getattr__(name: str):
-    # the text side is imported on first use, so the core never depends on it
-    if name in ("load", "Program", "RaspSyntaxError"):
-        from . import interpret
-        return getattr(interpret, name)
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        # importing the submodule ``evaluate`` binds it here, over the function of that
+        # name, which the package's ``evaluate`` stays (as when it was imported eagerly)
+        if name == "evaluate" and isinstance(value, types.ModuleType):
+            value = value.evaluate
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

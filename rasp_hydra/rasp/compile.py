@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .evaluate import ancestors
+from .graph import ancestors
 from .lang import Aggregate, Input, Map, RASPExpr, RASPTypeError, Select, SOp
 
 

@@ -16,11 +16,10 @@ queries: numbers numerically, strings by code point), so nothing is O(n^2) bytes
 Selector and/or/not are bitwise ops on the words. An aggregate counts the selected keys
 with a popcount, takes the one selected key's value where there is one (type kept), the
 default where there is none, and the mean ``sum * 1.0 / count`` (float64) where there
-are several; sums of small integers are exact (popcounts of the values' bit planes),
-other values go through a float64 product with the unpacked selection. For small ints
-the result is a function of (sum, count): the pairs that occur are tabulated and looked
-up in one pass. A computation written twice (the same select, or the same function of
-the same s-ops) is evaluated once per batch.
+are several, by one of three strategies (the same values; see ``SMALL_INT_RANGE``): by
+(sum, count) pairs, by exact integer sums of bit planes, or by a float64 product with
+the unpacked selection. A computation written twice (the same select, or the same
+function of the same s-ops) is evaluated once per batch.
 
 Values are kept with their Python type: tables hold ``1`` and ``1.0`` (and ``True``) as
 different entries, as the REPL prints them differently; they compare equal in selects and
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .graph import ancestors
 from .lang import (
     SELECT_OPS,
     Aggregate,
@@ -55,20 +55,29 @@ from .lang import (
     Select,
     SOp,
 )
+from .values import intern, value_key
 
 ATOM_TYPES = (bool, int, float, str)
 PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
 # (and of at most a quarter of the batch's positions: small batches take distinct ones)
+# An aggregate takes one of three strategies, by its values (methods of ``_Batch``):
+# - ``aggregate_by_pairs``: ints spanning fewer than SMALL_INT_RANGE values, one table
+#   entry per int, while the table of possible (sum, count) pairs is small (the usual
+#   case: tokens, counts, indicators of short inputs): one bincount, one lookup;
+# - ``aggregate_by_int_sums``: the other small ints (True beside 1 in one table, or long
+#   inputs): exact sums from popcounts of the values' bit planes;
+# - ``aggregate_by_float_product``: any other values (strings, floats, ints over a wide
+#   range): the selection unpacked to float64 times the values, only where a query
+#   selects several keys.
+SMALL_INT_RANGE = 256  # ints spanning fewer values sum exactly by at most 8 bit planes:
+# 8 popcounts of a query's W words, less work than unpacking its n keys for a product
+PAIR_TABLE_PER_POSITION = 4  # the pairs strategy bincounts every possible (sum, count),
+PAIR_TABLE_MIN = 65536  # (max - min) * n * (n + 1) keys: worth it while they are at most
+# a few per position of the batch, or few anyway (65536 int64: 512 KiB)
 _CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
             ">=": torch.le}
-
-
-def value_key(v: Any) -> tuple:
-    """A value's identity in a table: equal Python values of different types (1, 1.0,
-    True) stay apart, as the REPL shows them apart."""
-    return (type(v), v)
 
 
 def _show(v: Any) -> str:
@@ -86,20 +95,6 @@ class Column:
         """The values of each row as Python lists (without padding)."""
         return [[self.table[c] for c in row[: int(m)]]
                 for row, m in zip(self.codes.tolist(), lengths.tolist(), strict=True)]
-
-
-def ancestors(outputs: Iterable[RASPExpr]) -> list[RASPExpr]:
-    """Every node the outputs are computed from (themselves included), in creation
-    order, which is a topological order."""
-    seen: dict[int, RASPExpr] = {}
-    stack = list(outputs)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen[id(node)] = node
-        stack.extend(node.children)
-    return sorted(seen.values(), key=lambda n: n.id)
 
 
 def unique_inverse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -436,84 +431,122 @@ class _Batch:
                 lookup(rank_t[len(k.table):].contiguous(), q.codes))
 
     def aggregate(self, node: Aggregate) -> Column:
+        """Per query: the default if no key is selected, the key's value if one is, the
+        mean if several are; picks the strategy (see ``SMALL_INT_RANGE``)."""
         col = self.cache[id(node.sop)]
         B, n = col.codes.shape
         sel = self.cache[id(node.select)] & self.key_mask  # [B, n or 1, W]
         sel = sel.expand(B, sel.shape[1], self.W)
-        T = len(col.table)
-        ints = [int(v) for v in col.table if isinstance(v, bool | int)]
-        small_ints = len(ints) == T and max(ints) - min(ints) < 256
         count = popcount(sel)  # [B, n or 1]
-        total = None
-        if small_ints:  # sums by bit planes of (value - lo): exact integers
-            lo = min(ints)
-            w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
-            shifted = None  # the sum of (value - lo) over the selected keys
-            for bit in range((max(ints) - lo).bit_length()):
-                rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
-                plane = pack(((rows >> bit) & 1).bool())[:, None, :]
-                part = popcount(sel & plane)
-                shifted = part if shifted is None else shifted + (part << bit)
-            if shifted is None:  # one value: every selected key adds 0
-                shifted = torch.zeros_like(count)
-            distinct_ints = len(set(ints)) == len({value_key(v) for v in col.table})
-            if distinct_ints and (max(ints) - lo) * n * (n + 1) <= 4 * B * n + 65536:
-                return self.aggregate_by_pairs(node, col, shifted, count, lo)
-            total = shifted + lo * count if lo else shifted
-        distinct_ints = total is not None and len(set(ints)) == len(
-            {value_key(v) for v in col.table})
-        if distinct_ints:
-            # one selected key: its value is the sum; back to a table entry of that value
-            # (entries of one int value are one value: no True next to 1)
+        ints = [int(v) for v in col.table if isinstance(v, bool | int)]
+        if len(ints) < len(col.table) or max(ints) - min(ints) >= SMALL_INT_RANGE:
+            return self.aggregate_by_float_product(node, col, sel, count)
+        lo, hi = min(ints), max(ints)
+        sums = self.bit_plane_sums(col, sel, lo, hi)
+        # one table entry per int value (no True beside 1): an int sum names its entry
+        one_per_int = len(set(ints)) == len({value_key(v) for v in col.table})
+        if one_per_int and (hi - lo) * n * (n + 1) <= (PAIR_TABLE_PER_POSITION * B * n
+                                                       + PAIR_TABLE_MIN):
+            return self.aggregate_by_pairs(node, col, sums, count, lo)
+        return self.aggregate_by_int_sums(node, col, sel, sums, count, lo, one_per_int)
+
+    def bit_plane_sums(self, col: Column, sel: torch.Tensor, lo: int, hi: int
+                       ) -> torch.Tensor:
+        """Per query, the exact sum of (value - lo) over the selected keys: the popcount
+        of the selection and each bit plane of the values, shifted to its bit."""
+        w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
+        rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
+        sums = None
+        for bit in range((hi - lo).bit_length()):
+            plane = pack(((rows >> bit) & 1).bool())[:, None, :]
+            part = popcount(sel & plane)
+            sums = part if sums is None else sums + (part << bit)
+        if sums is None:  # one value: every selected key adds 0
+            sums = torch.zeros(sel.shape[:2], dtype=torch.long)
+        return sums
+
+    def aggregate_by_int_sums(self, node: Aggregate, col: Column, sel: torch.Tensor,
+                              sums: torch.Tensor, count: torch.Tensor, lo: int,
+                              one_per_int: bool) -> Column:
+        """Small ints, from their exact sums: one selected key's value is the sum (looked
+        up in the table when it has one entry per int, else gathered at the key); the
+        means of the distinct (sum, count) pairs at queries selecting several."""
+        B, n = col.codes.shape
+        T = len(col.table)
+        total = sums + lo * count if lo else sums
+        if one_per_int:
+            ints = [int(v) for v in col.table]
             lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
             lut[torch.tensor(ints) - lo] = torch.arange(T)
             single = lookup(lut, (total - lo).clamp(0, len(lut) - 1))
         else:
-            first = single_index(sel).clamp(0, n - 1)
-            first = first.expand(B, n) if first.shape[1] == 1 else first
-            single = col.codes.gather(1, first)
-        count = count.expand(B, n)
-        single = single.expand(B, n)
-        count = torch.where(self.real, count, 0)  # padded queries fall back to the default
-        codes = torch.where(count == 0, T, single)
+            single = self.one_key_codes(col, sel)
+        codes, count, many = self.none_or_one(node, col, count, single)
         table = col.table + [node.default]
-        many = count > 1
         if bool(many.any()):
             self.check_numeric(node, col, many, count)
-            if total is None:
-                vals = torch.tensor([0.0 if isinstance(v, str) else float(v)  # unused here
-                                     for v in col.table], dtype=torch.float64)
-                dense = unpack(sel, n).to(torch.float64)
-                total = torch.bmm(dense, lookup(vals, col.codes)[:, :, None])[..., 0]
             total = total.expand(B, n)
-            if total.dtype == torch.int64:  # distinct (sum, count) pairs, by counting
-                lo_total = int(total.min())
-                key = (total - lo_total) * (n + 1) + count
-                fill = key.view(-1)[many.view(-1).to(torch.uint8).argmax()]
-                pairs, inv = unique_inverse(torch.where(many, key, fill).view(-1))
-                means = ((pairs // (n + 1) + lo_total).to(torch.float64) / (pairs % (n + 1))
-                         ).tolist()
-                codes = torch.where(many, T + 1 + inv.view(B, n), codes)
-            else:
-                uniq, inv = torch.unique(total[many] / count[many], return_inverse=True)
-                means = uniq.tolist()
-                codes = codes.clone()
-                codes[many] = T + 1 + inv
+            lo_total = int(total.min())
+            key = (total - lo_total) * (n + 1) + count
+            fill = key.view(-1)[many.view(-1).to(torch.uint8).argmax()]
+            pairs, inv = unique_inverse(torch.where(many, key, fill).view(-1))
+            means = ((pairs // (n + 1) + lo_total).to(torch.float64) / (pairs % (n + 1))
+                     ).tolist()
+            codes = torch.where(many, T + 1 + inv.view(B, n), codes)
             table = table + means
         out = self.dedupe(codes, table)
         self.check_sequence_types(node, out)
         return out
 
-    def aggregate_by_pairs(self, node: Aggregate, col: Column, shifted: torch.Tensor,
-                           count: torch.Tensor, lo: int) -> Column:
-        """An aggregate of small ints (``col.table`` entries are distinct int values) whose
-        result at a query is a function of (sum of value - lo, count) alone: the pairs
-        that occur are counted in one pass, each gets its table entry (the default for
-        no key, the one key's value, the mean of several), and one lookup gives every
-        position its code (no per-position work per case)."""
+    def aggregate_by_float_product(self, node: Aggregate, col: Column, sel: torch.Tensor,
+                                   count: torch.Tensor) -> Column:
+        """Any values: one selected key's value gathered at the key; where a query
+        selects several, the sum of the float64 values times the unpacked selection (a
+        batched matrix product), and the distinct means."""
         B, n = col.codes.shape
-        pad = shifted.new_tensor((max(int(v) for v in col.table) - lo) * n * (n + 1) + n + 1)
-        key = torch.where(self.real, shifted * (n + 1) + count, pad)  # padding: its own key
+        codes, count, many = self.none_or_one(node, col, count, self.one_key_codes(col, sel))
+        table = col.table + [node.default]
+        if bool(many.any()):
+            self.check_numeric(node, col, many, count)
+            vals = torch.tensor([0.0 if isinstance(v, str) else float(v)  # unused here
+                                 for v in col.table], dtype=torch.float64)
+            dense = unpack(sel, n).to(torch.float64)
+            total = torch.bmm(dense, lookup(vals, col.codes)[:, :, None])[..., 0]
+            total = total.expand(B, n)
+            uniq, inv = torch.unique(total[many] / count[many], return_inverse=True)
+            codes = codes.clone()
+            codes[many] = len(col.table) + 1 + inv
+            table = table + uniq.tolist()
+        out = self.dedupe(codes, table)
+        self.check_sequence_types(node, out)
+        return out
+
+    def one_key_codes(self, col: Column, sel: torch.Tensor) -> torch.Tensor:
+        """Per query selecting one key, that key's code (anything elsewhere)."""
+        B, n = col.codes.shape
+        first = single_index(sel).clamp(0, n - 1)
+        first = first.expand(B, n) if first.shape[1] == 1 else first
+        return col.codes.gather(1, first)
+
+    def none_or_one(self, node: Aggregate, col: Column, count: torch.Tensor,
+                    single: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Codes into ``col.table + [default]``: the default where a query selects no key
+        (padded queries too), ``single`` where one; the count per query (0 at padding);
+        where several are selected."""
+        B, n = col.codes.shape
+        count = torch.where(self.real, count.expand(B, n), 0)
+        codes = torch.where(count == 0, len(col.table), single.expand(B, n))
+        return codes, count, count > 1
+
+    def aggregate_by_pairs(self, node: Aggregate, col: Column, sums: torch.Tensor,
+                           count: torch.Tensor, lo: int) -> Column:
+        """Small ints, one table entry per int value: the result at a query is a function
+        of (sum of value - lo, count) alone, so the pairs that occur are counted in one
+        pass, each gets its table entry (the default for no key, the one key's value, the
+        mean of several), and one lookup gives every position its code."""
+        B, n = col.codes.shape
+        pad = sums.new_tensor((max(int(v) for v in col.table) - lo) * n * (n + 1) + n + 1)
+        key = torch.where(self.real, sums * (n + 1) + count, pad)  # padding: its own key
         present = torch.bincount(key.view(-1), minlength=int(pad) + 1)[:-1].nonzero()[:, 0]
         pair_sum, pair_count = present // (n + 1), present % (n + 1)
         many = pair_count > 1
@@ -600,20 +633,6 @@ def evaluate_batch(outputs: Iterable[RASPExpr], ids: torch.Tensor, lengths: torc
         else:
             out[o] = r
     return out
-
-
-def intern(values: Sequence) -> tuple[list, list[int]]:
-    """(the distinct values by ``value_key``, in first-seen order; each value's index there)."""
-    index: dict[tuple, int] = {}
-    table: list = []
-    codes = []
-    for v in values:
-        k = value_key(v)
-        if k not in index:
-            index[k] = len(table)
-            table.append(v)
-        codes.append(index[k])
-    return table, codes
 
 
 def encode(inputs: Sequence[Sequence]) -> tuple[torch.Tensor, torch.Tensor, list]:

@@ -25,13 +25,33 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from .evaluate import ancestors, value_key
+from .graph import ancestors
 from .lang import Aggregate, Input, Map, RASPEvalError, RASPExpr, Select, SOp
 
 MAX_COMBINATIONS = 2_000_000
 _CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 
 ValueSet = dict  # value_key(v) -> v
+
+
+def value_key(v: Any) -> tuple:
+    """A value's identity in a set or a table: equal Python values of different types
+    (1, 1.0, True) stay apart, as the REPL shows them apart."""
+    return (type(v), v)
+
+
+def intern(values: Sequence) -> tuple[list, list[int]]:
+    """(the distinct values by ``value_key``, in first-seen order; each value's index there)."""
+    index: dict[tuple, int] = {}
+    table: list = []
+    codes = []
+    for v in values:
+        k = value_key(v)
+        if k not in index:
+            index[k] = len(table)
+            table.append(v)
+        codes.append(index[k])
+    return table, codes
 
 
 def _vs(values) -> ValueSet:
