@@ -99,6 +99,8 @@ def display_table1(t1: pd.DataFrame, include_interrupted: bool = False,
     """Table 1 as strings for Markdown/LaTeX/HTML: one row per task, one cell per arch
     variant (percentages): ``2L1H: 99.6 ± 0.3 (3/3; 99.2–99.9), seq ...`` plus what did not
     count (e.g. ``[1 failed]``); on test, the predicted cell's attention match above chance."""
+    if not len(t1):
+        return pd.DataFrame()
     rows = []
     for task in dict.fromkeys(t1["task"]):
         cells = t1[t1["task"] == task]
@@ -211,7 +213,8 @@ def plot_table1(t1: pd.DataFrame, df: pd.DataFrame, path: Path,
     ax.set_yticks(range(0, 101, 20))
     ax.set_title(f"{what.capitalize()} accuracy per task and architecture\n(bar: mean over "
                  "seeds; line: 95% interval; dots: seeds)", fontsize=10)
-    ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="upper center")
+    if labelled:
+        ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -174,7 +174,8 @@ def table1(df: pd.DataFrame, include_interrupted: bool = False, solved: float = 
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; one of {SPLITS}")
     if split == "test_long":  # the tasks whose runs have a longer test split
-        df = df[df["task"].isin(df.loc[df["long_lengths"].notna(), "task"])]
+        df = df[df["task"].isin(df.loc[df["long_lengths"].notna() | df["test_long_acc"].notna(),
+                                       "task"])]
     chosen = choose_on_validation(df, include_interrupted, split)
     heads = head_order(df)
     rows = []
