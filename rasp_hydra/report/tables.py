@@ -82,7 +82,7 @@ def spread(values: pd.Series, threshold: float = SOLVED) -> dict:
     values reach the threshold, and n.
 
     >>> s = spread(pd.Series([0.9, 1.0, 1.0]))
-    >>> round(s["ci95"], 4), s["solved"], s["n"]
+    >>> round(float(s["ci95"]), 4), s["solved"], s["n"]
     (0.1434, 2, 3)
     """
     v = values.dropna()
