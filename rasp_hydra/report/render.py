@@ -82,10 +82,9 @@ def _attention_text(r: pd.Series) -> str:
     where the select picks every key, and only the raw match where the runs did not record
     uniform attention's match."""
     parts = []
-    for c in r.index:
-        if not c.startswith("attn.") or pd.isna(r[c]):
-            continue
-        h = c[len("attn."):]
+    heads = [c[len("attn."):] for c in r.index if c.startswith("attn.") and pd.notna(r[c])]
+    for h in sorted(heads, key=lambda h: [int(x) if x.isdigit() else x for x in h.split(",")]):
+        c = f"attn.{h}"
         u = r.get(f"attn_uniform.{h}")
         if u is None or pd.isna(u):
             parts.append(f"{h}: raw {_pct(r[c])}")
@@ -201,18 +200,19 @@ def plot_table1(t1: pd.DataFrame, df: pd.DataFrame, path: Path,
             ax.bar(x, 100 * r[f"{metric}_mean"], width, color=f"C{j}", alpha=0.6,
                    label=None if arch in labelled else arch)
             labelled.add(arch)
-            if pd.notna(r[f"{metric}_ci95"]):
-                ax.errorbar(x, 100 * r[f"{metric}_mean"], yerr=100 * r[f"{metric}_ci95"],
+            if pd.notna(r[f"{metric}_ci95"]):  # drawn within 0..100, the CSV has it all
+                mean, half = 100 * r[f"{metric}_mean"], 100 * r[f"{metric}_ci95"]
+                ax.errorbar(x, mean, yerr=[[min(half, mean)], [min(half, 100 - mean)]],
                             fmt="none", ecolor="k", capsize=3, lw=1)
             c = chosen[(chosen["task"] == task) & (chosen["arch"] == arch)]
             ax.plot([x] * len(c), 100 * c[metric], "k.", ms=5)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
-    what = "test" if split == "test" else "longer test"
-    ax.set_ylabel(f"{what} token accuracy (%)")
+    ax.set_ylabel(f"{split} token accuracy (%)")
     ax.set_ylim(0, 119)
     ax.set_yticks(range(0, 101, 20))
-    ax.set_title(f"{what.capitalize()} accuracy per task and architecture\n(bar: mean over "
-                 "seeds; line: 95% interval; dots: seeds)", fontsize=10)
+    what = "Test accuracy" if split == "test" else "Accuracy on longer inputs (test_long)"
+    ax.set_title(f"{what} per task and architecture\n(bar: mean over seeds; line: 95% "
+                 "interval; dots: seeds)", fontsize=10)
     if labelled:
         ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="upper center")
     fig.tight_layout()
