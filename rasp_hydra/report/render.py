@@ -395,7 +395,7 @@ def notes(df: pd.DataFrame, include_interrupted: bool = False,
             & df.get(f"attention_uniform.{h}", no_uniform).isna()).any() for h in head_order(df)):
         attention += (" Runs that did not record uniform attention's match (older runs) show "
                       "the raw match only.")
-    test = f"Test token accuracy (%): {spread} {choice} {attention}"
+    test = f"Test token accuracy (%). {spread} {choice} {attention}"
     ranges = {}
     if has_long_split(df):
         have = df[df["test_long_acc"].notna()]

@@ -247,5 +247,5 @@ def summary(df: pd.DataFrame, include_interrupted: bool = False) -> pd.DataFrame
 def not_counted_runs(df: pd.DataFrame, include_interrupted: bool = False) -> pd.DataFrame:
     """Runs that do not count towards accuracy, with why."""
     rest = df[~counted(df, include_interrupted)]
-    cols = ["task", "arch", "lr", "gamma", "status", "reason", "error", "run_dir"]
+    cols = ["task", "arch", "seed", "lr", "gamma", "status", "reason", "error", "run_dir"]
     return rest[[c for c in cols if c in rest.columns]].reset_index(drop=True)
