@@ -227,6 +227,10 @@ def test_untrained_match_above_chance(cli_cwd):
     above = rec["attention_above_chance"]["1,0"]
     assert above == pytest.approx((rec["attention_match"]["1,0"] - 0.2) / 0.8)
     assert f"layer 1 head 0 (flip, target): {above:.4f} above chance" in text
+    from rasp_hydra.api import load_run  # and the notebook's
+
+    heads = load_run(run).attention("abbab")
+    assert heads[0, 0].above_chance is None and heads[1, 0].above_chance == above
 
 
 # ------------------------------------------------------------------ the longer split's checks

@@ -52,10 +52,10 @@ def arch_order(archs: Iterable[str]) -> list[str]:
 
 SOLVED = 0.99  # a replicate "solves" its task at this test token accuracy or above
 SPLITS = ("test", "test_long")  # the splits a Table 1 can be built on
-# the settings that are never chosen among: the cell's axes, the replicate's seed, and
-# what cannot change a run's result
-NOT_CHOSEN = ("lang.", "arch.", "train.seed", "train.num_threads", "train.device",
-              "train.progress", "train.resume", "train.eval_batch_size", "logger.")
+# settings that never name what a replicate chose among: its seed, and what cannot change
+# a run's result (the cell's own task and arch are the same within a replicate anyway)
+NOT_CHOSEN = ("train.seed", "train.num_threads", "train.device", "train.progress",
+              "train.resume", "train.eval_batch_size")
 CONFIG_GROUPS = ("lang.", "model.", "optimizer.", "schedule.", "train.")
 
 # two-sided 95% Student-t quantiles t(0.975, df) for df = 1..30 (scipy.stats.t.ppf)
