@@ -41,6 +41,17 @@ class Head:
     selector: np.ndarray | None = None  # [n, n] bool
     selector_name: str | None = None
     match: float | None = None  # attention mass on the selected keys, averaged over queries
+    uniform: float | None = None  # the match uniform attention over the real keys scores
+
+    @property
+    def above_chance(self) -> float | None:
+        """(match - uniform) / (1 - uniform); None without a selector or when it picks
+        every key (runs.match_above_chance)."""
+        if self.match is None or self.uniform is None:
+            return None
+        from rasp_hydra.runs import match_above_chance
+
+        return match_above_chance(self.match, self.uniform)
 
 
 @dataclass
@@ -87,7 +98,7 @@ class Run:
             for head in range(probs.shape[0]):
                 h = (layer, head)
                 out[h] = Head(probs[head], scores[head], r["selectors"].get(h), names.get(h),
-                              r["match"].get(h))
+                              r["match"].get(h), r["uniform"].get(h))
         return out
 
     def draw(self, sequence: str, numbers: int | None = None, out_dir=None) -> dict:

@@ -11,7 +11,8 @@ writes, under ``RUN_DIR/maps/<sequence>/``:
 - ``scores_layer{L}.png``: the same for the pre-softmax scores (scaled q.k);
 - ``in_out.txt``: the run, its config in one line, epochs run, test accuracy (or "not
   finished"), the input, the model's output, the task's correct output and each selector
-  head's attention match on this sequence (also printed).
+  head's attention match on this sequence, raw and above chance (``runs.match_above_chance``;
+  "-" for a select that picks every key), also printed.
 
 ``--numbers 2`` overlays the values with two decimals; ``--all`` draws every run below a
 sweep directory. Directory names escape every character outside ``[A-Za-z0-9_-]`` as
@@ -207,7 +208,8 @@ def _check_sequence(task, model, sequence: str, run_cfg) -> list[str]:
 def run_sequence(model, task, sequence: str) -> dict:
     """Run one sequence: tokens (with BOS), output and correct output token lists,
     attention and scores per layer as numpy [H, n, n], selectors {(L, H): bool [n, n]}
-    for selector heads the model has, and attention match per head."""
+    for selector heads the model has, and attention match per head with the match uniform
+    attention would score (its chance level)."""
     import torch
 
     from rasp_hydra.train import attention_terms, present_heads
@@ -219,12 +221,14 @@ def run_sequence(model, task, sequence: str) -> dict:
         correct = task.outputs(tokens, lengths)
         heads = present_heads(task.selector_heads, model.cfg)
         sels = task.selectors(tokens, lengths, heads) if heads else {}
-        match = {}
+        match, uniform = {}, {}
         if heads:
             t = attention_terms(task, tokens, lengths, attn, heads, False, True)
             rows = max(float(t["rows"]), 1.0)
             match = {h: float(m) / rows for h, m in zip(heads, t["match"].tolist(),
                                                            strict=True)}
+            uniform = {h: float(u) / rows for h, u in zip(heads, t["uniform"].tolist(),
+                                                             strict=True)}
     return {
         "tokens": list(task.decode_inputs(tokens, lengths)[0]),
         "output": task.decode_outputs(pred, lengths)[0],
@@ -233,6 +237,7 @@ def run_sequence(model, task, sequence: str) -> dict:
         "scores": [s[0].float().numpy() for s in scores],
         "selectors": {h: s[0].numpy() for h, s in sels.items()},
         "match": match,
+        "uniform": uniform,
         "missing_heads": tuple(h for h in task.selector_heads if h not in heads),
     }
 
@@ -394,10 +399,15 @@ def in_out_text(rec: dict) -> str:
         f"{rec['tokens_right']}/{len(rec['correct'])} tokens right",
     ]
     if rec["attention_match"]:
-        lines.append("attention match on this sequence (mean attention on selected keys):")
+        lines.append("attention match on this sequence (mean attention on selected keys), "
+                     "above chance ((match - u) / (1 - u), u: the match of uniform attention "
+                     "over the real keys; - where the select picks every key):")
         for key, v in rec["attention_match"].items():
+            above = rec["attention_above_chance"].get(key)
             lines.append(f"  layer {key.split(',')[0]} head {key.split(',')[1]} "
-                         f"({rec['selector_names'].get(key, '')}): {v:.4f}")
+                         f"({rec['selector_names'].get(key, '')}): "
+                         f"{'-' if above is None else f'{above:.4f}'} above chance "
+                         f"(match {v:.4f}, u {rec['attention_uniform'][key]:.4f})")
     else:
         lines.append("attention match: none (the task has no selector for this model's heads)")
     lines += [f"note: {n}" for n in rec["notes"]]
@@ -448,6 +458,9 @@ def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "a
         "input": body, "tokens": r["tokens"], "output": r["output"], "correct": r["correct"],
         "output_ok": r["output"] == r["correct"], "tokens_right": right,
         "attention_match": {runs.head_key(h): v for h, v in r["match"].items()},
+        "attention_uniform": {runs.head_key(h): v for h, v in r["uniform"].items()},
+        "attention_above_chance": {runs.head_key(h): runs.match_above_chance(v, r["uniform"][h])
+                                   for h, v in r["match"].items()},
         "selector_names": names, "notes": notes,
     }
     maps = Path(maps_dir) if maps_dir is not None else run_dir / runs.MAPS

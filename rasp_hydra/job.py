@@ -182,6 +182,23 @@ def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
     return 1  # an unknown parallel launcher: never oversubscribe
 
 
+def learned_positions_warning(max_len: int, long_lengths: tuple[int, int]) -> str:
+    """Why a longer test split says little with learned positions (a warning, not an error:
+    showing that they do not generalize is a fair experiment)."""
+    return (f"warning: model.positions=learned with a longer test split (lengths "
+            f"{long_lengths[0]}..{long_lengths[1]}, training at most {max_len}): the embeddings "
+            "of positions past the training lengths are never trained and keep their random "
+            "initial values, so test_long measures those, not what the model learned about "
+            "longer inputs. Sinusoidal positions (model.positions=sin) cover any length.")
+
+
+def _warn(run_dir: Path, log, text: str) -> None:
+    from rasp_hydra import runs
+
+    runs.append_log(run_dir, text)
+    (log or logging.getLogger("rasp_hydra").warning)(text)
+
+
 def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
             experiment: str | None = None, trial: int | None = None,
             stop=None, on_epoch_end=None) -> dict:
@@ -231,6 +248,8 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
         layers=budget.layers, heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
         dropout=cfg.model.dropout, positions=value(cfg.model.positions),
         max_len=cfg.model.max_len or longest_sequence(lang, task.bos))
+    if long_test and value(cfg.model.positions) == "learned":
+        _warn(run_dir, log, learned_positions_warning(lang.max_len, long_test[1:]))
     cfg.train.num_threads = threads
     meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits),
             "trial": trial}

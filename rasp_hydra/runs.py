@@ -62,6 +62,20 @@ def head_key(head) -> str:
     return f"{head[0]},{head[1]}"
 
 
+def match_above_chance(match: float, uniform: float) -> float | None:
+    """An attention match corrected for chance: (m - u) / (1 - u), where u is the match
+    uniform attention over the real keys scores on the same rows (train.attention_terms).
+    0 is chance, 1 all attention on selected keys; None when the select picks every key
+    (u = 1, e.g. `select(indices, indices, TRUE)`): no attention can do better than chance.
+
+    >>> match_above_chance(0.625, 0.25), match_above_chance(1.0, 1.0)
+    (0.5, None)
+    """
+    if uniform >= 1.0 - 1e-9:
+        return None
+    return (match - uniform) / (1.0 - uniform)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

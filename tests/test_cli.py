@@ -313,19 +313,21 @@ def check_report(sweep: Path, cwd: Path) -> None:
     md = (out / "table1.md").read_text()
     first_table = md[md.index("\n|"):].split("\n\n")[0].strip()
     assert first_table.count("\n") == 3 and first_table in proc.stdout  # header, rule, 2 tasks
-    t1 = pd.read_csv(out / "table1.csv").set_index("task")
+    t1 = pd.read_csv(out / "table1.csv").set_index(["task", "arch"])
     for n in range(4):
         m = metrics(sweep / str(n))
-        if m["status"] == "completed":
+        if m["status"] == "completed":  # one run per cell: its own figures
             arch = OmegaConf.load(sweep / str(n) / ".hydra/config.yaml").arch.name
-            assert t1.loc[m["task"], f"{arch}.best"] == pytest.approx(
+            assert t1.loc[(m["task"], arch), "test_acc_mean"] == pytest.approx(
                 m["final"]["test"]["token_acc"])
-            assert t1.loc[m["task"], f"{arch}.seq_acc"] == pytest.approx(
+            assert t1.loc[(m["task"], arch), "test_seq_acc_mean"] == pytest.approx(
                 m["final"]["test"]["seq_acc"])
-    assert t1.loc["hist_10_bos", "failed"] == 1 and t1.loc["hist_10_bos", "skipped"] == 1
-    assert pd.isna(t1.loc["hist_10_bos", "predicted.best"])  # a failure is not accuracy 0
+    hist = t1.loc["hist_10_bos"]
+    assert hist["failed"].sum() == 1 and hist["skipped"].sum() == 1
+    # a failure is not accuracy 0
+    assert pd.isna(t1.loc[("hist_10_bos", "predicted"), "test_acc_mean"])
     for head, value in metrics(sweep / "2")["attention_match"].items():
-        assert t1.loc["sort_10", f"attn.{head}"] == pytest.approx(value)
+        assert t1.loc[("sort_10", "predicted"), f"attn.{head}"] == pytest.approx(value)
 
     # partial: job 3 deleted, job 2 "still running"
     import shutil
@@ -336,9 +338,9 @@ def check_report(sweep: Path, cwd: Path) -> None:
     (sweep / "2" / "metrics.json").write_text(json.dumps(m2))
     proc = cli(str(sweep), "--out", str(cwd / "partial"), cwd=cwd, check=True,
                module="rasp_hydra.report")
-    t1 = pd.read_csv(cwd / "partial" / "table1.csv").set_index("task")
-    assert t1.loc["sort_10", "running"] == 1 and t1.loc["sort_10", "missing"] == 1
-    assert pd.isna(t1.loc["sort_10", "predicted.best"])
+    t1 = pd.read_csv(cwd / "partial" / "table1.csv").set_index(["task", "arch"])
+    assert t1.loc["sort_10", "running"].sum() == 1 and t1.loc["sort_10", "missing"].sum() == 1
+    assert pd.isna(t1.loc[("sort_10", "predicted"), "test_acc_mean"])
     assert "running" in proc.stdout and "missing" in proc.stdout
 
 

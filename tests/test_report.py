@@ -128,45 +128,53 @@ def test_collect_runs_rows_and_statuses(sweep):
     assert math.isnan(running["test_acc"])
 
 
+def chosen_on_validation(ms: list[dict]) -> dict:
+    """The run a replicate reports: best final validation accuracy, then lower loss."""
+    return max(ms, key=lambda m: (m["final"]["valid"]["token_acc"], -m["final"]["valid"]["loss"]))
+
+
 def test_table1_equals_direct_computation(sweep):
     df = report.collect_runs([sweep])
-    t1 = report.table1(df).set_index("task")
+    t1 = report.table1(df).set_index(["task", "arch"])
     by = direct(sweep)
-    assert list(t1.index) == ["reverse_26", "hist2_26_bos_with_attns"]  # paper order
-    for (task, arch), ms in by.items():
-        accs = [m["final"]["test"]["token_acc"] for m in ms]
-        best = max(ms, key=lambda m: m["final"]["test"]["token_acc"])
-        assert t1.loc[task, f"{arch}.best"] == pytest.approx(max(accs))
-        assert t1.loc[task, f"{arch}.mean"] == pytest.approx(sum(accs) / len(accs))
-        assert t1.loc[task, f"{arch}.n"] == len(accs)
-        if len(accs) > 1:
-            assert t1.loc[task, f"{arch}.std"] == pytest.approx(pd.Series(accs).std())
-        assert t1.loc[task, f"{arch}.seq_acc"] == best["final"]["test"]["seq_acc"]
+    tasks = list(dict.fromkeys(t1.index.get_level_values("task")))
+    assert tasks == ["reverse_26", "hist2_26_bos_with_attns"]  # paper order
+    assert list(t1.loc["reverse_26"].index) == list(ARCHS)
+    for (task, arch), ms in by.items():  # one seed: one replicate per cell
+        best = chosen_on_validation(ms)["final"]["test"]
+        r = t1.loc[(task, arch)]
+        assert r["seeds"] == 1 and math.isnan(r["test_acc_ci95"])
+        assert r["test_acc_mean"] == r["test_acc_min"] == r["test_acc_max"] == best["token_acc"]
+        assert r["test_seq_acc_mean"] == best["seq_acc"]
+        assert r["solved"] == f"{int(best['token_acc'] >= 0.99)}/1"
     # variants with nothing counted: NaN, never 0
-    assert t1.loc["reverse_26", "fewer_heads.n"] == 0
-    assert math.isnan(t1.loc["reverse_26", "fewer_heads.best"])
-    # attention match of the best predicted hist2 run
-    best = max(by[("hist2_26_bos_with_attns", "predicted")],
-               key=lambda m: m["final"]["test"]["token_acc"])
+    assert t1.loc[("reverse_26", "fewer_heads"), "seeds"] == 0
+    assert math.isnan(t1.loc[("reverse_26", "fewer_heads"), "test_acc_mean"])
+    assert t1.loc[("reverse_26", "fewer_heads"), "solved"] == "0/0"
+    # attention match of the chosen predicted hist2 run; these runs record no uniform match
+    best = chosen_on_validation(by[("hist2_26_bos_with_attns", "predicted")])
     for head, v in best["attention_match"].items():
-        assert t1.loc["hist2_26_bos_with_attns", f"attn.{head}"] == v
-    assert t1.loc["hist2_26_bos_with_attns", "attn.min"] == min(best["attention_match"].values())
-    assert math.isnan(t1.loc["reverse_26", "attn.min"])
-    # status counts per task
-    r = t1.loc["reverse_26"]
+        assert t1.loc[("hist2_26_bos_with_attns", "predicted"), f"attn.{head}"] == v
+        assert math.isnan(t1.loc[("hist2_26_bos_with_attns", "predicted"), f"attn_above.{head}"])
+    assert t1.loc["reverse_26"].filter(like="attn.").isna().all().all()
+    # status counts per task, summed over its cells
+    per_task = t1.groupby(level="task").sum(numeric_only=True)
+    r = per_task.loc["reverse_26"]
     assert (r["runs"], r["completed"], r["skipped"], r["interrupted"], r["running"],
             r["missing"]) == (8, 4, 2, 1, 0, 1)
-    h = t1.loc["hist2_26_bos_with_attns"]
+    h = per_task.loc["hist2_26_bos_with_attns"]
     assert (h["runs"], h["completed"], h["failed"], h["running"]) == (8, 5, 1, 2)
 
 
 def test_include_interrupted(sweep):
+    """reverse_26 fewer_layers: job 4 completed, job 5 (better on validation) interrupted."""
     df = report.collect_runs([sweep])
-    t1 = report.table1(df, include_interrupted=True).set_index("task")
-    accs = [m["final"]["test"]["token_acc"]
-            for m in direct(sweep, True)[("reverse_26", "fewer_layers")]]
-    assert t1.loc["reverse_26", "fewer_layers.n"] == 2
-    assert t1.loc["reverse_26", "fewer_layers.mean"] == pytest.approx(sum(accs) / 2)
+    accs = {Path(p).name: a for p, a in zip(df["run_dir"], df["test_acc"], strict=True)}
+    t1 = report.table1(df).set_index(["task", "arch"])
+    assert t1.loc[("reverse_26", "fewer_layers"), "test_acc_mean"] == accs["4"]
+    t1 = report.table1(df, include_interrupted=True).set_index(["task", "arch"])
+    assert t1.loc[("reverse_26", "fewer_layers"), "seeds"] == 1
+    assert t1.loc[("reverse_26", "fewer_layers"), "test_acc_mean"] == accs["5"]
 
 
 def test_summary_per_layers_heads(sweep):
@@ -217,7 +225,8 @@ def test_write_report_files(sweep, tmp_path):
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 16
     t1 = pd.read_csv(out / "table1.csv")
-    assert t1.loc[0, "predicted.best"] == report.table1(df).loc[0, "predicted.best"]
+    assert t1.loc[0, "test_acc_mean"] == report.table1(df).loc[0, "test_acc_mean"]
+    assert not (out / "table1_long.csv").exists()  # no run has a longer test split
     md = (out / "table1.md").read_text()
     assert "1 failed" in md and "1 missing" in md and "2 skipped" in md
     page = (out / "index.html").read_text()
@@ -271,9 +280,9 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     status = dict(zip(df["run_dir"].map(lambda p: Path(p).name), df["status"], strict=True))
     assert status == {"0": "running", "1": "running", "2": "unknown", "3": "unknown"}
     assert "unreadable metrics.json" in df.loc[df["status"] == "unknown", "reason"].iloc[0]
-    t1 = report.table1(df).set_index("task")
+    t1 = report.table1(df).groupby("task").sum(numeric_only=True)
     assert t1.loc["reverse_26", "running"] == 2 and t1.loc["reverse_26", "unknown"] == 1
-    assert t1.filter(like=".n").sum().sum() == 0  # nothing counted, nothing is 0 %
+    assert t1["seeds"].sum() == 0  # nothing counted, nothing is 0 %
     assert report.summary(df).empty
     report.write_report(df, tmp_path / "rep")
     tex = (tmp_path / "rep" / "table1.tex").read_text()
@@ -384,9 +393,10 @@ def test_optuna_sweep_trials_are_runs(tmp_path, finished):
     assert list(df["trial"]) == [0, 2, 3, 4]
     assert [Path(p).name for p in df["run_dir"]] == ["0", "2", "3", "4"]
     assert list(df["status"]) == ["completed", "completed", "failed", "completed"]
-    t1 = report.table1(df).set_index("task")
-    assert t1.loc["reverse_26", "predicted.best"] == max(accs.values())
-    assert t1.loc["reverse_26", "predicted.n"] == 3 and t1.loc["reverse_26", "failed"] == 1
+    t1 = report.table1(df).set_index("task")  # validation and test agree here
+    assert t1.loc["reverse_26", "test_acc_mean"] == max(accs.values())
+    assert t1.loc["reverse_26", "seeds"] == 1 and t1.loc["reverse_26", "completed"] == 3
+    assert t1.loc["reverse_26", "failed"] == 1
     page = report.write_report(df, tmp_path / "rep")["html"].read_text()
     assert "<th>trial</th>" in page
 

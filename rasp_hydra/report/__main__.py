@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rasp_hydra.report.collect import ReportError, collect_runs
 from rasp_hydra.report.render import display_table1, sweep_name, to_markdown, write_report
-from rasp_hydra.report.tables import status_counts, table1
+from rasp_hydra.report.tables import SOLVED, status_counts, table1
 
 
 def cannot_write(out: Path, err: OSError, given: bool) -> str:
@@ -39,8 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--self-contained", action="store_true",
                         help="index.html embeds each run's curves and links only inside "
                              "itself, so the one file can be shared alone")
+    parser.add_argument("--solved", type=float, default=SOLVED, metavar="ACC",
+                        help="a replicate solves its task at this test token accuracy or "
+                             f"above, a fraction (default {SOLVED})")
     args = parser.parse_args(argv)
     try:
+        if not 0.0 < args.solved <= 1.0:
+            raise ReportError(
+                f"--solved {args.solved}: the threshold is a fraction of tokens right, above 0 "
+                f"and at most 1 (default {SOLVED}, i.e. 99%).")
         df = collect_runs(args.paths)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -49,16 +56,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         files = write_report(df, out, sources=[str(p) for p in args.paths],
                              include_interrupted=args.include_interrupted,
-                             self_contained=args.self_contained)
+                             self_contained=args.self_contained, solved=args.solved)
     except OSError as e:  # a read-only place, a full disk, no permission
         print(f"error: {cannot_write(out, e, given=bool(args.out))}", file=sys.stderr)
         return 2
-    t1 = table1(df, args.include_interrupted)
-    print(to_markdown(display_table1(t1, df, args.include_interrupted)))
+    t1 = table1(df, args.include_interrupted, args.solved)
+    print(to_markdown(display_table1(t1, args.include_interrupted)))
+    if "long_csv" in files:
+        t1_long = table1(df, args.include_interrupted, args.solved, split="test_long")
+        print("\nlonger inputs (test_long):")
+        print(to_markdown(display_table1(t1_long, args.include_interrupted, split="test_long")))
     counts = status_counts(df)
     print("\nruns: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    also = ", table1_long.md/.csv/.png" if "long_csv" in files else ""
     print(f"report: {files['html']} (and table1.md/.csv/.tex, runs.csv, summary.csv, "
-          f"table1.png in {out})")
+          f"table1.png{also} in {out})")
     return 0
 
 

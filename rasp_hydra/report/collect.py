@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from rasp_hydra import runs
-from rasp_hydra.config import ArchName
+from rasp_hydra.config import ArchName, long_test_lengths
 
 EPOCH_FOR_VAL = 20
 UNKNOWN_TASK = "(unknown)"
@@ -89,6 +89,19 @@ def derive_arch(layers, heads, predicted_layers, predicted_heads) -> str:
     return arch.value if arch is not None else f"L{l}H{h}"
 
 
+def _lengths(flat_cfg: dict) -> dict:
+    """The training lengths and, for a run with a longer test split, its lengths (both
+    without BOS), from the config."""
+    lo, hi = flat_cfg.get("lang.min_len"), flat_cfg.get("lang.max_len")
+    out = {"lengths": f"{lo}–{hi}" if lo is not None and hi is not None else None,
+           "long_lengths": None}
+    if hi is not None and (flat_cfg.get("lang.long_test_size") or 0) > 0:
+        long_lo, long_hi = long_test_lengths(int(hi), flat_cfg.get("lang.long_min_len"),
+                                             flat_cfg.get("lang.long_max_len"))
+        out["long_lengths"] = f"{long_lo}–{long_hi}"
+    return out
+
+
 def _status(metrics: dict, problem: str | None, run_dir: Path) -> str:
     if metrics:
         return str(metrics.get("status") or "unknown")
@@ -148,6 +161,14 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         "test_acc": _num(flat_metrics.get("final.test.token_acc")),
         "test_seq_acc": _num(flat_metrics.get("final.test.seq_acc")),
         "test_loss": _num(flat_metrics.get("final.test.loss")),
+        # the replicate a run belongs to, and what chooses among a replicate's runs
+        "seed": _num(_first(metrics.get("seed"), flat_cfg.get("train.seed"))),
+        "valid_acc": _num(flat_metrics.get("final.valid.token_acc")),
+        "valid_loss": _num(flat_metrics.get("final.valid.loss")),
+        # length generalization: the "test_long" split, when the run has one
+        "test_long_acc": _num(flat_metrics.get("final.test_long.token_acc")),
+        "test_long_seq_acc": _num(flat_metrics.get("final.test_long.seq_acc")),
+        **_lengths(flat_cfg),
         "val_acc_epoch20": _val_acc_at(hist),
         "epochs_run": _num(_first(metrics.get("epochs_run"),
                                   None if hist is None else len(hist))),
@@ -179,7 +200,9 @@ def _missing_jobs(sweep_root: Path, present: Iterable[Path]) -> list[dict]:
             "run_dir": str((sweep_root / str(num)).resolve()),
             "status": "missing",
             "reason": "job directory absent; overrides: " + " ".join(job),
-            "task": _first(values.get("lang"), values.get("+lang")),
+            # a lang option may sit in a folder of the group (lang=quick/dyck1_ptf)
+            "task": str(_first(values.get("lang"), values.get("+lang"), "")).rsplit("/", 1)[-1]
+            or None,
             "arch": _first(values.get("arch"), values.get("+arch")),
             "lr": _num(values.get("optimizer.lr")),
             "gamma": _num(values.get("schedule.gamma")),
@@ -235,11 +258,22 @@ def _fill_missing_tasks(df: pd.DataFrame) -> pd.DataFrame:
     """A missing job's task is its lang override when a present run has that task (else
     unknown); its family comes from the present runs."""
     missing = df["status"] == "missing"
+    if not missing.any():
+        return df
     present = df[~missing]
     known = set(present["task"])
     df.loc[missing & ~df["task"].isin(known), "task"] = UNKNOWN_TASK
     family = present.dropna(subset=["family"]).groupby("task")["family"].first()
     df.loc[missing, "family"] = df.loc[missing, "task"].map(family)
+    # and its shape from the arch variant and the task's budget, as a present run has it
+    for col in ("predicted_layers", "predicted_heads"):
+        df.loc[missing, col] = df.loc[missing, "task"].map(present.groupby("task")[col].max())
+    for i in df.index[missing]:
+        r = df.loc[i]
+        if r["arch"] in ARCH_ORDER and pd.notna(r["predicted_layers"]):
+            layers, heads, _ = ArchName(r["arch"]).budget(int(r["predicted_layers"]),
+                                                          int(r["predicted_heads"]))
+            df.loc[i, ["layers", "heads"]] = [layers, heads]
     return df
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -22,10 +23,14 @@ import pandas as pd
 from rasp_hydra import runs
 from rasp_hydra.report.collect import EPOCH_FOR_VAL
 from rasp_hydra.report.tables import (
+    SOLVED,
     STATUS_ORDER,
-    counted,
+    arch_order,
+    choose_on_validation,
+    chosen_among,
+    has_long_split,
+    head_order,
     not_counted_runs,
-    status_counts,
     summary,
     table1,
 )
@@ -46,20 +51,25 @@ def _status_note(row: pd.Series | dict) -> str:
     return ", ".join(f"{int(row.get(s, 0))} {s}" for s in STATUS_ORDER[1:] if row.get(s, 0))
 
 
-def _arch_cell(r: pd.Series, arch: str, runs_of_arch: pd.DataFrame,
-               include_interrupted: bool) -> str:
-    if not r[f"{arch}.runs"]:
-        return ""
-    lh = f"{_int(r[f'{arch}.layers'])}L{_int(r[f'{arch}.heads'])}H"
-    if r[f"{arch}.n"]:
-        spread = (f"{_pct(r[f'{arch}.mean'])} ± {_pct(r[f'{arch}.std'])}"
-                  if r[f"{arch}.n"] > 1 else _pct(r[f"{arch}.mean"]))
-        cell = (f"{lh}: **{_pct(r[f'{arch}.best'])}** ({spread}, n={r[f'{arch}.n']}) "
-                f"seq {_pct(r[f'{arch}.seq_acc'])}")
-    else:
-        cell = f"{lh}: –"
-    not_counted = {s: n for s, n in status_counts(runs_of_arch).items()
-                   if n and s != "completed"}
+def _spread(r: pd.Series, metric: str, solved_col: str) -> str:
+    """``99.6 ± 0.3 (3/3; 99.2–99.9)``: mean ± 95% half-width (k/n solved; min–max); for
+    one replicate ``99.6 (1/1)``."""
+    n = int(r["seeds"])
+    if not n:
+        return "–"
+    if n == 1:
+        return f"{_pct(r[f'{metric}_mean'])} ({r[solved_col]})"
+    return (f"{_pct(r[f'{metric}_mean'])} ± {_pct(r[f'{metric}_ci95'])} ({r[solved_col]}; "
+            f"{_pct(r[f'{metric}_min'])}–{_pct(r[f'{metric}_max'])})")
+
+
+def _arch_cell(r: pd.Series, split: str, include_interrupted: bool) -> str:
+    lh = f"{_int(r['layers'])}L{_int(r['heads'])}H"
+    cell = f"{lh}: –"
+    if r["seeds"]:
+        cell = (f"{lh}: {_spread(r, f'{split}_acc', 'solved')}, "
+                f"seq {_spread(r, f'{split}_seq_acc', 'seq_solved')}")
+    not_counted = {s: int(r[s]) for s in STATUS_ORDER[1:] if r.get(s, 0)}
     if include_interrupted and "interrupted" in not_counted:
         not_counted["interrupted (counted)"] = not_counted.pop("interrupted")
     if not_counted:
@@ -67,29 +77,53 @@ def _arch_cell(r: pd.Series, arch: str, runs_of_arch: pd.DataFrame,
     return cell
 
 
-def display_table1(t1: pd.DataFrame, df: pd.DataFrame,
-                   include_interrupted: bool = False) -> pd.DataFrame:
-    """Table 1 as strings for Markdown/LaTeX/HTML: percentages, one cell per arch variant.
+def _attention_text(r: pd.Series) -> str:
+    """Per head of the predicted cell: match above chance (raw match), "–" above chance
+    where the select picks every key, and only the raw match where the runs did not record
+    uniform attention's match."""
+    parts = []
+    heads = [c[len("attn."):] for c in r.index if c.startswith("attn.") and pd.notna(r[c])]
+    for h in sorted(heads, key=lambda h: [int(x) if x.isdigit() else x for x in h.split(",")]):
+        c = f"attn.{h}"
+        u = r.get(f"attn_uniform.{h}")
+        if u is None or pd.isna(u):
+            parts.append(f"{h}: raw {_pct(r[c])}")
+        else:
+            parts.append(f"{h}: {_pct(r.get(f'attn_above.{h}'))} ({_pct(r[c])})")
+    return "; ".join(parts) or "–"
 
-    A variant cell reads ``best (mean ± std, n=k) seq s`` with the variant's layers/heads,
-    plus what did not count (e.g. ``1 failed``).
-    """
-    archs = [c[: -len(".best")] for c in t1.columns if c.endswith(".best")]
-    attn_cols = [c for c in t1.columns if c.startswith("attn.") and c != "attn.min"]
+
+def display_table1(t1: pd.DataFrame, include_interrupted: bool = False,
+                   split: str = "test") -> pd.DataFrame:
+    """Table 1 as strings for Markdown/LaTeX/HTML: one row per task, one cell per arch
+    variant (percentages): ``2L1H: 99.6 ± 0.3 (3/3; 99.2–99.9), seq ...`` plus what did not
+    count (e.g. ``[1 failed]``); on test, the predicted cell's attention match above chance."""
+    if not len(t1):
+        return pd.DataFrame()
     rows = []
-    for _, r in t1.iterrows():
-        out = {"task": r["task"], "RASP L/H": f"{_int(r['predicted_layers'])}/"
-               f"{_int(r['predicted_heads'])}"}
-        t = df[df["task"] == r["task"]]
-        for arch in archs:
-            out[arch] = _arch_cell(r, arch, t[t["arch"] == arch], include_interrupted)
-        heads = [f"{c[5:]}: {_pct(r[c])}" for c in attn_cols if pd.notna(r[c])]
-        out["attn match (best predicted)"] = (
-            f"min {_pct(r['attn.min'])} ({'; '.join(heads)})" if heads else "–")
-        note = _status_note(r)
-        out["runs"] = f"{int(r['runs'])}" + (f" ({note})" if note else "")
+    for task in dict.fromkeys(t1["task"]):
+        cells = t1[t1["task"] == task]
+        first = cells.iloc[0]
+        out = {"task": task, "RASP L/H": f"{_int(first['predicted_layers'])}/"
+               f"{_int(first['predicted_heads'])}"}
+        if split == "test_long":
+            out["lengths (train → long)"] = f"{first['lengths']} → {first['long_lengths']}"
+        for _, r in cells.iterrows():
+            out[r["arch"]] = _arch_cell(r, split, include_interrupted)
+        if split == "test":
+            pred = cells[cells["arch"] == "predicted"]
+            out["attn match above chance (predicted)"] = \
+                _attention_text(pred.iloc[0]) if len(pred) else "–"
+        counts = cells[[c for c in STATUS_ORDER if c in cells]].sum()
+        note = _status_note(counts)
+        out["runs"] = f"{int(cells['runs'].sum())}" + (f" ({note})" if note else "")
         rows.append(out)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # arch columns in the table's own order, whichever task came first
+    archs = arch_order(t1["arch"])
+    fixed = [c for c in frame.columns if c not in archs]
+    return frame[fixed[:3 if split == "test_long" else 2] + archs
+                 + fixed[3 if split == "test_long" else 2:]].fillna("")
 
 
 def display_summary(s: pd.DataFrame) -> pd.DataFrame:
@@ -135,37 +169,52 @@ def sweep_name(paths: Sequence[str | os.PathLike]) -> str:
 
 
 def plot_table1(t1: pd.DataFrame, df: pd.DataFrame, path: Path,
-                include_interrupted: bool = False) -> None:
-    """Grouped bars: best test token accuracy per task (groups) and arch variant (bars);
-    dots are the individual counted runs."""
+                include_interrupted: bool = False, split: str = "test") -> None:
+    """Grouped bars per task (groups) and arch variant (bars): the bar is the mean over
+    replicates, the black line its 95% interval, the dots the replicates (each the run
+    chosen on validation); a cell with no counted run says why in text."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    archs = [c[: -len(".best")] for c in t1.columns if c.endswith(".best")]
-    tasks = list(t1["task"])
-    ok = counted(df, include_interrupted)
+    archs = arch_order(t1["arch"])
+    tasks = list(dict.fromkeys(t1["task"]))
+    cells = t1.set_index(["task", "arch"])
+    chosen = choose_on_validation(df, include_interrupted, split)
+    metric = f"{split}_acc"
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(tasks) + 2), 4.2))
     width = 0.8 / max(1, len(archs))
+    labelled = set()
     for j, arch in enumerate(archs):
-        xs = [i + (j - (len(archs) - 1) / 2) * width for i in range(len(tasks))]
-        heights = [100 * v if pd.notna(v) else 0.0 for v in t1[f"{arch}.best"]]
-        ax.bar(xs, heights, width, label=arch, color=f"C{j}")
-        for x, task in zip(xs, tasks, strict=True):
-            a = df[(df["task"] == task) & (df["arch"] == arch)]
-            good = a[ok.loc[a.index]]
-            if len(good):
-                ax.plot([x] * len(good), 100 * good["test_acc"], "k.", ms=4)
-            elif len(a):  # say why there is no bar: "skipped", "running", ...
+        for i, task in enumerate(tasks):
+            if (task, arch) not in cells.index:
+                continue
+            x = i + (j - (len(archs) - 1) / 2) * width
+            r = cells.loc[(task, arch)]
+            if not r["seeds"]:  # say why there is no bar: "skipped", "running", ...
+                a = df[(df["task"] == task) & (df["arch"] == arch)]
                 label = "/".join(a["status"].value_counts().index)
                 ax.text(x, 2, label, rotation=90, ha="center", va="bottom", fontsize=7)
+                continue
+            ax.bar(x, 100 * r[f"{metric}_mean"], width, color=f"C{j}", alpha=0.6,
+                   label=None if arch in labelled else arch)
+            labelled.add(arch)
+            if pd.notna(r[f"{metric}_ci95"]):  # drawn within 0..100, the CSV has it all
+                mean, half = 100 * r[f"{metric}_mean"], 100 * r[f"{metric}_ci95"]
+                ax.errorbar(x, mean, yerr=[[min(half, mean)], [min(half, 100 - mean)]],
+                            fmt="none", ecolor="k", capsize=3, lw=1)
+            c = chosen[(chosen["task"] == task) & (chosen["arch"] == arch)]
+            ax.plot([x] * len(c), 100 * c[metric], "k.", ms=5)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
-    ax.set_ylabel("test token accuracy (%)")
+    ax.set_ylabel(f"{split} token accuracy (%)")
     ax.set_ylim(0, 119)
     ax.set_yticks(range(0, 101, 20))
-    ax.set_title("Test accuracy per task and architecture (bar: best run; dots: runs)")
-    ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="upper center")
+    what = "Test accuracy" if split == "test" else "Accuracy on longer inputs (test_long)"
+    ax.set_title(f"{what} per task and architecture\n(bar: mean over seeds; line: 95% "
+                 "interval; dots: seeds)", fontsize=10)
+    if labelled:
+        ax.legend(fontsize=8, ncols=min(4, max(1, len(archs))), loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -268,7 +317,11 @@ def _run_sections(df: pd.DataFrame) -> str:
 
 
 def _html_page(title: str, sources: Sequence[str], note: str, tables: dict[str, str],
-               figure: bytes) -> str:
+               figure: bytes, long: tuple[str, str, bytes] | None = None) -> str:
+    """The page; `long` is the length-generalization section's (note, table, figure)."""
+    long_section = "" if long is None else (
+        f"<h2>Length generalization</h2><p>{html.escape(long[0])}</p>{long[1]}"
+        f'<p><img alt="longer test accuracy per task and arch" src="{_data_uri(long[2])}"></p>')
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Table 1: {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table.t{{border-collapse:collapse;font-size:90%}}
@@ -279,6 +332,7 @@ tr.skipped,tr.interrupted{{background:#eee}}</style></head><body>
 <p>{html.escape(note)}</p>
 {tables["table1"]}
 <p><img alt="test accuracy per task and arch" src="{_data_uri(figure)}"></p>
+{long_section}
 <h2>Per (task, layers, heads)</h2>{tables["summary"]}
 <h2>Runs ({tables["n_runs"]})</h2>{tables["runs"]}
 {tables["details"]}
@@ -289,15 +343,19 @@ tr.skipped,tr.interrupted{{background:#eee}}</style></head><body>
 # --------------------------------------------------------------------------- all files
 
 
-def _markdown(title: str, note: str, disp: pd.DataFrame, disp_s: pd.DataFrame,
-              rest: pd.DataFrame, out: Path) -> str:
-    if len(rest):
-        rest = rest.drop(columns=["run_dir"]).assign(
-            run=[os.path.relpath(p, out) for p in rest["run_dir"]]).astype(object).fillna("")
-    return "\n".join([
-        f"# Table 1: {title}", "", note, "", to_markdown(disp), "",
-        "## Per (task, layers, heads)", "", to_markdown(disp_s), "",
-        "## Runs not counted", "", to_markdown(rest), ""])
+def _markdown(title: str, note: str, disp: pd.DataFrame, disp_s: pd.DataFrame | None = None,
+              rest: pd.DataFrame | None = None, out: Path | None = None) -> str:
+    parts = [f"# {title}", "", note, "", to_markdown(disp), ""]
+    if disp_s is not None:
+        parts += ["## Per (task, layers, heads), over all counted runs", "", to_markdown(disp_s),
+                  ""]
+    if rest is not None:
+        if len(rest):
+            rest = rest.drop(columns=["run_dir"]).assign(
+                run=[os.path.relpath(p, out) for p in rest["run_dir"]]).astype(object) \
+                .fillna("")
+        parts += ["## Runs not counted", "", to_markdown(rest), ""]
+    return "\n".join(parts)
 
 
 def _latex(disp: pd.DataFrame, note: str) -> str:
@@ -306,43 +364,97 @@ def _latex(disp: pd.DataFrame, note: str) -> str:
     caption = re.sub(r"[\\%_&#${}]", lambda m: specials[m.group()], note)
     tex = disp.map(lambda v: re.sub(r"\*\*(.+?)\*\*", r"\1", str(v)))
     return tex.to_latex(index=False, escape=True, caption=caption,
-                        label="tab:table1").replace("±", "$\\pm$")
+                        label="tab:table1").replace("±", "$\\pm$").replace("≥", "$\\geq$")
+
+
+def notes(df: pd.DataFrame, include_interrupted: bool = False,
+          solved: float = SOLVED) -> tuple[str, str]:
+    """The headers of the test table and of the longer test table: how runs were chosen and
+    what each figure is."""
+    axes = chosen_among(df, include_interrupted)
+    counting = "completed and interrupted" if include_interrupted else "completed"
+    pct = f"{100 * solved:g}%"
+    spread = (f"Each figure: mean ± half-width of the 95% Student-t interval over replicates "
+              f"(none for one), then (k/n: replicates at or above {pct}; min–max); seq: the "
+              "same for whole-sequence accuracy.")
+    rule = ("the one with the best final validation token accuracy (ties: lower validation "
+            "loss); the test split never chooses")
+    among = (f"Each replicate's figures are those of its run chosen among its runs that differ "
+             f"in {', '.join(axes)}: {rule}." if axes else
+             "Each replicate has one run here (among several, differing in lr, gamma or any "
+             f"setting but the task, arch and seed, {rule}).")
+    choice = (f"A cell is a task and an arch variant; its replicates are its train.seed values. "
+              f"{among} Only {counting} runs count; the others are counted by status, never "
+              "as accuracy 0.")
+    attention = ("Attention: per head of the predicted arch, the match above chance, "
+                 "(m - u) / (1 - u) with u the match of uniform attention over the real keys, "
+                 "mean over replicates, the raw match in brackets; – where the select picks "
+                 "every key (u = 1).")
+    no_uniform = pd.Series(math.nan, index=df.index)
+    if any((df[f"attention_match.{h}"].notna()
+            & df.get(f"attention_uniform.{h}", no_uniform).isna()).any() for h in head_order(df)):
+        attention += (" Runs that did not record uniform attention's match (older runs) show "
+                      "the raw match only.")
+    test = f"Test token accuracy (%). {spread} {choice} {attention}"
+    ranges = {}
+    if has_long_split(df):
+        have = df[df["test_long_acc"].notna()]
+        for (lo, hi), tasks in have.groupby(["lengths", "long_lengths"])["task"]:
+            ranges[f"trained on lengths {lo}, tested on {hi}"] = sorted(set(tasks))
+    where = "; ".join(f"{k} ({', '.join(v)})" if len(ranges) > 1 else k
+                      for k, v in ranges.items())
+    long = (f"Length generalization: token accuracy (%) on the test_long split, longer than "
+            f"any training sequence: {where}. {spread} {choice} The run of each replicate is "
+            "chosen on the validation split, at the training lengths.")
+    return test, long
 
 
 def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, sources: Sequence[str] = (),
-                 include_interrupted: bool = False,
-                 self_contained: bool = False) -> dict[str, Path]:
+                 include_interrupted: bool = False, self_contained: bool = False,
+                 solved: float = SOLVED) -> dict[str, Path]:
     """Write every output file into ``out_dir`` (created) and return {kind: path}.
 
     ``self_contained``: the HTML page embeds each run's curves and links only to anchors
-    inside itself; otherwise its per-run links are relative to ``out_dir``.
+    inside itself; otherwise its per-run links are relative to ``out_dir``. When runs have
+    a "test_long" split, ``table1_long.md``/``.csv``/``.png`` too, and a section in the page.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     here = out.resolve()  # links are computed from where the page really is
-    t1 = table1(df, include_interrupted)
+    t1 = table1(df, include_interrupted, solved)
     s = summary(df, include_interrupted)
-    disp, disp_s = display_table1(t1, df, include_interrupted), display_summary(s)
-    counting = "completed and interrupted" if include_interrupted else "completed"
-    note = (f"Test token accuracy (%), best over the lr/gamma runs of each arch variant "
-            f"({counting} runs only), with mean ± std and n; seq = whole-sequence accuracy of "
-            f"the best run; attention match of the best predicted-budget run.")
+    disp, disp_s = display_table1(t1, include_interrupted), display_summary(s)
+    note, long_note = notes(df, include_interrupted, solved)
+    title = ", ".join(sources) or out.name
 
-    files = {k: out / v for k, v in {
-        "runs_csv": "runs.csv", "table1_csv": "table1.csv", "summary_csv": "summary.csv",
-        "table1_md": "table1.md", "table1_tex": "table1.tex", "figure": "table1.png",
-        "html": "index.html"}.items()}
+    names = {"runs_csv": "runs.csv", "table1_csv": "table1.csv", "summary_csv": "summary.csv",
+             "table1_md": "table1.md", "table1_tex": "table1.tex", "figure": "table1.png",
+             "html": "index.html"}
+    long = has_long_split(df)
+    if long:
+        names.update(long_csv="table1_long.csv", long_md="table1_long.md",
+                     long_figure="table1_long.png")
+    files = {k: out / v for k, v in names.items()}
     df.to_csv(files["runs_csv"], index=False)
     t1.to_csv(files["table1_csv"], index=False)
     s.to_csv(files["summary_csv"], index=False)
     files["table1_md"].write_text(_markdown(
-        ", ".join(sources) or out.name, note, disp, disp_s,
-        not_counted_runs(df, include_interrupted), here))
+        f"Table 1: {title}", note, disp, disp_s, not_counted_runs(df, include_interrupted),
+        here))
     files["table1_tex"].write_text(_latex(disp, note))
     plot_table1(t1, df, files["figure"], include_interrupted)
+    long_html = None
+    if long:
+        t1_long = table1(df, include_interrupted, solved, split="test_long")
+        disp_long = display_table1(t1_long, include_interrupted, split="test_long")
+        t1_long.to_csv(files["long_csv"], index=False)
+        files["long_md"].write_text(_markdown(f"Table 1 on longer inputs: {title}", long_note,
+                                              disp_long))
+        plot_table1(t1_long, df, files["long_figure"], include_interrupted, split="test_long")
+        long_html = (long_note, _html_table(disp_long), files["long_figure"].read_bytes())
     tables = {"table1": _html_table(disp), "summary": _html_table(disp_s), "n_runs": len(df),
               "runs": _runs_html(df, here, self_contained),
               "details": _run_sections(df) if self_contained else ""}
     files["html"].write_text(_html_page(out.name, sources, note, tables,
-                                        files["figure"].read_bytes()))
+                                        files["figure"].read_bytes(), long_html))
     return files
