@@ -155,7 +155,7 @@ def cmd_draw(prog: Program, name: str, text: str, out: Path) -> None:
         result = prog.eval(name, inp)
     except RASPError as err:
         raise on_input(err, name, shown) from None
-    draw_compiled(name, compiled, matrices, list(inp), result, out)
+    draw_compiled(name, compiled, matrices, inp, result, out)
     print(f"wrote {out}")
 
 
@@ -172,7 +172,8 @@ def select_label(sel: Select) -> str:
 
 def draw_compiled(name, compiled, matrices, inp, result, out: Path):
     """One row per layer: its heads' select matrices (query rows, key columns) and the
-    names of the s-ops computed in the layer. Returns the (saved) Figure."""
+    names of the s-ops computed in the layer, titled ``name(inp) = result`` (``inp``: a
+    string or a list). Returns the (saved) Figure."""
     # bare Figure + Agg canvas (as rasp_hydra.draw): no pyplot state, any backend
     import textwrap
 
@@ -186,9 +187,12 @@ def draw_compiled(name, compiled, matrices, inp, result, out: Path):
     width = cols * cell + 1.0
     fig = Figure(figsize=(width, layers * (cell + 1.1) + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
+    # the input as given: a string 'abc', a list as the list [10, 2, 33]
+    shown = repr(inp) if isinstance(inp, str) else "[" + ", ".join(map(repr, inp)) + "]"
+    inp = list(inp)
     labels = [str(v) for v in inp]
     fig.suptitle(f"{name}: {compiled.layers} layers, heads per layer "
-                 f"{'/'.join(map(str, compiled.heads))}\n{name}({''.join(labels)!r}) = "
+                 f"{'/'.join(map(str, compiled.heads))}\n{name}({shown}) = "
                  f"{format_sequence(result)}", fontsize=9)
     rows = fig.subfigures(layers, 1, squeeze=False)[:, 0]
     for layer in range(compiled.layers):
