@@ -52,6 +52,21 @@ def test_int_vocabulary_from_config_encodes_and_decodes():
     assert sized.alphabet == tuple(range(60)) and sized.out_values == tuple(range(60))
 
 
+def test_digit_characters_and_the_integers_give_a_tokens_int_program_the_same_task():
+    import torch
+
+    src = "shifted = tokens_int * 2 + length;"
+    chars = task_of_lang({"family": "rasp", "program": src, "alphabet": "0123456789",
+                          "max_len": 8})
+    ints = task_of_lang({"family": "rasp", "program": src, "alphabet": "0..9", "max_len": 8})
+    assert chars.name == ints.name == "shifted_10" and chars.out_classes == ints.out_classes
+    x, n = chars.sample(200, max_len=8)
+    y, m = ints.sample(200, max_len=8)
+    assert torch.equal(x, y) and torch.equal(chars.outputs(x, n), ints.outputs(y, m))
+    assert chars.decode_inputs(x[:1], n[:1])[0] == "".join(
+        ints.decode_inputs(y[:1], m[:1])[0].split())
+
+
 def test_int_program_trains_and_predicts_through_load_run(tmp_path):
     from rasp_hydra.api import load_run
 
