@@ -14,7 +14,10 @@ writes, under ``RUN_DIR/maps/<sequence>/``:
   head's attention match on this sequence (also printed).
 
 ``--numbers 2`` overlays the values with two decimals; ``--all`` draws every run below a
-sweep directory. Directory names escape every character outside ``[A-Za-z0-9_-]`` as
+sweep directory. A task whose vocabulary is numbers or words (a RASP program over
+``tokens_int``, ``tasks.program``) takes its tokens separated by spaces or commas
+(``--sequence "10 2 33"``), labels the axes with them and draws under ``maps/10_2_33/``.
+Directory names escape every character outside ``[A-Za-z0-9_-]`` as
 ``%XX`` (the 100-token alphabet holds ``/``, ``\\``, whitespace, ...), and names that
 could collide on a case-insensitive file system (upper-case letters) or are too long get a
 short hash suffix. Figures stay readable up to length 100: they grow with the sequence

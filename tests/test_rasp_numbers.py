@@ -135,3 +135,31 @@ def test_zero_layer_program_keeps_its_budget_in_record_and_report(tmp_path):
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| double_60"))
     cells = [c.strip() for c in row.split("|")]
     assert cells[2] == "0/0" and cells[3].startswith("1L1H: ")
+
+
+def test_value_inputs_in_directory_names_peep_and_rasp_draw_titles(tmp_path, capsys):
+    from rasp_hydra.draw import safe_name
+    from rasp_hydra.rasp import evaluate
+    from rasp_hydra.rasp.__main__ import draw_compiled
+    from rasp_hydra.tasks.__main__ import main as tasks_main
+
+    # tokens joined by "_", a "_" inside a token escaped: ["a_b"] and ["a", "b"] differ
+    assert safe_name("10 2 33", spaced=True) == "10_2_33"
+    assert safe_name("a_b", spaced=True) != safe_name("a b", spaced=True)
+    assert safe_name("abc") == "abc"
+
+    assert tasks_main(["peep", str(SORT_INT), "--alphabet", "0..99", "--classes", "0..99",
+                       "--stop", "1", "--max-len", "6"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("  in : "))
+    numbers = [int(v) for v in line[7:].split()]
+    sorted_line = next(x for x in out.splitlines() if x.startswith("  out: "))
+    assert [int(v) for v in sorted_line[7:].split()] == sorted(numbers)
+
+    prog = load(SORT_INT)
+    compiled = prog.compile("sort_int")
+    inp = [10, 2, 33]
+    fig = draw_compiled("sort_int", compiled,
+                        {h: evaluate(s, inp) for h, s in compiled.head_selects.items()},
+                        inp, prog.eval("sort_int", inp), tmp_path / "s.png")
+    assert "sort_int([10, 2, 33]) = [2, 10, 33] (ints)" in fig._suptitle.get_text()
