@@ -163,3 +163,27 @@ def test_value_inputs_in_directory_names_peep_and_rasp_draw_titles(tmp_path, cap
                         {h: evaluate(s, inp) for h, s in compiled.head_selects.items()},
                         inp, prog.eval("sort_int", inp), tmp_path / "s.png")
     assert "sort_int([10, 2, 33]) = [2, 10, 33] (ints)" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("override, says", [
+    ("lang.alphabet=9..3", "is empty: write A..B with A <= B"),
+    ("lang.alphabet=[1,'1']", "written the same twice"),
+    ("lang.alphabet=[ab,'c d']", "without spaces"),
+    ("lang.classes=abc", "a range of integers A..B"),
+])
+def test_bad_vocabularies_are_one_paragraph(override, says):
+    from rasp_hydra import job
+    from rasp_hydra.config import ConfigError
+    from tests.records import compose_config
+
+    cfg = compose_config("lang=rasp", f"lang.program={SORT_INT}", override)
+    with pytest.raises(ConfigError, match=says):
+        job.resolve_task(cfg.lang)
+
+
+def test_a_bad_vocabulary_exits_2_before_anything_is_written(tmp_path):
+    run = tmp_path / "run"
+    proc = cli("lang=rasp", f"lang.program={SORT_INT}", "lang.alphabet=9..3",
+               f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 2 and "is empty: write A..B" in proc.stderr, proc.stderr
+    assert not run.exists()

@@ -57,6 +57,7 @@ from __future__ import annotations
 import bisect
 import importlib
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -127,8 +128,7 @@ def vocabulary(alphabet: Any, reads_numbers: bool = False, sampler="uniform") ->
     bad = [t for t in tokens if isinstance(t, bool) or not isinstance(t, int | str)
            or isinstance(t, str) and (not t or any(c.isspace() or c in SEPARATORS
                                                    for c in t))]
-    names = [str(t) for t in tokens]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted(n for n, k in Counter(str(t) for t in tokens).items() if k > 1)
     if not tokens or bad or twice:
         why = (f"tokens that are neither ints nor non-empty strings without spaces, commas, "
                f"brackets or BOS {BOS!r}: {bad[:5]}" if bad else
