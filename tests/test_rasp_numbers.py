@@ -187,3 +187,12 @@ def test_a_bad_vocabulary_exits_2_before_anything_is_written(tmp_path):
                f"hydra.run.dir={run}", cwd=tmp_path)
     assert proc.returncode == 2 and "is empty: write A..B" in proc.stderr, proc.stderr
     assert not run.exists()
+
+
+def test_rasp_eval_of_a_spaced_string_hints_at_the_list_form(capsys):
+    from rasp_hydra.rasp.__main__ import main as rasp_main
+
+    assert rasp_main([str(SORT_INT), "--eval", "sort_int", "[10, 2, 33]"]) == 0
+    assert "sort_int([10, 2, 33]) = [2, 10, 33] (ints)" in capsys.readouterr().out
+    assert rasp_main([str(SORT_INT), "--eval", "sort_int", "10 2 33"]) == 2
+    assert "give numbers or words as a list: '[10, 2, 33]'" in capsys.readouterr().err

@@ -88,11 +88,16 @@ def parse_input(text: str) -> str | list:
 
 # ----------------------------------------------------------------------------- commands
 
-def on_input(err: RASPError, name: str, shown: str) -> RASPError:
-    """An evaluation error that names the input (most of the core's already do)."""
-    if "input" in str(err):
-        return err
-    return RASPError(f"Evaluating {name!r} on {shown} failed: {err}")
+def on_input(err: RASPError, name: str, shown: str, inp=None) -> RASPError:
+    """An evaluation error that names the input (most of the core's already do), with a
+    hint when a string that looks like a list of numbers or words was read as characters."""
+    text = str(err) if "input" in str(err) else f"Evaluating {name!r} on {shown} failed: {err}"
+    if isinstance(inp, str) and any(c in " ," for c in inp.strip()):
+        pieces = inp.replace(",", " ").split()
+        items = [p if p.lstrip("-").isdigit() else f'"{p}"' for p in pieces]
+        text += (" A string input is its characters, as in the REPL; give numbers or words "
+                 f"as a list: '[{', '.join(items)}]'.")
+    return RASPError(text)
 
 
 def cmd_names(prog: Program) -> None:
@@ -113,7 +118,7 @@ def cmd_eval(prog: Program, name: str, text: str) -> None:
     try:
         result = prog.eval(name, inp)
     except RASPError as err:
-        raise on_input(err, name, shown) from None
+        raise on_input(err, name, shown, inp) from None
     if isinstance(value, Select):
         print(f"{name}({shown}) =")
         print(format_selector(result, list(inp)))
@@ -154,7 +159,7 @@ def cmd_draw(prog: Program, name: str, text: str, out: Path) -> None:
         matrices = {h: evaluate(sel, inp) for h, sel in compiled.head_selects.items()}
         result = prog.eval(name, inp)
     except RASPError as err:
-        raise on_input(err, name, shown) from None
+        raise on_input(err, name, shown, inp) from None
     draw_compiled(name, compiled, matrices, inp, result, out)
     print(f"wrote {out}")
 
