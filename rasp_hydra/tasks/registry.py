@@ -207,7 +207,7 @@ def task_of_lang(lang, base_dir=None) -> Task:
         and path_or_source.stem in names else (names[-1] if names else None))
     alphabet = get("alphabet")
     if isinstance(alphabet, int | float) and not isinstance(alphabet, bool):
-        alphabet = str(alphabet)  # lang.alphabet=0123 is characters, as it always was
+        alphabet = str(alphabet)  # lang.alphabet=123 is characters, as it always was
     elif alphabet is not None and not isinstance(alphabet, str):
         alphabet = list(alphabet)  # a list (OmegaConf's ListConfig) of ints or strings
     return make_program_task(
