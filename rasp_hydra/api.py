@@ -71,25 +71,30 @@ class Run:
     def status(self) -> str:
         return self.metrics.get("status", "unknown")
 
-    def _run(self, sequence: str) -> dict:
+    def _run(self, sequence) -> dict:
         from rasp_hydra.draw import run_sequence
 
-        if sequence not in self._seen:
-            self._seen[sequence] = run_sequence(self.model, self.task, sequence)
-        return self._seen[sequence]
+        key = sequence if isinstance(sequence, str) else tuple(sequence)
+        if key not in self._seen:
+            self._seen[key] = run_sequence(self.model, self.task, sequence)
+        return self._seen[key]
 
-    def predict(self, sequence: str) -> list[str]:
-        """The model's output tokens for `sequence` (BOS is added for a _bos task).
+    def predict(self, sequence) -> list:
+        """The model's output for `sequence` (BOS is added for a _bos task): a string of
+        the task's tokens ("abcab"), or for a vocabulary of numbers or words the tokens
+        separated by spaces or commas ("10 2 33"), or a list ([10, 2, 33]).
 
-        The correct ones are `self.task.decode_outputs(...)`, or `self.correct(sequence)`.
+        The outputs are values: a RASP program's as it computes them (ints, floats,
+        bools, strings: what `prog.eval` gives), a hand-written task's class names. The
+        correct ones are `self.correct(sequence)`.
         """
-        return self._run(sequence)["output"]
+        return self._run(sequence)["output_values"]
 
-    def correct(self, sequence: str) -> list[str]:
-        """The task's own output for `sequence`."""
-        return self._run(sequence)["correct"]
+    def correct(self, sequence) -> list:
+        """The task's own output for `sequence`, as `predict` gives it."""
+        return self._run(sequence)["correct_values"]
 
-    def attention(self, sequence: str) -> dict[tuple[int, int], Head]:
+    def attention(self, sequence) -> dict[tuple[int, int], Head]:
         """Every head's attention on `sequence`, with the task's selector where it has one."""
         r = self._run(sequence)
         names = getattr(self.task, "selector_names", {})
@@ -101,7 +106,7 @@ class Run:
                               r["match"].get(h), r["uniform"].get(h))
         return out
 
-    def draw(self, sequence: str, numbers: int | None = None, out_dir=None) -> dict:
+    def draw(self, sequence, numbers: int | None = None, out_dir=None) -> dict:
         """Draw the heatmaps, as `python -m rasp_hydra.draw RUN --sequence ...` does."""
         from rasp_hydra.draw import draw_run
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -74,8 +75,8 @@ class ArchName(str, Enum):
         >>> ArchName.fewer_layers_wider.budget(2, 1)
         (1, 2, 2)
         """
-        return {
-            ArchName.predicted: (layers, heads, 1),
+        return {  # a 0-layer program (no aggregate) trains at the smallest model
+            ArchName.predicted: (max(layers, 1), max(heads, 1), 1),
             ArchName.fewer_heads: (layers, heads - 1, 1),
             ArchName.fewer_layers: (layers - 1, heads, 1),
             ArchName.fewer_layers_wider: (layers - 1, 2 * heads, 2),
@@ -114,10 +115,13 @@ class LangConfig:
     program: str | None = None  # a .rasp file, a shipped program's name, or inline source
     output: str | None = None  # the s-op to learn (default: the program file's name)
     name: str | None = None  # the task's base name, which seeds the data (default: OUTPUT_K)
-    alphabet: str | None = None  # the input tokens (default: the first `size` of the project's)
+    # the input tokens: a string of characters (abc), a list of ints or strings ([10,20,30],
+    # [ab,cd]) or a range of ints (0..99); default the first `size` of the project's tokens,
+    # or the ints 0..size-1 for a program that reads tokens_int (tasks/program.py: vocabulary)
+    alphabet: Any = None
     sampler: str = "uniform"  # uniform | dyck | module:function
-    classes: list[str] | None = None  # the output classes in order (default: the values the
-    # output can take: numbers ascending, then the alphabet's tokens, then other strings)
+    classes: Any = None  # the output classes in order, a list or a range 0..99 (default: the
+    # values the output can take: numbers ascending, then the alphabet's tokens, then strings)
     min_len: int = 1
     max_len: int = 100
     train_size: int = 50_000

@@ -15,7 +15,10 @@ writes, under ``RUN_DIR/maps/<sequence>/``:
   "-" for a select that picks every key), also printed.
 
 ``--numbers 2`` overlays the values with two decimals; ``--all`` draws every run below a
-sweep directory. Directory names escape every character outside ``[A-Za-z0-9_-]`` as
+sweep directory. A task whose vocabulary is numbers or words (a RASP program over
+``tokens_int``, ``tasks.program``) takes its tokens separated by spaces or commas
+(``--sequence "10 2 33"``), labels the axes with them and draws under ``maps/10_2_33/``.
+Directory names escape every character outside ``[A-Za-z0-9_-]`` as
 ``%XX`` (the 100-token alphabet holds ``/``, ``\\``, whitespace, ...), and names that
 could collide on a case-insensitive file system (upper-case letters) or are too long get a
 short hash suffix. Figures stay readable up to length 100: they grow with the sequence
@@ -62,20 +65,24 @@ def visible(sequence: str) -> str:
     return "".join(token_label(c) for c in sequence)
 
 
-def safe_name(sequence: str) -> str:
+def safe_name(sequence: str, spaced: bool = False) -> str:
     """A file-system-safe, injective directory name for a sequence.
 
     ``[A-Za-z0-9_-]`` stay as they are; every other character becomes ``%XX`` (or
     ``%uXXXX``) of its code point. A name with upper-case letters (which a
     case-insensitive file system would merge with its lower-case twin) or longer than
     MAX_NAME characters gets ``~`` and 8 hex digits of the sequence's SHA-1 appended
-    (and is cut to MAX_NAME first).
+    (and is cut to MAX_NAME first). ``spaced``: the sequence is tokens separated by
+    single spaces (a vocabulary of numbers or words), written joined by ``_`` ("10 2 33"
+    -> ``10_2_33``), and a ``_`` inside a token is escaped.
     """
     if not sequence:
         raise ValueError("empty sequence")
     name, cut = "", False
     for c in sequence:
-        part = c if c in SAFE else f"%{ord(c):02X}" if ord(c) < 256 else f"%u{ord(c):04X}"
+        keep = c in SAFE and not (spaced and c == "_")
+        part = ("_" if spaced and c == " " else c if keep else f"%{ord(c):02X}"
+                if ord(c) < 256 else f"%u{ord(c):04X}")
         if len(name) + len(part) > MAX_NAME:  # cut between characters, never in an escape
             cut = True
             break
@@ -173,21 +180,33 @@ def _load(run_dir: Path, which: str):
         raise DrawError(f"cannot load the model of {run_dir}: {type(e).__name__}: {e}") from None
 
 
-def _check_sequence(task, model, sequence: str, run_cfg) -> list[str]:
+def input_tokens(task, sequence) -> list:
+    """The sequence's tokens without BOS: characters, or for a vocabulary of numbers or
+    words the pieces between spaces or commas; a list as it is."""
+    from rasp_hydra.tasks import BOS
+
+    tokens = task.split(sequence)
+    return tokens[1:] if task.bos and tokens[:1] == [BOS] else tokens
+
+
+def _check_sequence(task, model, sequence, run_cfg) -> list[str]:
     from rasp_hydra.tasks import BOS
 
     notes = []
-    if not sequence:
+    body = input_tokens(task, sequence)
+    if not body:
         raise DrawError("The sequence is empty: give at least one token, e.g. --sequence "
-                        f"{task.alphabet[:5]!r}.")
-    body = sequence[1:] if task.bos and sequence.startswith(BOS) else sequence
-    bad = sorted({c for c in body if c not in task.alphabet}, key=body.index)
+                        f"{task.words(task.alphabet[:5])!r}.")
+    key = str if task.spaced else (lambda c: c)
+    known = {key(c) for c in task.alphabet}
+    bad = list(dict.fromkeys(c for c in body if key(c) not in known))
     if bad:
+        shown = (f"{task.words(task.alphabet, cut=True)} (write the tokens separated by "
+                 "spaces or commas)" if task.spaced else repr(task.alphabet))
         raise DrawError(
             f"{', '.join(repr(c) for c in bad)} {'is' if len(bad) == 1 else 'are'} not in the "
             f"alphabet of {task.name}, which has {len(task.alphabet)} tokens: "
-            f"{task.alphabet!r}" + (f" (BOS {BOS!r} is added by the drawer)." if task.bos
-                                    else "."))
+            f"{shown}" + (f" (BOS {BOS!r} is added by the drawer)." if task.bos else "."))
     n = len(body) + int(task.bos)
     limit = model.cfg.max_len
     if n > limit:
@@ -205,8 +224,10 @@ def _check_sequence(task, model, sequence: str, run_cfg) -> list[str]:
 
 # ------------------------------------------------------------------------------ compute
 
-def run_sequence(model, task, sequence: str) -> dict:
-    """Run one sequence: tokens (with BOS), output and correct output token lists,
+def run_sequence(model, task, sequence) -> dict:
+    """Run one sequence (a string or a list of tokens): tokens (with BOS, as labels),
+    output and correct output class lists (and their values: ``output_values``,
+    ``correct_values``),
     attention and scores per layer as numpy [H, n, n], selectors {(L, H): bool [n, n]}
     for selector heads the model has, and attention match per head with the match uniform
     attention would score (its chance level)."""
@@ -230,9 +251,11 @@ def run_sequence(model, task, sequence: str) -> dict:
             uniform = {h: float(u) / rows for h, u in zip(heads, t["uniform"].tolist(),
                                                              strict=True)}
     return {
-        "tokens": list(task.decode_inputs(tokens, lengths)[0]),
+        "tokens": [str(t) for t in task.decode_tokens(tokens, lengths)[0]],
         "output": task.decode_outputs(pred, lengths)[0],
         "correct": task.decode_outputs(correct, lengths)[0],
+        "output_values": task.decode_values(pred, lengths)[0],
+        "correct_values": task.decode_values(correct, lengths)[0],
         "attention": [a[0].float().numpy() for a in attn],
         "scores": [s[0].float().numpy() for s in scores],
         "selectors": {h: s[0].numpy() for h, s in sels.items()},
@@ -365,7 +388,7 @@ def draw_layer(path: Path, kind: str, layer: int, values, labels: list[str], tas
                     fig.text(rect[0] + rect[2] / 2, rect[1] + rect[3] / 2,
                              f"head {h}: no selector", ha="center", va="center")
         what = "attention" if kind == "attention" else "pre-softmax scores"
-        seq = visible(sequence)
+        seq = sequence if task.spaced else visible(sequence)  # "10 2 33": spaces separate
         room = int(figsize[0] * 10)
         if len(seq) > room:
             seq = seq[: room - 3] + "..."
@@ -414,7 +437,7 @@ def in_out_text(rec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "auto",
+def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
              out_dir=None, maps_dir=None) -> dict:
     """Draw one run on one sequence; returns {"dir", "files": {"attention": [...],
     "scores": [...], "in_out": path}, "record": dict, "text": in_out.txt's text}.
@@ -445,9 +468,7 @@ def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "a
     for h in r["missing_heads"]:
         notes.append(f"the task has a selector for layer {h[0]} head {h[1]}, which this "
                      f"model ({model.cfg.layers} layers, {model.cfg.heads} heads) lacks")
-    from rasp_hydra.tasks import BOS
-
-    body = sequence[1:] if task.bos and sequence.startswith(BOS) else sequence
+    body = task.words(input_tokens(task, sequence))  # "abc", or "10 2 33"
     right = sum(a == b for a, b in zip(r["output"], r["correct"], strict=True))
     rec = {
         "run_dir": str(run_dir), "task": task.name,
@@ -464,7 +485,7 @@ def draw_run(run_dir, sequence: str, numbers: int | None = None, which: str = "a
         "selector_names": names, "notes": notes,
     }
     maps = Path(maps_dir) if maps_dir is not None else run_dir / runs.MAPS
-    out = Path(out_dir) if out_dir is not None else maps / safe_name(body)
+    out = Path(out_dir) if out_dir is not None else maps / safe_name(body, spaced=task.spaced)
     summary = config_summary(model.cfg, run_cfg, metrics, short=True)
     sel_names = getattr(task, "selector_names", {})
     files = {"attention": [], "scores": []}
@@ -530,8 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", metavar="RUN_DIR",
                         help="a run directory (or, with --all, a sweep directory)")
     parser.add_argument("--sequence", required=True,
-                        help="input tokens from the task's alphabet, e.g. abcde (BOS is added "
-                             "when the task has it)")
+                        help="input tokens from the task's alphabet, e.g. abcde, or "
+                             "'10 2 33' (separated by spaces or commas) for a vocabulary of "
+                             "numbers or words; BOS is added when the task has it")
     parser.add_argument("--numbers", type=int, metavar="DECIMALS", default=None,
                         help="overlay the values with this many decimals, e.g. 2")
     parser.add_argument("--which", choices=("auto", "best", "last"), default="auto",

@@ -458,8 +458,10 @@ def test_output_classes_are_inferred():
     toks, lengths = explicit.encode(["aa", "ab"])
     assert explicit.decode_outputs(explicit.outputs(toks, lengths), lengths) == [
         ["0.5", "0.5"], ["0", "1"]]
+    toks, lengths = explicit.encode(["aaa"])  # the mean 1.0 is the class "1": 1 == 1.0
+    assert explicit.decode_outputs(explicit.outputs(toks, lengths), lengths) == [["1"] * 3]
     with pytest.raises(RASPEvalError, match="not among its classes"):
-        explicit.outputs(*explicit.encode(["aaa"]))
+        explicit.outputs(*explicit.encode(["aaaa"]))  # 1.5
 
 
 def test_doctests_of_core_modules():

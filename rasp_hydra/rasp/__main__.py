@@ -88,11 +88,16 @@ def parse_input(text: str) -> str | list:
 
 # ----------------------------------------------------------------------------- commands
 
-def on_input(err: RASPError, name: str, shown: str) -> RASPError:
-    """An evaluation error that names the input (most of the core's already do)."""
-    if "input" in str(err):
-        return err
-    return RASPError(f"Evaluating {name!r} on {shown} failed: {err}")
+def on_input(err: RASPError, name: str, shown: str, inp=None) -> RASPError:
+    """An evaluation error that names the input (most of the core's already do), with a
+    hint when a string that looks like a list of numbers or words was read as characters."""
+    text = str(err) if "input" in str(err) else f"Evaluating {name!r} on {shown} failed: {err}"
+    if isinstance(inp, str) and any(c in " ," for c in inp.strip()):
+        pieces = inp.replace(",", " ").split()
+        items = [p if p.lstrip("-").isdigit() else f'"{p}"' for p in pieces]
+        text += (" A string input is its characters, as in the REPL; give numbers or words "
+                 f"as a list: '[{', '.join(items)}]'.")
+    return RASPError(text)
 
 
 def cmd_names(prog: Program) -> None:
@@ -113,7 +118,7 @@ def cmd_eval(prog: Program, name: str, text: str) -> None:
     try:
         result = prog.eval(name, inp)
     except RASPError as err:
-        raise on_input(err, name, shown) from None
+        raise on_input(err, name, shown, inp) from None
     if isinstance(value, Select):
         print(f"{name}({shown}) =")
         print(format_selector(result, list(inp)))
@@ -154,8 +159,8 @@ def cmd_draw(prog: Program, name: str, text: str, out: Path) -> None:
         matrices = {h: evaluate(sel, inp) for h, sel in compiled.head_selects.items()}
         result = prog.eval(name, inp)
     except RASPError as err:
-        raise on_input(err, name, shown) from None
-    draw_compiled(name, compiled, matrices, list(inp), result, out)
+        raise on_input(err, name, shown, inp) from None
+    draw_compiled(name, compiled, matrices, inp, result, out)
     print(f"wrote {out}")
 
 
@@ -172,7 +177,8 @@ def select_label(sel: Select) -> str:
 
 def draw_compiled(name, compiled, matrices, inp, result, out: Path):
     """One row per layer: its heads' select matrices (query rows, key columns) and the
-    names of the s-ops computed in the layer. Returns the (saved) Figure."""
+    names of the s-ops computed in the layer, titled ``name(inp) = result`` (``inp``: a
+    string or a list). Returns the (saved) Figure."""
     # bare Figure + Agg canvas (as rasp_hydra.draw): no pyplot state, any backend
     import textwrap
 
@@ -186,9 +192,12 @@ def draw_compiled(name, compiled, matrices, inp, result, out: Path):
     width = cols * cell + 1.0
     fig = Figure(figsize=(width, layers * (cell + 1.1) + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
+    # the input as given: a string 'abc', a list as the list [10, 2, 33]
+    shown = repr(inp) if isinstance(inp, str) else "[" + ", ".join(map(repr, inp)) + "]"
+    inp = list(inp)
     labels = [str(v) for v in inp]
     fig.suptitle(f"{name}: {compiled.layers} layers, heads per layer "
-                 f"{'/'.join(map(str, compiled.heads))}\n{name}({''.join(labels)!r}) = "
+                 f"{'/'.join(map(str, compiled.heads))}\n{name}({shown}) = "
                  f"{format_sequence(result)}", fontsize=9)
     rows = fig.subfigures(layers, 1, squeeze=False)[:, 0]
     for layer in range(compiled.layers):

@@ -121,7 +121,8 @@ def _model_of(metrics: dict, flat_cfg: dict) -> dict:
     layers = _first(metrics.get("layers"), flat_cfg.get("model.layers"))
     heads = _first(metrics.get("heads"), flat_cfg.get("model.heads"))
     d_model = _first(metrics.get("d_model"), flat_cfg.get("model.d_model"))
-    if "layers" not in metrics and arch in ARCH_ORDER and p_layers and p_heads:
+    if ("layers" not in metrics and arch in ARCH_ORDER and p_layers is not None
+            and p_heads is not None):  # (0, 0: a program without aggregate)
         # not started yet: the config's model.* is the base the arch variant rewrites
         layers, heads, width = ArchName(arch).budget(int(p_layers), int(p_heads))
         if d_model is not None:

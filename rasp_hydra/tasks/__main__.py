@@ -44,24 +44,50 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _list_arg(text: str | None):
+    """'[ab,cd]' or '[10, 20]' as a list (ints where they are ints), else the text."""
+    if text is None or not text.strip().startswith("["):
+        return text
+    items = text.strip()[1:-1].replace(",", " ").split()
+    return [int(t) if t.lstrip("-").isdigit() else t for t in items]
+
+
+def peep_task(args):
+    """A task name, or a RASP program (a .rasp file or a shipped program's name) with
+    the lang options given."""
+    program = args.name.endswith(".rasp") or any(
+        getattr(args, k) is not None for k in ("alphabet", "size", "classes", "output"))
+    if not program:
+        return get_task(args.name)
+    from .registry import task_of_lang
+    return task_of_lang({"family": "rasp", "program": args.name, "output": args.output,
+                         "alphabet": _list_arg(args.alphabet), "size": args.size,
+                         "classes": _list_arg(args.classes), "bos": args.bos,
+                         "max_len": args.max_len})
+
+
 def cmd_peep(args) -> int:
-    task = get_task(args.name)
+    task = peep_task(args)
     if args.stop < args.start:
         raise ValueError("--stop must be >= --start")
     tokens, lengths = task.sample(args.stop - args.start, seed=args.seed, split=args.split,
                                   min_len=args.min_len, max_len=args.max_len,
                                   start=args.start)
     outputs = task.outputs(tokens, lengths)
-    words = task.decode_inputs(tokens, lengths)
+    rows = task.decode_tokens(tokens, lengths)
     outs = task.decode_outputs(outputs, lengths)
-    print(f"{task.name}: alphabet {_show_word(task.alphabet)!r} ({len(task.alphabet)}), "
+    alphabet = (task.words(task.alphabet, cut=True) if task.spaced
+                else repr(_show_word(task.alphabet)))
+    print(f"{task.name}: alphabet {alphabet} ({len(task.alphabet)}), "
           f"out classes {' '.join(_show_char(c) for c in task.out_classes)}, "
           f"RASP {task.predicted_layers} layers / {task.predicted_heads} heads; "
           f"split {args.split}, seed {args.seed}")
-    for i, (w, out) in enumerate(zip(words, outs, strict=True)):
+    for i, (row, out) in enumerate(zip(rows, outs, strict=True)):
         idx = args.start + i
+        w = [_show_char(str(c)) for c in row]
+        width = max(map(len, w), default=1)  # a column per token: 1 for characters
         print(f"\n[{idx}] length {len(w) - (1 if task.bos else 0)}")
-        print(f"  in : {' '.join(_show_char(c) for c in w)}")
+        print(f"  in : {' '.join(w)}")
         print(f"  out: {' '.join(_show_char(c) for c in out)}")
         if len(w) < MATRIX_MAX and task.selector_heads:
             sel = task.selectors(tokens[i:i + 1, : len(w)], lengths[i:i + 1])
@@ -71,9 +97,10 @@ def cmd_peep(args) -> int:
                 bos = ", looks at BOS" if task.bos and task.look_at_bos[h] else ""
                 print(f"  selector layer {h[0]} head {h[1]} "
                       f"\"{task.selector_names[h]}\" ({kind}{bos}):")
-                print("       " + " ".join(_show_char(c).ljust(1) for c in w))
-                for q, row in enumerate(sel[h][0].tolist()):
-                    print(f"    {_show_char(w[q]):>2} " + " ".join("1" if v else "0" for v in row))
+                print(" " * (5 + max(2, width)) + " ".join(c.ljust(width) for c in w))
+                for q, row_q in enumerate(sel[h][0].tolist()):
+                    print(f"    {w[q]:>{max(2, width)}} "
+                          + " ".join(("1" if v else "0").ljust(width) for v in row_q))
     return 0
 
 
@@ -84,7 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="all task names, grouped by family")
     peep = sub.add_parser("peep", help="inputs, outputs and (short sequences) selectors")
-    peep.add_argument("name", help="task name, e.g. hist2_10_bos_with_attns")
+    peep.add_argument("name", help="task name, e.g. hist2_10_bos_with_attns, or a RASP "
+                      "program (FILE.rasp, or a shipped one's name with the options below)")
+    peep.add_argument("--alphabet", help="a program's vocabulary, as lang.alphabet: abc, "
+                      "0..99, or [10,20,30]")
+    peep.add_argument("--size", type=int, help="a program's vocabulary size, as lang.size")
+    peep.add_argument("--classes", help="a program's output classes: [a,b] or 0..99")
+    peep.add_argument("--output", help="the program's s-op to show (default: the file's "
+                      "name)")
+    peep.add_argument("--bos", action="store_true", help="a program's inputs start with BOS")
     peep.add_argument("--split", default="train", choices=list(SPLIT_IDS),
                       help="which split's samples (default: train)")
     peep.add_argument("--start", type=int, default=0)
@@ -93,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     peep.add_argument("--min-len", type=int, default=1)
     peep.add_argument("--max-len", type=int, default=100)
     args = parser.parse_args(argv)
+    from rasp_hydra.rasp import RASPError
+    from rasp_hydra.rasp.parse import RaspSyntaxError
     try:
         return cmd_list(args) if args.cmd == "list" else cmd_peep(args)
-    except (ValueError, KeyError) as e:  # UnknownTaskError is a ValueError
+    except (ValueError, KeyError, RASPError, RaspSyntaxError) as e:  # UnknownTaskError too
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,11 @@ A family with ``sees_bos = True`` (a RASP program written for BOS, whose selects
 it) instead gets the ids *with* BOS (id ``len(alphabet)`` at position 0) for bos tasks:
 its selectors are the targets as they are (only padding is masked), and its output at
 position 0 is replaced by the BOS output.
+
+An alphabet is a string of one-character tokens (every hand-written family), or a tuple
+of token values (a RASP program over numbers or words, ``tasks.program``): then inputs
+are written with tokens separated by spaces or commas ("10 2 33", "[10, 2, 33]") or given
+as lists, and ``decode_inputs`` writes them so.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class Family:
     def __init__(self, size: int):
         self.check_size(size)
         self.size = int(size)
-        self.alphabet: str = self.make_alphabet(self.size)
+        self.alphabet: str | tuple = self.make_alphabet(self.size)
         self.out_classes: tuple[str, ...] = tuple(self.make_out_classes())
         if BOS in self.alphabet:
             raise ValueError(f"{self.name}: the alphabet must not contain BOS {BOS!r}")
@@ -87,7 +92,8 @@ class Family:
         """The task name without suffixes; also what seeds the data."""
         return f"{cls.name}_{size}"
 
-    def make_alphabet(self, size: int) -> str:
+    def make_alphabet(self, size: int) -> str | tuple:
+        """A string of one-character tokens, or a tuple of token values."""
         return ALL_TOKENS[:size]
 
     def make_out_classes(self) -> Sequence[str]:
@@ -141,13 +147,17 @@ class Task:
         self.base_name = impl.base_name(impl.size)
         self.name = name or (self.base_name + ("_bos" if bos else "")
                              + ("_with_attns" if with_attns else ""))
-        self.alphabet: str = impl.alphabet
+        self.alphabet: str | tuple = impl.alphabet
+        self.spaced = not isinstance(self.alphabet, str)  # tokens are values, written apart
         k = len(self.alphabet)
         self.bos_id, self.pad_id, self.vocab_size = k, k + 1, k + 2
         out = tuple(impl.out_classes)
         if bos and BOS not in out:
             out = out + (BOS,)
         self.out_classes: tuple[str, ...] = out
+        # each class's value (a program's ints, floats, bools; else the class name)
+        values = tuple(getattr(impl, "out_values", None) or impl.out_classes)
+        self.out_values: tuple = values + out[len(values):]
         self.n_out = len(out)
         self.bos_out_id = out.index(BOS) if BOS in out else None
         self.predicted_layers = impl.layers
@@ -160,24 +170,45 @@ class Task:
         self.selector_names: dict[Head, str] = {h: s.name for h, s in self._table.items()}
         self.reference_heads: tuple[Head, ...] = tuple(
             h for h in self.selector_heads if self._table[h].reference)
-        self._char_to_id = {c: i for i, c in enumerate(self.alphabet)}
+        self._char_to_id = {str(c) if self.spaced else c: i
+                            for i, c in enumerate(self.alphabet)}
 
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
 
     # --- strings <-> ids ---------------------------------------------------------------
-    def encode(self, words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def split(self, word: str | Sequence) -> list:
+        """A word's tokens, BOS kept: its characters, or for a value vocabulary the
+        pieces between spaces or commas (``"[10, 2, 33]"`` too); a list as it is."""
+        if not isinstance(word, str):
+            return list(word)
+        if not self.spaced:
+            return list(word)
+        body = word.strip()
+        head = [BOS] if body.startswith(BOS) else []
+        body = body[len(head):].strip()
+        if body.startswith("[") and body.endswith("]"):
+            body = body[1:-1]
+        return head + body.replace(",", " ").split()
+
+    def encode(self, words: Sequence[str | Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids and lengths; BOS is prepended for bos tasks (a word that already
-        starts with BOS keeps it)."""
+        starts with BOS keeps it). A word is a string (see ``split``) or a list of
+        tokens."""
         rows = []
         for w in words:
-            if self.bos and w.startswith(BOS):
+            w = self.split(w)
+            if self.bos and w[:1] == [BOS]:
                 w = w[1:]
             try:
-                row = [self._char_to_id[c] for c in w]
-            except KeyError as e:
-                raise ValueError(f"{self.name}: {e.args[0]!r} is not in the alphabet "
-                                 f"{self.alphabet!r}") from None
+                row = [self._char_to_id[str(c) if self.spaced else c] for c in w]
+            except (KeyError, TypeError):
+                bad = next(c for c in w if (str(c) if self.spaced else c)
+                           not in self._char_to_id)
+                shown = repr(self.alphabet) if not self.spaced else (
+                    f"of {len(self.alphabet)} tokens {self.words(self.alphabet, cut=True)}")
+                raise ValueError(f"{self.name}: {bad!r} is not in the alphabet "
+                                 f"{shown}") from None
             rows.append(([self.bos_id] if self.bos else []) + row)
         n = max((len(r) for r in rows), default=0)
         tokens = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
@@ -185,13 +216,34 @@ class Task:
             tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         return tokens, torch.tensor([len(r) for r in rows], dtype=torch.long)
 
-    def decode_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        chars = self.alphabet + BOS
-        return ["".join(chars[int(t)] for t in row[: int(n)])
+    def words(self, tokens: Sequence, cut: bool = False) -> str:
+        """Tokens as one input string: joined, or space-separated for a value vocabulary
+        (``cut``: more than 25 tokens shown as their first and last ten)."""
+        if not self.spaced:
+            return "".join(tokens)
+        shown = [str(t) for t in tokens]
+        if cut and len(shown) > 25:
+            shown = shown[:10] + ["..."] + shown[-10:]
+        return " ".join(shown)
+
+    def decode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[list]:
+        """Each row's input tokens (BOS included), as values."""
+        values = tuple(self.alphabet) + (BOS,)
+        return [[values[int(t)] for t in row[: int(n)]]
                 for row, n in zip(tokens, lengths, strict=True)]
 
+    def decode_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return [self.words(row) for row in self.decode_tokens(tokens, lengths)]
+
     def decode_outputs(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[list[str]]:
+        """Output class names per row."""
         return [[self.out_classes[int(t)] for t in row[: int(n)]]
+                for row, n in zip(ids, lengths, strict=True)]
+
+    def decode_values(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[list]:
+        """Output values per row: a program's values as it computes them (ints, floats,
+        bools, strings), else the class names."""
+        return [[self.out_values[int(t)] for t in row[: int(n)]]
                 for row, n in zip(ids, lengths, strict=True)]
 
     # --- targets -------------------------------------------------------------------------

@@ -11,10 +11,16 @@ the predicted layers/heads, its compiled selects the heads' target selectors.
     >>> task.selector_names
     {(0, 0): 'full_s', (1, 0): 'flip'}
 
-Conventions:
+Conventions (docs/rasp_text.md, "Programs as tasks", says the same for users):
 
-- Input id i < len(alphabet) is the character ``alphabet[i]``, given to the program as
-  that one-character string (``tokens_int`` turns "7" into 7); BOS is "§".
+- The vocabulary (``vocabulary``): a string is an alphabet of one-character tokens, as
+  the hand-written families have; a list of ints or strings (of any length) is a
+  vocabulary of token values; "A..B" is the integers A to B; a size k is the first k of
+  the project's tokens, or the integers 0..k-1 for a program that reads ``tokens_int`` or
+  ``tokens_float``. Input id i < len(alphabet) is the token ``alphabet[i]``, given to the
+  program as that value (a character or string for ``tokens``, an int for
+  ``tokens_int``: "7" and 7 both become 7); BOS is "§". Inputs of a value vocabulary are
+  written with the tokens separated by spaces or commas ("10 2 33"), or as lists.
 - ``bos=True``: the program is written for inputs that start with BOS (the paper's
   ``_bos`` programs, whose ``selector_width`` counts on every query seeing BOS). The task
   is a bos task whose family sees BOS (``Family.sees_bos``): the program runs on the ids
@@ -22,16 +28,21 @@ Conventions:
   (only padding masked), and the target at position 0 is the BOS class whatever the
   program computes there. ``bos=False``: the program runs on the ids without BOS.
 - Output classes: the values the output s-op can take (``rasp.values``, inferred from
-  the alphabet and ``max_len``), named ``str(value)``; values with equal names are one
-  class. Order: numbers ascending, then strings that are alphabet tokens in alphabet
-  order, then decimal strings by number ("0".."10"), then the rest by code point (so
-  reverse, hist, hist2, sort and sort_by_freq get the hand-written families' classes in
-  their order; Dyck's "F", "P", "T" come in that order). Give ``classes``
-  explicitly when the values are not enumerable (e.g. means of many different numbers).
+  the alphabet and ``max_len``), one class per distinct value: equal numbers are one
+  class (0 and 0.0 are the class "0", see ``class_name``), and values with equal names
+  are one class. ``out_values`` holds each class's value (the int where an int and a
+  float are equal), which ``Task.decode_values`` gives back. Order: numbers ascending,
+  then strings that are alphabet tokens in alphabet order, then decimal strings by
+  number ("0".."10"), then the rest by code point (so reverse, hist, hist2, sort and
+  sort_by_freq get the hand-written families' classes in their order; Dyck's "F", "P",
+  "T" come in that order). Give ``classes`` (a list of values, or "A..B" for integers)
+  when the values are not enumerable (e.g. means of many different numbers, or a sort of
+  numbers: an aggregate that selects one key, which the inference cannot tell).
 - Heads: every (layer, head) of the compilation, named after its select. All are target
   selectors (supervised with ``with_attns``).
-- The budget: the compiled (layers, max heads per layer); a program without any
-  aggregate compiles to 0 layers and gets 1 (the smallest model).
+- The budget: the compiled (layers, max heads per layer), 0 and 0 for a program without
+  any aggregate; ``arch=predicted`` trains such a program at the smallest model (1 layer,
+  1 head; ``config.ArchName.budget``), and the variants below it are skipped.
 - Samplers: "uniform" (lengths uniform in min_len..max_len, tokens uniform, as the
   hand-written families), "dyck" (the Dyck family's generator; the alphabet must be a
   Dyck alphabet, e.g. "()a"), or "module:function" called as
@@ -45,6 +56,8 @@ from __future__ import annotations
 
 import bisect
 import importlib
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -65,6 +78,88 @@ CHUNK_ELEMENTS = 1 << 19  # rows * n * words per evaluated chunk: 4 MB per selec
 
 class ProgramError(ValueError):
     """A program task that cannot be built; the message says what is allowed."""
+
+
+RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")  # "0..99": the integers 0 to 99
+SEPARATORS = set(",[]") | {BOS}  # what a token of a value vocabulary may not hold
+
+
+def vocabulary(alphabet: Any, reads_numbers: bool = False, sampler="uniform") -> str | tuple:
+    """The input tokens of a program task: a ``str`` of one-character tokens, or a
+    ``tuple`` of token values (ints, or strings without spaces, commas or brackets).
+
+    >>> vocabulary("abc"), vocabulary("3..6"), vocabulary(["ab", "c"]), vocabulary(3, True)
+    ('abc', (3, 4, 5, 6), ('ab', 'c'), (0, 1, 2))
+    """
+    allowed = ("A vocabulary (lang.alphabet) is a string of one-character tokens "
+               "(lang.alphabet=abc), a list of ints or strings (lang.alphabet=[10,20,30], "
+               "lang.alphabet=[ab,cd]), or a range of integers 'A..B' (lang.alphabet=0..99); "
+               "lang.size=k gives the first k of the project's tokens, or the integers "
+               "0..k-1 for a program that reads tokens_int or tokens_float.")
+    if isinstance(alphabet, bool) or alphabet is None:
+        raise ProgramError(f"alphabet={alphabet!r}. {allowed}")
+    if isinstance(alphabet, int):
+        if sampler == "dyck":
+            if not 1 <= alphabet <= len(PAIRS):
+                raise ProgramError(f"With sampler 'dyck', alphabet is a number of bracket "
+                                   f"pairs in 1..{len(PAIRS)}, got {alphabet}.")
+            return Dyck(alphabet).alphabet
+        if reads_numbers:
+            if alphabet < 1:
+                raise ProgramError(f"A vocabulary size must be at least 1, got {alphabet}.")
+            return tuple(range(alphabet))
+        if not 1 <= alphabet <= len(ALL_TOKENS):
+            raise ProgramError(f"An alphabet size must be in 1..{len(ALL_TOKENS)}, got "
+                               f"{alphabet}. {allowed}")
+        return ALL_TOKENS[:alphabet]
+    if isinstance(alphabet, str):
+        m = RANGE.match(alphabet)
+        if not m:
+            if not alphabet or BOS in alphabet or len(set(alphabet)) != len(alphabet):
+                raise ProgramError(f"The alphabet {alphabet!r} must not contain BOS {BOS!r} "
+                                   f"or repeated characters, nor be empty. {allowed}")
+            return alphabet
+        lo, hi = int(m[1]), int(m[2])
+        if hi < lo:
+            raise ProgramError(f"The range {alphabet!r} is empty: write A..B with A <= B.")
+        return tuple(range(lo, hi + 1))
+    try:
+        tokens = tuple(alphabet)
+    except TypeError:
+        raise ProgramError(f"alphabet={alphabet!r}. {allowed}") from None
+    bad = [t for t in tokens if isinstance(t, bool) or not isinstance(t, int | str)
+           or isinstance(t, str) and (not t or any(c.isspace() or c in SEPARATORS
+                                                   for c in t))]
+    twice = sorted(n for n, k in Counter(str(t) for t in tokens).items() if k > 1)
+    if not tokens or bad or twice:
+        why = (f"tokens that are neither ints nor non-empty strings without spaces, commas, "
+               f"brackets or BOS {BOS!r}: {bad[:5]}" if bad else
+               f"tokens written the same twice: {twice[:5]}" if twice else "no token")
+        raise ProgramError(f"The vocabulary {list(tokens)[:10]} has {why}. {allowed}")
+    return tokens
+
+
+def _given_classes(classes: Any) -> dict[str, Any]:
+    """Explicit output classes, name -> value: a list of values, or "A..B" (integers)."""
+    if isinstance(classes, str):
+        m = RANGE.match(classes)
+        if not m or int(m[2]) < int(m[1]):
+            raise ProgramError(f"classes={classes!r}: give a list of the output's values "
+                               "(lang.classes=[0,1,2]) or a range of integers A..B with "
+                               "A <= B (lang.classes=0..99).")
+        classes = range(int(m[1]), int(m[2]) + 1)
+    out: dict[str, Any] = {}
+    for c in classes:
+        out.setdefault(class_name(c), c)
+    return out
+
+
+def class_name(value: Any) -> str:
+    """The output class of a value: ``str(value)``, except that an integral float is
+    named as its int, so that equal numbers are one class (0 and 0.0 are "0")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _resolve_sampler(sampler: str | Callable, alphabet: str):
@@ -102,27 +197,26 @@ class ProgramFamily(Family):
     name = "program"
     output_chunk = 1 << 16  # the program family sorts and chunks rows itself
 
-    def __init__(self, output, alphabet: str, bos: bool = False, sampler="uniform",
+    def __init__(self, output, alphabet: str | tuple, bos: bool = False, sampler="uniform",
                  max_len: int = 100, name: str = "program", base: str | None = None,
-                 classes: Sequence[str] | None = None):
+                 classes: Sequence | None = None):
         from rasp_hydra.rasp import compile_program
         from rasp_hydra.rasp.lang import SOp
         if not isinstance(output, SOp):
             raise ProgramError(f"The output of a program task must be an s-op, got "
                                f"{output!r}.")
-        if not isinstance(alphabet, str) or not alphabet:
-            raise ProgramError(f"The alphabet must be a non-empty string, got {alphabet!r}.")
+        alphabet = vocabulary(alphabet)
         self.output = output
         self.name = name
         self.sees_bos = bool(bos)
         self.max_len = int(max_len)
         self._alphabet = alphabet
         self._base = base
-        self._classes = None if classes is None else tuple(str(c) for c in classes)
+        self._classes = None if classes is None else _given_classes(classes)
         self.input_values = list(alphabet) + [BOS]  # id len(alphabet) is BOS
         self.compiled = compile_program(output)
-        self.layers = max(1, self.compiled.layers)
-        self.heads = max(1, self.compiled.budget[1])
+        self.layers, self.heads = self.compiled.layers, self.compiled.budget[1]  # 0, 0: no
+        # aggregate (arch=predicted then trains the smallest model)
         self.description = f"RASP program {output.name!r}"
         self.sampler = _resolve_sampler(sampler, alphabet)
         super().__init__(len(alphabet))
@@ -136,12 +230,13 @@ class ProgramFamily(Family):
     def base_name(self, size: int) -> str:  # an instance's name (seeds the data)
         return self._base or f"{self.name}_{size}"
 
-    def make_alphabet(self, size: int) -> str:
+    def make_alphabet(self, size: int) -> str | tuple:
         return self._alphabet
 
     def make_out_classes(self) -> Sequence[str]:
         if self._classes is not None:
-            return self._classes
+            self.out_values = tuple(self._classes.values())
+            return tuple(self._classes)
         from rasp_hydra.rasp.values import sort_values, value_set
         longest = self.max_len + (1 if self.sees_bos else 0)
         values = value_set(self.output, self.input_values if self.sees_bos
@@ -149,8 +244,10 @@ class ProgramFamily(Family):
         if values is None:
             raise ProgramError(
                 f"The values of {self.output.name!r} cannot be enumerated (e.g. it averages "
-                "many different numbers); give the output classes explicitly (classes=...), "
-                "or round/bucket the output in the program.")
+                "many different numbers, or it is an aggregate of numbers that selects one "
+                "key, like a sort, which the inference cannot tell); give the output "
+                "classes explicitly (lang.classes=[...], or lang.classes=0..99 for the "
+                "integers 0 to 99), or round/bucket the output in the program.")
         alphabet = {c: i for i, c in enumerate(self._alphabet)}
 
         def order(v):  # numbers; alphabet tokens; decimal strings by number; the rest
@@ -162,11 +259,11 @@ class ProgramFamily(Family):
                 return (2, 0, int(v), "")
             return (3, 0, 0, v)
 
-        names: list[str] = []
-        for v in sorted(sort_values(values), key=order):
-            if str(v) not in names:
-                names.append(str(v))
-        return tuple(names)
+        by_name: dict[str, Any] = {}  # a class per name; its value: the first (an int
+        for v in sorted(sort_values(values), key=order):  # before an equal float)
+            by_name.setdefault(class_name(v), v)
+        self.out_values = tuple(by_name.values())
+        return tuple(by_name)
 
     # --- evaluation ----------------------------------------------------------------------
     @cached_property
@@ -209,7 +306,7 @@ class ProgramFamily(Family):
         y = torch.zeros(B, n, dtype=torch.long)
         for rows, width, res in self._run([self.output], x, lengths):
             col = res[self.output]
-            lut = torch.tensor([self._class_id.get(str(v), -1) for v in col.table],
+            lut = torch.tensor([self._class_id.get(class_name(v), -1) for v in col.table],
                                dtype=torch.long)
             ids = self._lookup(lut, col.codes)
             if bool((lut < 0).any()):  # a value that is no class: at a real position?
@@ -254,6 +351,13 @@ class ProgramFamily(Family):
         return self.sampler(rng, count, min_len, max_len, start, self._alphabet)
 
 
+def _reads_numbers(sop) -> bool:
+    """Whether the program reads its tokens as numbers (tokens_int or tokens_float)."""
+    from rasp_hydra.rasp.evaluate import ancestors
+    from rasp_hydra.rasp.lang import Input
+    return any(isinstance(n, Input) and n.kind in ("int", "float") for n in ancestors([sop]))
+
+
 def _load_output(program: Any, output: str | None):
     """The output s-op from a program given as an s-op, a loaded program, a path or
     source text."""
@@ -272,20 +376,23 @@ def _load_output(program: Any, output: str | None):
     return program.sop(output)
 
 
-def make_program_task(program: Any, output: str | None = None, alphabet: str | int = 10,
-                      bos: bool = False, with_attns: bool = False, sampler="uniform",
-                      max_len: int = 100, name: str | None = None, base: str | None = None,
-                      classes: Sequence[str] | None = None, sees_bos: bool | None = None,
+def make_program_task(program: Any, output: str | None = None,
+                      alphabet: str | int | Sequence = 10, bos: bool = False,
+                      with_attns: bool = False, sampler="uniform", max_len: int = 100,
+                      name: str | None = None, base: str | None = None,
+                      classes: Sequence | None = None, sees_bos: bool | None = None,
                       min_len: int = 1) -> Task:
     """A Task from a RASP program (see the module docstring).
 
     ``program``: an s-op, a loaded program (``rasp_hydra.rasp.load``), or a .rasp path or
-    source (then ``output`` names the s-op to learn); ``alphabet``: a string, or a size k
-    (the first k of the project's tokens; with sampler "dyck", the number of bracket
-    pairs); ``bos``: the task's inputs start with BOS; ``sees_bos`` (default: ``bos``):
-    the program is written for inputs starting with BOS and sees it (False with bos=True:
-    the program runs without BOS and its selects get the families' BOS wrap); ``max_len``:
-    the longest input of any split (for the output classes); ``name``: the task's name
+    source (then ``output`` names the s-op to learn); ``alphabet``: the vocabulary (see
+    ``vocabulary``: a string of characters, a list of ints or strings, "A..B", or a size
+    k; with sampler "dyck", k is the number of bracket pairs); ``bos``: the task's inputs
+    start with BOS; ``sees_bos`` (default: ``bos``): the program is written for inputs
+    starting with BOS and sees it (False with bos=True: the program runs without BOS and
+    its selects get the families' BOS wrap); ``max_len``: the longest input of any split
+    (for the output classes); ``classes``: the output classes (a list of values, or
+    "A..B"), when they cannot be inferred; ``name``: the task's name
     stem (default: the output's name), the task is named ``{name}_{k}[_bos][_with_attns]``
     unless ``base`` gives the stem with the size (e.g. "dyck1_ptf": the data seed is the
     same as the hand-written task of that base name); ``min_len``: the shortest input.
@@ -293,22 +400,7 @@ def make_program_task(program: Any, output: str | None = None, alphabet: str | i
     The program is tried on inputs of the task (``try_inputs``) before the task is
     returned, so a program that fails on some inputs fails here, naming one of them."""
     sop = _load_output(program, output)
-    if isinstance(alphabet, bool) or not isinstance(alphabet, int | str):
-        raise ProgramError(f"alphabet is a string or a size, got {alphabet!r}.")
-    if isinstance(alphabet, int):
-        if sampler == "dyck":
-            if not 1 <= alphabet <= len(PAIRS):
-                raise ProgramError(f"With sampler 'dyck', alphabet is a number of bracket "
-                                   f"pairs in 1..{len(PAIRS)}, got {alphabet}.")
-            alphabet = Dyck(alphabet).alphabet
-        else:
-            if not 1 <= alphabet <= len(ALL_TOKENS):
-                raise ProgramError(f"An alphabet size must be in 1..{len(ALL_TOKENS)}, got "
-                                   f"{alphabet}.")
-            alphabet = ALL_TOKENS[:alphabet]
-    if BOS in alphabet or len(set(alphabet)) != len(alphabet):
-        raise ProgramError(f"The alphabet {alphabet!r} must not contain BOS {BOS!r} or "
-                           "repeated characters.")
+    alphabet = vocabulary(alphabet, reads_numbers=_reads_numbers(sop), sampler=sampler)
     stem = name or sop.name
     impl = ProgramFamily(sop, alphabet, bos=bos if sees_bos is None else sees_bos,
                          sampler=sampler, max_len=max_len, name=stem, base=base,

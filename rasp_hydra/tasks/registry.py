@@ -207,12 +207,18 @@ def task_of_lang(lang, base_dir=None) -> Task:
     output = get("output") or (  # default: the s-op named as the file, else the last one
         path_or_source.stem if isinstance(path_or_source, Path)
         and path_or_source.stem in names else (names[-1] if names else None))
+    alphabet = get("alphabet")
+    if isinstance(alphabet, int | float) and not isinstance(alphabet, bool):
+        alphabet = str(alphabet)  # lang.alphabet=123 is characters, as it always was
+    elif alphabet is not None and not isinstance(alphabet, str):
+        alphabet = list(alphabet)  # a list (OmegaConf's ListConfig) of ints or strings
     return make_program_task(
         program, output=output,
-        alphabet=get("alphabet") or get("size") or 10, bos=bool(get("bos")),
+        alphabet=alphabet or get("size") or 10, bos=bool(get("bos")),
         with_attns=bool(get("with_attns")), sampler=get("sampler") or "uniform",
         max_len=longest, base=get("name"), min_len=int(get("min_len") or 1),
-        classes=list(get("classes")) if get("classes") is not None else None)
+        classes=(get("classes") if isinstance(get("classes"), str | None)
+                 else list(get("classes"))))
 
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "rasp" / "programs"
