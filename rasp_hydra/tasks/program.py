@@ -427,7 +427,7 @@ def try_inputs(task: Task, min_len: int, max_len: int) -> None:
     task.outputs(*task.sample(TRIAL_INPUTS, seed=0, split="trial", min_len=min_len,
                               max_len=longest))
     if task.impl.sampler is None:
-        a = task.alphabet
-        words = [c * max(min_len, 1) for c in a]
+        a = list(task.alphabet)  # characters, numbers or words: each word a list of tokens
+        words = [[c] * max(min_len, 1) for c in a]
         words += [(a * longest)[:longest], (a[::-1] * longest)[:longest]]
         task.outputs(*task.encode(words))
