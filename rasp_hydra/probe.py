@@ -165,7 +165,8 @@ def program_labels(prog_task, sops: dict, pos: Positions) -> dict[str, list]:
 
 
 def residual_streams(model, pos: Positions, batch: int = 256) -> list:
-    """Per layer 0..L: float32 array [P, d] of the residual stream at the sampled positions."""
+    """Per layer 0..L: float32 array [P, d] of the residual stream at the sampled positions
+    (in their order: ``pos.b`` ascends, so batch after batch keeps it)."""
     import numpy as np
     import torch
 
@@ -462,8 +463,10 @@ def probe_run(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] |
     lines = summary_lines(df, model.cfg.layers)
     files = {}
     if write:
-        title = (f"{task.name}: {model.cfg.layers} layers, {model.cfg.heads} heads, d_model "
-                 f"{model.cfg.d_model} ({prep['checkpoint']} checkpoint)")
+        c = model.cfg
+        title = (f"{task.name}: {c.layers} layer{'s' * (c.layers != 1)}, {c.heads} "
+                 f"head{'s' * (c.heads != 1)}, d_model {c.d_model} ({prep['checkpoint']} "
+                 "checkpoint)")
         files = write_outputs(df, Path(run_dir) / PROBES, title)
     return {"frame": df, "lines": lines, "files": files, "checkpoint": prep["checkpoint"]}
 
