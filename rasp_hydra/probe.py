@@ -237,6 +237,16 @@ def skill(score: float, baseline: float) -> float:
 def probe_matrix(trained: dict, control: dict, labels: dict, compiled: dict, layers: int):
     """The probes' DataFrame (COLUMNS): ``trained``/``control`` map split -> [P, d] arrays
     per layer; ``labels`` split -> s-op -> values."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    # One BLAS thread: a probe's products are small (positions x d_model x values), and
+    # BLAS threads that spin-wait on a busy machine cost 10x the work (measured: 13 s
+    # instead of 1 s of CPU for one 100-class fit on the shared 2-core machine).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _probe_matrix(trained, control, labels, compiled, layers)
+
+
+def _probe_matrix(trained, control, labels, compiled, layers):
     import numpy as np
     import pandas as pd
 
