@@ -8,8 +8,10 @@ The fit cost does not depend on training, so each case is a run directory writte
 (under a temporary folder) holding an untrained model's checkpoint:
   (a) reverse_100: 2 layers, 1 head; s-ops tokens, indices, length, reverse
   (b) sort_by_freq_26_bos: 3 layers, 2 heads; ten s-ops (the program's named ones)
-It prints wall and CPU seconds (all threads): on a machine shared with other work the
-wall time only bounds the CPU time from below, which is what an idle machine needs at most.
+It prints wall and CPU seconds (of all the process's threads). On a machine shared with
+other work the wall time includes waiting for a core; with ``--threads 1`` (the fits use
+one BLAS thread anyway) the CPU seconds are the probe's own work, the wall time it takes
+on an idle core.
 """
 
 from __future__ import annotations
