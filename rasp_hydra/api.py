@@ -8,6 +8,7 @@
     run.predict("abcab")                        # the model's output tokens
     heads = run.attention("abcab")              # {(layer, head): Head(attention, selector, ...)}
     run.draw("abcab")                           # the drawer's figures, under RUN/maps/abcab/
+    run.probe()                                 # linear probes of the program's s-ops per layer
 
     sweep = load_sweep("outputs/multirun/2026-11-28/10-00-00-123456")  # one row per run
     sweep.groupby(["task", "arch"]).test_acc.max()
@@ -112,6 +113,20 @@ class Run:
 
         return draw_run(self.run_dir, sequence, numbers=numbers, which=self.checkpoint,
                         out_dir=out_dir)
+
+
+    def probe(self, sequences: int | None = None, sops=None, positions: int | None = None,
+              write: bool = False) -> pd.DataFrame:
+        """Linear probes of every s-op of the task's RASP program at every layer, beside
+        the untrained model's (one row per s-op and layer; see `rasp_hydra.probe`).
+        `write=True` also writes RUN/probes/probes.csv and probes.png, as
+        `python -m rasp_hydra.probe RUN` does."""
+        from rasp_hydra import probe
+
+        res = probe.probe_run(
+            self.run_dir, sequences or probe.DEFAULT_SEQUENCES, sops, which=self.checkpoint,
+            write=write, positions=positions or probe.MAX_POSITIONS)
+        return res["frame"]
 
 
 def load_run(run_dir, which: str = "auto") -> Run:

@@ -8,7 +8,8 @@ A post-LayerNorm transformer encoder with a linear classifier at every position:
 
 Imports only torch. Attention uses the fused ``F.scaled_dot_product_attention`` unless a
 layer's probabilities are asked for (``need_attention``), in which case that layer runs an
-explicit softmax and returns its probabilities and pre-softmax scores.
+explicit softmax and returns its probabilities and pre-softmax scores. ``hidden_states``
+returns the residual stream after the embedding and after each layer (for probes).
 
     >>> cfg = ModelConfig(vocab_size=12, n_out=11, pad_id=11, layers=1, d_model=16, ff=32)
     >>> logits, attn, scores = Encoder(cfg)(torch.zeros(2, 5, dtype=torch.long),
@@ -123,6 +124,32 @@ class Encoder(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def _key_mask(self, tokens: torch.Tensor, lengths: torch.Tensor):
+        """Key padding mask (B, 1, 1, n), True = real key; None when the batch has no
+        padding (lets SDPA take its fastest path; length-bucketed batches are often
+        unpadded)."""
+        n = tokens.shape[1]
+        if lengths.device.type == "cpu" and int(lengths.min()) >= n:  # no GPU sync
+            return None
+        valid = torch.arange(n, device=tokens.device)[None, :] < lengths[:, None]  # (B, n)
+        return valid[:, None, None, :]
+
+    @torch.no_grad()
+    def hidden_states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream, (B, n, d) each: after the embedding (index 0) and after
+        each layer l (index l, 1-based), as ``forward`` computes it in eval mode. For
+        probes; the training path never calls it."""
+        if tokens.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence length {tokens.shape[1]} exceeds model max_len "
+                             f"{self.cfg.max_len}")
+        mask = self._key_mask(tokens, lengths)
+        x = self.embed(tokens) + self.pos[: tokens.shape[1]]
+        out = [x]
+        for layer in self.layers:
+            x = layer(x, mask, False)[0]
+            out.append(x)
+        return out
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -147,12 +174,7 @@ class Encoder(nn.Module):
             explicit = set()
         else:
             explicit = set(need_attention)
-        # Key padding mask; None when the batch has no padding (lets SDPA take its
-        # fastest path, and length-bucketed batches are often unpadded).
-        mask = None
-        if lengths.device.type != "cpu" or int(lengths.min()) < n:  # no GPU sync
-            valid = torch.arange(n, device=tokens.device)[None, :] < lengths[:, None]  # (B, n)
-            mask = valid[:, None, None, :]  # (B, 1, 1, n)
+        mask = self._key_mask(tokens, lengths)
         x = self.embed(tokens) + self.pos[:n]  # (B, n, d)
         if self.training and self.cfg.dropout:
             x = F.dropout(x, self.cfg.dropout)
