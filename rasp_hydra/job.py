@@ -151,6 +151,8 @@ def check_job(cfg: Config) -> tuple[Any, Budget]:
     key = repr(cfg)
     if key in _checked:  # this process's RunDirCheck checked it a moment ago
         return _checked.pop(key)
+    # the real torch (not _lazytorch's stand-in) before a tracker imports torch.utils
+    cuda_available = torch.cuda.is_available
     try:  # a chosen tracker that is not installed fails before any data is built
         trackers.from_config(cfg.logger)
     except (trackers.TrackerUnavailable, ValueError) as err:
@@ -160,7 +162,7 @@ def check_job(cfg: Config) -> tuple[Any, Budget]:
     check_train(cfg.train)
     task = resolve_task(cfg.lang)
     budget = resolve_budget(task, cfg.model, cfg.arch)
-    check_config(cfg, task, budget, torch.cuda.is_available)
+    check_config(cfg, task, budget, cuda_available)
     return task, budget
 
 

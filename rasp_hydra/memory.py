@@ -5,17 +5,19 @@ for minutes and end in the OOM killer; `job.py` refuses it at once with the figu
 estimate counts what the run is sure to hold, in bytes:
 
 - data: every split's tokens and targets (int64, padded to the longest sequence, BOS
-  included) and lengths; while the largest split is sampled, about three more int64
-  copies of it; and the training sequences' keys that `data.split_overlap` compares;
+  included) and lengths; while the largest split is sampled, one more int64 copy of it;
+  and the training sequences' keys that `data.split_overlap` compares (for reverse_100's
+  splits this says 161 MiB where the process grows by 127 MiB);
 - model: float32 parameters, their gradients, the optimizer's state (Adam: two moments;
   SGD: one with momentum) and the best model's copy;
 - one batch: each layer's activations and, per head, its attention scores and
   probabilities (batch x n x n), for a training batch (kept for backward) or an evaluation
   batch (every layer's attention returned for the attention match), whichever is larger.
 
-It leaves out what is small next to these at any size that fits (torch itself, Python
-objects), so it errs on the side of letting a run start. On a GPU the splits' tensors, the
-model and the batch live on the device; the host still builds the data.
+It leaves out torch itself and other Python objects: it is meant to refuse what is far out
+of reach (the error gives both figures), not to budget memory to the last gigabyte. On a
+GPU the splits' tensors, the model and the batch live on the device; the host still builds
+the data.
 `train.check_memory=false` skips the check.
 """
 
@@ -62,7 +64,7 @@ def estimate(lang, budget, train, *, vocab_size: int, n_out: int, longest: int,
     n = longest
     tokens = sum(sizes) * n
     data = (2 * INT64 * tokens + INT64 * sum(sizes)
-            + 3 * INT64 * max(sizes) * n  # sampling copies of the largest split
+            + INT64 * max(sizes) * n  # the sampling copy of the largest split
             + (INT64 * n + 100) * lang.train_size)  # split_overlap's keys of train
 
     d, ff, L, H = budget.d_model, budget.ff, budget.layers, budget.heads
