@@ -260,10 +260,13 @@ def _claim(claim: Claim, root) -> None:
             f"{claim.run_dir} already holds a run and train.resume=false would train it again "
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
+    elif root.train.resume:  # never train finished epochs again from nothing
+        claim.refusal = runs.resume_problem(claim.run_dir, str(value(root.train.resume_from)))
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
+    runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
     claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
 
 
@@ -393,35 +396,46 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
 
     run_dir = claim.run_dir
     kind = "resume" if claim.existing else "start"
-    runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:], overrides=claim.overrides,
-                           config=claim.subdir)
     try:
+        runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:],
+                               overrides=claim.overrides, config=claim.subdir)
         metrics = run_job(cfg, run_dir, threads=threads, log=log.info, experiment=experiment)
     except ConfigError as err:
         return _config_error(claim, err, multirun)
-    except runs.CheckpointError as err:
-        runs.append_invocation(run_dir, event="end", outcome="failed", error=str(err))
+    except (runs.CheckpointError, runs.WriteError) as err:
+        # a file that cannot be read (exit 2: the user's to fix) or written (exit 1)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
+                     error=str(err))
         if multirun:
             log.error("job failed: %s", err)
             return math.nan
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, runs.CheckpointError) else 1)
     except Exception as err:
         text = traceback.format_exc()
         log.error("job failed: %s\n%s", err, text)
-        runs.append_log(run_dir, f"job failed: {text}")
-        runs.append_invocation(run_dir, event="end", outcome="failed",
-                               error=f"{type(err).__name__}: {err}")
+        _best_effort(runs.append_log, run_dir, f"job failed: {text}")
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
+                     error=f"{type(err).__name__}: {err}")
         if multirun:
             return math.nan  # the sweep goes on; the report counts the failure
         raise
     except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
-        runs.append_invocation(run_dir, event="end", outcome="interrupted",
-                               error=type(err).__name__)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
+                     error=type(err).__name__)
         raise
     runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
                            reason=metrics.get("reason"))
     return objective(metrics)
+
+
+def _best_effort(write, *args, **kwargs) -> None:
+    """A write to the run directory while reporting another failure: that failure matters
+    more (and a full disk would only fail again)."""
+    try:
+        write(*args, **kwargs)
+    except Exception as err:
+        log.error("could not record it in the run directory: %s", err)
 
 
 def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:
