@@ -58,7 +58,9 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.metrics.get("status", "unknown")
+        """The record's status as the report counts it (runs.run_status: a killed run is
+        `crashed`, not `running`)."""
+        return runs.run_status(self.run_dir, self.metrics)[0]
 
     def _run(self, sequence: str) -> dict:
         from rasp_hydra.draw import run_sequence

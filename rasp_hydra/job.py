@@ -13,6 +13,7 @@ for every later one, nowhere when the claim is refused (the directory is left un
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -206,6 +207,7 @@ class Claim:
 
 
 _claims: dict[str, Claim] = {}
+MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
 
 
 def claim_run_dir(output_dir: str, *, _root_) -> str | None:
@@ -218,8 +220,16 @@ def claim_run_dir(output_dir: str, *, _root_) -> str | None:
     if output_dir in _claims:
         return _claims[output_dir].subdir
     claim = _claims[output_dir] = Claim(Path(output_dir))
+    fresh = not claim.run_dir.exists()
     try:
         _claim(claim, _root_)
+    except OSError as err:  # a full disk or a read-only file system: leave nothing behind
+        claim.refusal = (f"{output_dir} cannot be written ({err.strerror or err}), so nothing "
+                         "was written there. Free some space (or give a writable hydra.run.dir"
+                         "), then run again.")
+        claim.subdir = None
+        if fresh:
+            shutil.rmtree(claim.run_dir, ignore_errors=True)
     except Exception as err:  # pragma: no cover - reported by the job
         claim.refusal = f"could not claim {output_dir}: {type(err).__name__}: {err}"
         claim.subdir = None
@@ -236,6 +246,9 @@ def _claim(claim: Claim, root) -> None:
     except runs.RunLocked as err:
         claim.refusal, claim.locked = str(err), True
         return
+    free = shutil.disk_usage(claim.run_dir).free
+    if free < MIN_FREE_BYTES:  # Hydra's own writes would fail next, with a traceback
+        raise OSError(errno.ENOSPC, f"{free} bytes free, less than {MIN_FREE_BYTES} needed")
     claim.overrides = list(OmegaConf.to_container(root.hydra.overrides.task))
     original = runs.read_original_config(claim.run_dir)
     claim.existing = bool(original) or runs.has_run(claim.run_dir)

@@ -773,8 +773,9 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     from rasp_hydra.model import Encoder, ModelConfig
 
     run_dir = Path(run_dir)
+    record = read_metrics(run_dir)
     if which == "auto":
-        status = read_metrics(run_dir).get("status")
+        status = record.get("status")
         if status == "completed" or not (run_dir / LAST).is_file():
             which = "best"
         else:
@@ -783,13 +784,33 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
         raise ValueError(f"which must be 'best', 'last' or 'auto', got {which!r}")
     path = run_dir / (BEST if which == "best" else LAST)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run has no {which} checkpoint yet")
+        raise FileNotFoundError(_no_checkpoint(run_dir, which, record))
     ckpt = load_checkpoint(path, map_location)
+    run_cfg = read_config(run_dir)
+    task = _task_from(run_dir, run_cfg, ckpt)
+    check_fits(path, ckpt, task.name, record_shape(record))
     model = Encoder(ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
-    run_cfg = read_config(run_dir)
-    return model, _task_from(run_dir, run_cfg, ckpt), run_cfg, which
+    return model, task, run_cfg, which
+
+
+def _no_checkpoint(run_dir: Path, which: str, record: dict) -> str:
+    """Why a run has no `which` checkpoint, and what to use instead."""
+    path = run_dir / (BEST if which == "best" else LAST)
+    if record.get("status") == "diverged" and record.get("best_epoch") is None:
+        return (f"{run_dir} has no model: it diverged before any epoch ended with a finite "
+                f"loss ({record.get('reason')}), so it kept no checkpoint. Start a new run "
+                "with a smaller optimizer.lr.")
+    if which == "best" and (run_dir / LAST).is_file():
+        return (f"{path} does not exist, but {run_dir / LAST} does: use it (--which last "
+                "when drawing, which='last' in load_run).")
+    if which == "last" and (run_dir / BEST).is_file():
+        return (f"{path} does not exist, but {run_dir / BEST} does: use it (--which best "
+                "when drawing, which='best' in load_run).")
+    return (f"{path} does not exist: the run has no checkpoint (status "
+            f"{record.get('status', 'unknown')}); a run saves checkpoints/last.pt and "
+            "best.pt after its first epoch.")
 
 
 # ---- readers for the report
