@@ -220,7 +220,6 @@ def claim_run_dir(output_dir: str, *, _root_) -> str | None:
     if output_dir in _claims:
         return _claims[output_dir].subdir
     claim = _claims[output_dir] = Claim(Path(output_dir))
-    fresh = not claim.run_dir.exists()
     try:
         _claim(claim, _root_)
     except OSError as err:  # a full disk or a read-only file system: leave nothing behind
@@ -228,8 +227,6 @@ def claim_run_dir(output_dir: str, *, _root_) -> str | None:
                          "was written there. Free some space (or give a writable hydra.run.dir"
                          "), then run again.")
         claim.subdir = None
-        if fresh:
-            shutil.rmtree(claim.run_dir, ignore_errors=True)
     except Exception as err:  # pragma: no cover - reported by the job
         claim.refusal = f"could not claim {output_dir}: {type(err).__name__}: {err}"
         claim.subdir = None
@@ -394,9 +391,26 @@ def _outcome(run_dir: Path) -> str:
     return f"{m.get('status', 'no record')}{acc}, {m.get('wall_seconds') or 0:.0f}s"
 
 
+def _remove_traces(claim: Claim) -> None:
+    """A refused new run leaves nothing: its empty lock and Hydra's empty train.log go, then
+    the directory if nothing else is in it (never a file someone else put there)."""
+    if claim.lock is not None:
+        claim.lock.release()
+    for name in ("run.lock", "train.log"):
+        path = claim.run_dir / name
+        if path.is_file() and (name == "run.lock" or path.stat().st_size == 0):
+            path.unlink()
+    try:
+        claim.run_dir.rmdir()
+    except OSError:  # not empty: it held something before
+        pass
+
+
 def _refused(claim: Claim, multirun: bool) -> float:
     """Nothing was written; say why, and fail this invocation (a sweep goes on)."""
     if not multirun:
+        if not claim.existing and not claim.locked:
+            _remove_traces(claim)
         print(f"error: {claim.refusal}", file=sys.stderr)
         sys.exit(3 if claim.locked else 2)
     log.error("job not run: %s", claim.refusal)
