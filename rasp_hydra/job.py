@@ -243,12 +243,12 @@ def _claim(claim: Claim, root) -> None:
     except runs.RunLocked as err:
         claim.refusal, claim.locked = str(err), True
         return
-    free = shutil.disk_usage(claim.run_dir).free
-    if free < MIN_FREE_BYTES:  # Hydra's own writes would fail next, with a traceback
-        raise OSError(errno.ENOSPC, f"{free} bytes free, less than {MIN_FREE_BYTES} needed")
     claim.overrides = list(OmegaConf.to_container(root.hydra.overrides.task))
     original = runs.read_original_config(claim.run_dir)
     claim.existing = bool(original) or runs.has_run(claim.run_dir)
+    free = shutil.disk_usage(claim.run_dir).free
+    if free < MIN_FREE_BYTES:  # Hydra's own writes would fail next, with a traceback
+        raise OSError(errno.ENOSPC, f"{free} bytes free, less than {MIN_FREE_BYTES} needed")
     if not claim.existing:
         claim.lock.announce()
         claim.subdir = str(runs.HYDRA)
