@@ -27,7 +27,13 @@ At the end (or on SIGINT/SIGTERM, after the current batch) the best checkpoint i
 and evaluated on every split. "loss" everywhere is the training objective (cross-entropy
 plus the weighted attention term for supervised runs; "attn_loss" is the unweighted MSE).
 A loss that becomes NaN or infinite ends the run as "diverged" after that epoch, keeping
-the best checkpoint and the last.pt of the epoch before.
+the best checkpoint and the last.pt of the epoch before; if no epoch ended finite, the run
+keeps no model (no best.pt, best_epoch None) and says so.
+
+Each epoch writes last.pt, history.csv, best.pt (if better), then metrics.json, each
+atomically: a write that fails (runs.WriteError) leaves a record that describes files that
+are all there. A resume refuses a last.pt that is missing, empty, unreadable or another
+run's when the run has finished epochs (runs.resume_problem), and a diverged run.
 
 Resume: checkpoints/last.pt holds the model, optimizer, scheduler, trainer counters,
 history, and torch RNG state, written after every epoch (and after the last batch on an
