@@ -120,10 +120,10 @@ def _killed_job(args, pid: int, code: int):
     log.error("job %d (%s) %s: %s", idx, " ".join(overrides), how,
               f"recorded as failed in {run_dir}" if recorded else
               f"{run_dir} is held by another process, left as it is")
-    ret = JobReturn(overrides=list(overrides), working_dir=str(run_dir),
-                    task_name=str(sweep_config.hydra.job.name), status=JobStatus.COMPLETED,
-                    _return_value=math.nan)
-    return ret
+    # a failed job answers NaN, as run_from_hydra does for one that raises: the sweep goes on
+    return JobReturn(overrides=list(overrides), working_dir=str(run_dir),
+                     task_name=str(sweep_config.hydra.job.name), status=JobStatus.COMPLETED,
+                     _return_value=math.nan)
 
 
 class SweepSummary(Callback):
