@@ -899,11 +899,12 @@ def run_status(run_dir, metrics: dict | None = None,
     """(status, reason) of a run directory as a reader should count it; the one place the
     report, load_sweep, load_run and the drawer decide it.
 
-    The record's own status, except: a `running` record (or none) that no live process
-    holds is `crashed` (killed: kill -9, out of memory, a lost node) or `incomplete` (its
-    record is gone); a finished record whose checkpoints are gone is `incomplete`; an
-    unreadable record is `unknown`. Where the lock cannot be read (another host), a
-    `running` record stays `running`.
+    The record's own status, except: a `running` record that no live process holds is
+    `crashed` (killed: kill -9, out of memory, a lost node), or `incomplete` when its
+    last.pt is gone too; a directory whose record is gone (or was never written) and that
+    no process holds is `incomplete`; an unreadable record is `unknown`. Where the lock
+    cannot be read (another host, a library run without one), a `running` record stays
+    `running`. A finished record stays what it says: its numbers hold without checkpoints.
     """
     run_dir = Path(run_dir)
     if metrics is None and problem is None:
@@ -915,19 +916,19 @@ def run_status(run_dir, metrics: dict | None = None,
     if lock == "held":
         return "running", None
     if status == "running":
-        if lock == "free":
-            return "crashed", ("its record says running, but no process holds run.lock: the "
-                               "process was killed (kill -9, out of memory, a lost node) or "
-                               "the machine restarted; --resume continues it from last.pt")
-        return "running", None
+        if lock != "free":
+            return "running", None
+        if int(metrics.get("epochs_run") or 0) > 0 and not (run_dir / LAST).is_file():
+            return "incomplete", (f"its record says running, but no process holds run.lock "
+                                  f"and {LAST} is gone: it cannot be resumed")
+        return "crashed", ("its record says running, but no process holds run.lock: the "
+                           "process was killed (kill -9, out of memory, a lost node) or the "
+                           "machine restarted; --resume continues it from last.pt")
     if not status:
         if lock == "free":
             return "incomplete", (f"no {METRICS}: its record is gone, or the job died before "
                                   "writing one")
         return ("running" if has_started(run_dir) else "unknown"), None
-    if status in ("completed", "interrupted") and int(metrics.get("epochs_run") or 0) > 0 \
-            and not (run_dir / BEST).is_file():
-        return "incomplete", f"its record says {status}, but {BEST} is gone"
     return status, metrics.get("reason")
 
 

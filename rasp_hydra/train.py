@@ -624,7 +624,10 @@ class Recorder:
                 # finished work stays as it was
                 runs.append_log(self.run_dir, f"resume failed before training: {what}")
             else:
-                self.update(st, status=status, reason=reason, error=error)
+                # a write that failed mid-epoch may have left best.pt behind st: say its epoch
+                best = runs.checkpoint_epoch(self.run_dir, "best")
+                self.update(st, status=status, reason=reason, error=error,
+                            **({"best_epoch": best} if best is not None else {}))
                 runs.append_log(self.run_dir, f"{status}: {what}")
         except Exception:  # pragma: no cover - the original error matters more
             pass

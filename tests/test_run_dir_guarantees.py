@@ -302,7 +302,10 @@ def test_an_io_error_in_a_fresh_run_is_recorded_as_failed(tmp_path):
     err = one_paragraph(proc, 1)
     assert f"{run / runs.HISTORY} could not be written" in err
     m = metrics(run)
-    assert m["status"] == "failed" and m["epochs_run"] == 1 and "history.csv" in m["error"]
+    assert m["status"] == "failed" and "history.csv" in m["error"]
+    # the record says what is on disk: last.pt of epoch 2, best.pt not promoted past epoch 1
+    assert m["epochs_run"] == epoch_of(run / runs.LAST) == 2
+    assert m["best_epoch"] == epoch_of(run / runs.BEST) == 1
     assert runs.read_invocations(run)[-1]["outcome"] == "failed"
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
 
@@ -427,13 +430,14 @@ def _hold(run: Path) -> subprocess.Popen:
 def test_the_report_tells_crashed_and_incomplete_runs_from_running_ones(completed_run,
                                                                         tmp_path):
     sweep = tmp_path / "sweep"
-    live, killed, no_record, no_best, done = (copy_of(completed_run, sweep / name) for name in
-                                              ("live", "killed", "no_record", "no_best", "done"))
+    live, killed, no_record, gone, done = (copy_of(completed_run, sweep / name) for name in
+                                           ("live", "killed", "no_record", "gone", "done"))
     (no_record / runs.METRICS).unlink()
-    (no_best / runs.BEST).unlink()
-    dead = _hold(killed)
-    dead.kill()
-    dead.wait()
+    for run in (killed, gone):
+        dead = _hold(run)
+        dead.kill()
+        dead.wait()
+    (gone / runs.LAST).unlink()  # and its checkpoints deleted
     holder = _hold(live)
     try:
         proc = cli(str(sweep), "--out", str(tmp_path / "report"), cwd=tmp_path,
@@ -445,7 +449,7 @@ def test_the_report_tells_crashed_and_incomplete_runs_from_running_ones(complete
     assert proc.returncode == 0, proc.stderr
     status = {Path(d).name: s for d, s in zip(table["run_dir"], table["status"], strict=True)}
     assert status == {"live": "running", "killed": "crashed", "no_record": "incomplete",
-                      "no_best": "incomplete", "done": "completed"}
+                      "gone": "incomplete", "done": "completed"}
     from rasp_hydra.report.tables import counted
 
     assert list(table.loc[counted(table), "status"]) == ["completed"]  # never accuracy 0

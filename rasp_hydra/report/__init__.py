@@ -30,10 +30,10 @@ Choices, written down:
   in the status counts.
 - **The living and the dead** (``runs.run_status``, shared with ``load_sweep``, the drawer
   and a sweep's closing line): a ``running`` record whose ``run.lock`` no live process
-  holds is ``crashed`` (killed: kill -9, out of memory, a lost node); a directory whose
-  ``metrics.json`` is gone (or was never written) and that no process holds is
-  ``incomplete``, and so is a finished record whose ``best.pt`` is gone; an unreadable
-  record is ``unknown`` with the reason. Where the lock cannot be read from this machine
+  holds is ``crashed`` (killed: kill -9, out of memory, a lost node), or ``incomplete``
+  when its ``last.pt`` is gone too; a directory whose ``metrics.json`` is gone (or was
+  never written) and that no process holds is ``incomplete``; an unreadable record is
+  ``unknown`` with the reason. Where the lock cannot be read from this machine
   (a holder on another host) a ``running`` record stays ``running``.
 - **Deleted job directories** (``missing``): for a Hydra sweep root (it holds
   ``multirun.yaml``) run by the basic sweeper with numbered job directories, the expected
