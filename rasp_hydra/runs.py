@@ -802,12 +802,11 @@ def _no_checkpoint(run_dir: Path, which: str, record: dict) -> str:
         return (f"{run_dir} has no model: it diverged before any epoch ended with a finite "
                 f"loss ({record.get('reason')}), so it kept no checkpoint. Start a new run "
                 "with a smaller optimizer.lr.")
-    if which == "best" and (run_dir / LAST).is_file():
-        return (f"{path} does not exist, but {run_dir / LAST} does: use it (--which last "
-                "when drawing, which='last' in load_run).")
-    if which == "last" and (run_dir / BEST).is_file():
-        return (f"{path} does not exist, but {run_dir / BEST} does: use it (--which best "
-                "when drawing, which='best' in load_run).")
+    other = "last" if which == "best" else "best"
+    if (run_dir / (LAST if other == "last" else BEST)).is_file():
+        return (f"{run_dir} has no {which} checkpoint ({path} does not exist), but it has "
+                f"the {other} one: use it (--which {other} when drawing, which='{other}' in "
+                "load_run).")
     return (f"{path} does not exist: the run has no checkpoint (status "
             f"{record.get('status', 'unknown')}); a run saves checkpoints/last.pt and "
             "best.pt after its first epoch.")

@@ -463,7 +463,7 @@ def test_the_report_tells_crashed_and_incomplete_runs_from_running_ones(complete
     ("wider", "d_model 32 where the run has 16"),
     ("sort", "task sort_10 where the run has hist_10_bos"),
     ("empty", "best.pt cannot be read (it is empty (0 bytes))"),
-    ("missing", "best.pt does not exist, but"),
+    ("missing", "has no best checkpoint"),
 ])
 def test_the_drawer_and_load_run_refuse_a_checkpoint_of_another_run(
         completed_run, foreign_runs, tmp_path, damage, says):
