@@ -34,12 +34,20 @@ class JobProcessLauncher(JoblibLauncher):
     """The joblib launcher (same options: n_jobs, ...), each job in a child process."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+        from hydra.core.utils import JobReturn, JobStatus
         from hydra_plugins.hydra_joblib_launcher import _core
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
 
         # _core.launch hands `_core.execute_job` to joblib; hand it ours instead
         original, _core.execute_job = _core.execute_job, execute_job_in_child
         try:
             return _core.launch(self, job_overrides, initial_job_idx)
+        except TerminatedWorkerError as err:  # a worker itself was killed, not a job
+            log.error("a joblib worker process died (%s): its job and the others running "
+                      "end interrupted, and the jobs not started yet are left for a relaunch",
+                      str(err).splitlines()[0])
+            return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED,
+                              _return_value=math.nan) for o in job_overrides]
         finally:
             _core.execute_job = original
 
@@ -135,7 +143,12 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         statuses = [runs.run_status(d)[0] for d in runs.find_runs(sweep_dir)]
-        left = [s for s in statuses if s in runs.NOT_COMPLETED]
+        try:  # numbered jobs of the basic sweeper whose directory never came: not started
+            jobs = runs.sweep_jobs(sweep_dir) or []
+        except Exception:  # an Optuna study's trials are whatever it asked for
+            jobs = []
+        statuses += ["missing" for n in range(len(jobs)) if not (sweep_dir / str(n)).exists()]
+        left = [s for s in statuses if s in (*runs.NOT_COMPLETED, "missing")]
         if not left:
             return
         counts = ", ".join(f"{left.count(s)} {s}" for s in dict.fromkeys(left))
