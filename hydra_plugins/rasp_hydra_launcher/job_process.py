@@ -62,18 +62,20 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     args = (idx, overrides, hydra_context, config, task_function, singleton_state)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the job
-        os.close(read_fd)
-        _die_with_parent()
+    if pid == 0:  # the job; it never returns into the worker's code it was forked from
         try:
-            answer = dumps(("ok", execute_job(*args)))
-        except BaseException as err:  # noqa: BLE001 - the worker re-raises it
-            answer = dumps(("raised", err))
-        with os.fdopen(write_fd, "wb") as f:
-            f.write(answer)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+            os.close(read_fd)
+            _die_with_parent()
+            try:
+                answer = dumps(("ok", execute_job(*args)))
+            except BaseException as err:  # noqa: BLE001 - the worker re-raises it
+                answer = dumps(("raised", err))
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(answer)  # BrokenPipeError if the worker died: nobody to tell
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     os.close(write_fd)
     # Ctrl+C reaches the job itself, which stops after its batch and answers
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -142,12 +144,13 @@ class SweepSummary(Callback):
         from rasp_hydra import runs
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        statuses = [runs.run_status(d)[0] for d in runs.find_runs(sweep_dir)]
-        try:  # numbered jobs of the basic sweeper whose directory never came: not started
+        try:  # the basic sweeper's numbered jobs, started or not
             jobs = runs.sweep_jobs(sweep_dir) or []
         except Exception:  # an Optuna study's trials are whatever it asked for
             jobs = []
-        statuses += ["missing" for n in range(len(jobs)) if not (sweep_dir / str(n)).exists()]
+        dirs = dict.fromkeys([*runs.find_runs(sweep_dir),
+                              *(sweep_dir / str(n) for n in range(len(jobs)))])
+        statuses = [_job_status(d) for d in dirs]
         left = [s for s in statuses if s in (*runs.NOT_COMPLETED, "missing")]
         if not left:
             return
@@ -157,3 +160,15 @@ class SweepSummary(Callback):
               f"command with hydra.sweep.dir={sweep_dir} to finish them (completed jobs are "
               "kept).", file=sys.stderr)
         sys.exit(1)
+
+
+def _job_status(job_dir: Path) -> str:
+    """A job's status; "missing" if it never started, "incomplete" if it died before it
+    wrote anything but its directory (unless another process holds it now)."""
+    from rasp_hydra import runs
+
+    if runs.is_run_dir(job_dir):
+        return runs.run_status(job_dir)[0]
+    if not job_dir.exists():
+        return "missing"
+    return "running" if runs.lock_state(job_dir) == "held" else "incomplete"
