@@ -2,11 +2,13 @@
 a process of its own, so that a job killed by a signal (kill -9, the out-of-memory killer)
 ends only that job, never the sweep.
 
-A loky worker forks the job and waits for it. A job process that dies without an answer is
-recorded as `failed`, with the signal, in its run directory (metrics.json, train.log,
-invocations.jsonl) and in the sweep's output, and the sweep goes on. `SweepSummary` (a
-Hydra callback) ends a sweep in which some job did not complete with one line that counts
-them and exit code 1; the same command with `hydra.sweep.dir=SWEEP` finishes what is left.
+A loky worker forks the job and waits for it (with `n_jobs=1` joblib runs the jobs in
+the sweep's own process, one after another, and nothing is forked). A job process that
+dies without an answer is recorded as `failed`, with the signal, in its run directory
+(metrics.json, train.log, invocations.jsonl) and in the sweep's output, and the sweep goes
+on. `SweepSummary` (a Hydra callback) ends a sweep in which some job did not complete with
+one line that counts them and exit code 1; the same command with `hydra.sweep.dir=SWEEP`
+finishes what is left.
 
 Hydra imports every module under `hydra_plugins` at startup: this one imports only Hydra
 at the top.
@@ -28,6 +30,8 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
 log = logging.getLogger("rasp_hydra")
+SWEEP_PID = "RASP_HYDRA_SWEEP_PID"  # the sweep's own process, where no job is forked
+_hydra_execute_job: list = []  # hydra-joblib-launcher's execute_job, set in that process
 
 
 class JobProcessLauncher(JoblibLauncher):
@@ -40,6 +44,8 @@ class JobProcessLauncher(JoblibLauncher):
 
         # _core.launch hands `_core.execute_job` to joblib; hand it ours instead
         original, _core.execute_job = _core.execute_job, execute_job_in_child
+        _hydra_execute_job.append(original)
+        os.environ[SWEEP_PID] = str(os.getpid())  # inherited by the workers
         try:
             return _core.launch(self, job_overrides, initial_job_idx)
         except TerminatedWorkerError as err:  # a worker itself was killed, not a job
@@ -56,10 +62,14 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
                          task_function, singleton_state: dict):
     """Run Hydra's `execute_job` in a forked child of this worker and return its JobReturn;
     a child killed by a signal becomes a failed job with a NaN return value."""
-    from hydra_plugins.hydra_joblib_launcher._core import execute_job
+    from hydra_plugins.hydra_joblib_launcher import _core
     from joblib.externals.loky.backend.reduction import dumps  # as loky sends results
 
+    # Hydra's own: in the sweep's process _core.execute_job is this function for now
+    execute_job = _hydra_execute_job[0] if _hydra_execute_job else _core.execute_job
     args = (idx, overrides, hydra_context, config, task_function, singleton_state)
+    if os.environ.get(SWEEP_PID) == str(os.getpid()):  # n_jobs=1: joblib runs it right here
+        return execute_job(*args)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the job; it never returns into the worker's code it was forked from
