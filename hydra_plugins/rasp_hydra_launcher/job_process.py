@@ -31,7 +31,6 @@ from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
 log = logging.getLogger("rasp_hydra")
 SWEEP_PID = "RASP_HYDRA_SWEEP_PID"  # the sweep's own process, where no job is forked
-_hydra_execute_job: list = []  # hydra-joblib-launcher's execute_job, set in that process
 
 
 class JobProcessLauncher(JoblibLauncher):
@@ -44,7 +43,7 @@ class JobProcessLauncher(JoblibLauncher):
 
         # _core.launch hands `_core.execute_job` to joblib; hand it ours instead
         original, _core.execute_job = _core.execute_job, execute_job_in_child
-        _hydra_execute_job.append(original)
+        _core.hydra_execute_job = original  # for execute_job_in_child in this process
         os.environ[SWEEP_PID] = str(os.getpid())  # inherited by the workers
         try:
             return _core.launch(self, job_overrides, initial_job_idx)
@@ -66,7 +65,7 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     from joblib.externals.loky.backend.reduction import dumps  # as loky sends results
 
     # Hydra's own: in the sweep's process _core.execute_job is this function for now
-    execute_job = _hydra_execute_job[0] if _hydra_execute_job else _core.execute_job
+    execute_job = getattr(_core, "hydra_execute_job", _core.execute_job)
     args = (idx, overrides, hydra_context, config, task_function, singleton_state)
     if os.environ.get(SWEEP_PID) == str(os.getpid()):  # n_jobs=1: joblib runs it right here
         return execute_job(*args)
