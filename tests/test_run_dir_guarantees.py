@@ -243,23 +243,24 @@ def epoch_of(path: Path) -> int:
 
 
 def assert_consistent(run: Path, original: dict) -> None:
-    """No temporary file is left, and the record describes the files beside it: the
-    original record untouched, or a later one whose epochs are all on disk, with best.pt
-    never ahead of last.pt and history.csv."""
+    """No temporary file is left, and the files agree: best.pt never ahead of history.csv
+    and last.pt (written in that order: last.pt may lead by the epoch whose history write
+    failed), and the record either the original, untouched, or a later one whose epochs
+    are all on disk (it lags by an epoch when its own write failed)."""
     assert not [p for p in run.rglob("*") if ".tmp" in p.name], list(run.rglob("*"))
-    m, last = metrics(run), epoch_of(run / runs.LAST)
+    m, last, best = metrics(run), epoch_of(run / runs.LAST), epoch_of(run / runs.BEST)
     history = [int(e) for e in pd.read_csv(run / runs.HISTORY)["epoch"]]
-    assert epoch_of(run / runs.BEST) <= last == history[-1]
+    assert best <= history[-1] <= last <= history[-1] + 1
     if m != original:  # replaced only once a new epoch's files were all written
         assert m["status"] == "running" and m["epochs_run"] >= original["epochs_run"] + 1
-        assert m["epochs_run"] <= last and epoch_of(run / runs.BEST) == m["best_epoch"]
+        assert m["epochs_run"] <= history[-1] and m["best_epoch"] <= best
 
 
 @pytest.mark.parametrize("at, skip", [
     ("*last.pt*", 0),          # the first checkpoint of the resume
     ("*metrics.json*", 0),      # the first record of the resume
     pytest.param("invocations.jsonl", 0, marks=pytest.mark.slow),
-    pytest.param("train.log", 0, marks=pytest.mark.slow),
+    pytest.param("train.log", 1, marks=pytest.mark.slow),  # after Hydra's log handler
     pytest.param("*history.csv*", 0, marks=pytest.mark.slow),
     pytest.param("*best.pt*", 0, marks=pytest.mark.slow),
     pytest.param("*last.pt*", 1, marks=pytest.mark.slow),   # after one new epoch
