@@ -70,7 +70,9 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.metrics.get("status", "unknown")
+        """The record's status as the report counts it (runs.run_status: a killed run is
+        `crashed`, not `running`)."""
+        return runs.run_status(self.run_dir, self.metrics)[0]
 
     def _run(self, sequence) -> dict:
         from rasp_hydra.draw import run_sequence
@@ -133,8 +135,9 @@ def load_run(run_dir, which: str = "auto") -> Run:
     """Load a run directory (any state: completed, interrupted, still running).
 
     which: "best", "last" or "auto" (best if the run completed, else last).
-    Raises FileNotFoundError for a directory without a checkpoint and
-    runs.CheckpointError, naming the file, for one that cannot be read.
+    Raises FileNotFoundError for a directory without that checkpoint (saying which other
+    one it has, or that a diverged run has no model) and runs.CheckpointError, naming the
+    file, for one that cannot be read or belongs to another run (another task or shape).
     """
     run_dir = Path(run_dir)
     model, task, run_cfg, used = runs.load_model(run_dir, which)

@@ -163,18 +163,16 @@ def _load(run_dir: Path, which: str):
     has = runs.checkpoints(run_dir)
     if not any(has.values()):
         m = runs.read_metrics(run_dir)
-        status = m.get("status", "unknown")
-        why = f": {m['reason']}" if m.get("reason") else (f": {m['error']}" if m.get("error")
-                                                           else "")
+        status, reason = runs.run_status(run_dir, m)
+        if status == "diverged" and m.get("best_epoch") is None:
+            raise DrawError(f"{run_dir} has no model to draw: it diverged before any epoch "
+                            f"ended with a finite loss ({reason}), so it kept no checkpoint.")
+        why = f": {reason}" if reason else (f": {m['error']}" if m.get("error") else "")
         raise DrawError(f"{run_dir} holds no checkpoint (status {status}{why}); a run saves "
                         "checkpoints/last.pt and best.pt after its first epoch.")
-    if which != "auto" and not has[which]:
-        other = "last" if which == "best" else "best"
-        raise DrawError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.pt); "
-                        f"it has the {other} one: use --which {other} or auto.")
     try:
         return runs.load_model(run_dir, which)
-    except runs.CheckpointError as e:  # names the file and the way out
+    except (runs.CheckpointError, FileNotFoundError) as e:  # names the file and the way out
         raise DrawError(str(e)) from None
     except Exception as e:  # a checkpoint that does not load is the user's to know about
         raise DrawError(f"cannot load the model of {run_dir}: {type(e).__name__}: {e}") from None

@@ -15,6 +15,7 @@ for every later one, nowhere when the claim is refused (the directory is left un
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -285,6 +286,7 @@ class Claim:
 
 
 _claims: dict[str, Claim] = {}
+MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
 
 
 def claim_run_dir(output_dir: str, *, _root_) -> str | None:
@@ -299,6 +301,11 @@ def claim_run_dir(output_dir: str, *, _root_) -> str | None:
     claim = _claims[output_dir] = Claim(Path(output_dir))
     try:
         _claim(claim, _root_)
+    except OSError as err:  # a full disk or a read-only file system: leave nothing behind
+        claim.refusal = (f"{output_dir} cannot be written ({err.strerror or err}), so nothing "
+                         "was written there. Free some space (or give a writable hydra.run.dir"
+                         "), then run again.")
+        claim.subdir = None
     except Exception as err:  # pragma: no cover - reported by the job
         claim.refusal = f"could not claim {output_dir}: {type(err).__name__}: {err}"
         claim.subdir = None
@@ -318,6 +325,9 @@ def _claim(claim: Claim, root) -> None:
     claim.overrides = list(OmegaConf.to_container(root.hydra.overrides.task))
     original = runs.read_original_config(claim.run_dir)
     claim.existing = bool(original) or runs.has_run(claim.run_dir)
+    free = shutil.disk_usage(claim.run_dir).free
+    if free < MIN_FREE_BYTES:  # Hydra's own writes would fail next, with a traceback
+        raise OSError(errno.ENOSPC, f"{free} bytes free, less than {MIN_FREE_BYTES} needed")
     if not claim.existing:
         claim.lock.announce()
         claim.subdir = str(runs.HYDRA)
@@ -339,10 +349,13 @@ def _claim(claim: Claim, root) -> None:
             f"{claim.run_dir} already holds a run and train.resume=false would train it again "
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
+    elif root.train.resume:  # never train finished epochs again from nothing
+        claim.refusal = runs.resume_problem(claim.run_dir, str(value(root.train.resume_from)))
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
+    runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
     claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
 
 
@@ -573,9 +586,26 @@ def _outcome(run_dir: Path) -> str:
     return f"{m.get('status', 'no record')}{acc}, {m.get('wall_seconds') or 0:.0f}s"
 
 
+def _remove_traces(claim: Claim) -> None:
+    """A refused new run leaves nothing: its empty lock and Hydra's empty train.log go, then
+    the directory if nothing else is in it (never a file someone else put there)."""
+    if claim.lock is not None:
+        claim.lock.release()
+    for name in ("run.lock", "train.log"):
+        path = claim.run_dir / name
+        if path.is_file() and (name == "run.lock" or path.stat().st_size == 0):
+            path.unlink()
+    try:
+        claim.run_dir.rmdir()
+    except OSError:  # not empty: it held something before
+        pass
+
+
 def _refused(claim: Claim, multirun: bool) -> float:
     """Nothing was written; say why, and fail this invocation (a sweep goes on)."""
     if not multirun:
+        if not claim.existing and not claim.locked:
+            _remove_traces(claim)
         print(f"error: {claim.refusal}", file=sys.stderr)
         sys.exit(3 if claim.locked else 2)
     if claim.locked:
@@ -592,10 +622,10 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
 
     run_dir = claim.run_dir
     kind = "resume" if claim.existing else "start"
-    runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:], overrides=claim.overrides,
-                           config=claim.subdir)
     stop, pruning = threading.Event(), None
     try:
+        runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:],
+                               overrides=claim.overrides, config=claim.subdir)
         if multirun and trial is not None:
             from hydra.core.hydra_config import HydraConfig
 
@@ -611,29 +641,40 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
                           stop=stop if pruning else None, on_epoch_end=pruning)
     except ConfigError as err:
         return _config_error(claim, err, multirun)
-    except runs.CheckpointError as err:
-        runs.append_invocation(run_dir, event="end", outcome="failed", error=str(err))
+    except (runs.CheckpointError, runs.WriteError) as err:
+        # a file that cannot be read (exit 2: the user's to fix) or written (exit 1)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
+                     error=str(err))
         if multirun:
             log.error("job failed: %s", err)
             return math.nan
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, runs.CheckpointError) else 1)
     except Exception as err:
         text = traceback.format_exc()
         log.error("job failed: %s\n%s", err, text)
-        runs.append_log(run_dir, f"job failed: {text}")
-        runs.append_invocation(run_dir, event="end", outcome="failed",
-                               error=f"{type(err).__name__}: {err}")
+        _best_effort(runs.append_log, run_dir, f"job failed: {text}")
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
+                     error=f"{type(err).__name__}: {err}")
         if multirun:
             return math.nan  # the sweep goes on; the report counts the failure
         raise
     except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
-        runs.append_invocation(run_dir, event="end", outcome="interrupted",
-                               error=type(err).__name__)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
+                     error=type(err).__name__)
         raise
     runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
                            reason=metrics.get("reason"))
     return objective(metrics)
+
+
+def _best_effort(write, *args, **kwargs) -> None:
+    """A write to the run directory while reporting another failure: that failure matters
+    more (and a full disk would only fail again)."""
+    try:
+        write(*args, **kwargs)
+    except Exception as err:
+        log.error("could not record it in the run directory: %s", err)
 
 
 def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:

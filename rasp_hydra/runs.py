@@ -76,14 +76,55 @@ def match_above_chance(match: float, uniform: float) -> float | None:
     return (match - uniform) / (1.0 - uniform)
 
 
+class WriteError(Exception):
+    """A file of the run directory could not be written (disk full, I/O error, read-only);
+    the message names the file, says what was kept and the way on."""
+
+    def __init__(self, errno: int | None, message: str):
+        super().__init__(message)
+        self.errno = errno
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    run_dir = path.parent.parent if path.parent.name in ("checkpoints", "plots") else path.parent
+    return WriteError(
+        err.errno, f"{path} could not be written ({err.strerror or err}): the write was "
+        f"abandoned and its temporary file removed, so every file of {run_dir} holds what it "
+        "held before (metrics.json the last complete record). Free some space (or fix the "
+        f"file system), then continue with python -m rasp_hydra --resume {run_dir}")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write to a temporary file beside `path`, then os.replace: a reader sees the old file
+    or the new one, never a part. A failed write removes its temporary file."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, err) from None
+
+
+TMP_PATTERN = re.compile(r"^\..+\.\d+\.tmp(\.png)?$")  # .NAME.PID.tmp of _atomic_write_bytes
+
+
+def remove_stale_tmp(run_dir) -> list[Path]:
+    """Remove the temporary files a killed writer left (only the lock holder calls this)."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints", Path(run_dir) / "plots"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if TMP_PATTERN.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def _json_safe(x):
@@ -100,6 +141,8 @@ def _json_safe(x):
 
 # Statuses that end a run's history until it is resumed; the report counts only "completed"
 FINAL_STATUSES = ("completed", "interrupted", "diverged", "failed", "skipped")
+# What a reader calls a job that did not complete (see run_status); a sweep ends with exit 1
+NOT_COMPLETED = ("failed", "crashed", "incomplete", "interrupted", "unknown")
 
 
 @dataclass
@@ -181,6 +224,27 @@ def write_metrics(run_dir, metrics: RunRecord | dict) -> None:
     _atomic_write_bytes(Path(run_dir) / METRICS, (text + "\n").encode())
 
 
+def write_killed(run_dir, how: str, pid: int) -> bool:
+    """Record that a run's process died without a word (`how`: "killed by SIGKILL"), as
+    its sweep's launcher saw it: a `running` record (or none) becomes `failed`. False if
+    another process holds the directory now (it is left as it is)."""
+    try:
+        lock = RunLock(run_dir).acquire()
+    except RunLocked:
+        return False
+    try:
+        record = read_metrics(run_dir)
+        error = f"the job's process {pid} was {how}"
+        if record.get("status") in (None, "running", "unreadable"):
+            write_metrics(run_dir, RunRecord.from_dict(
+                {**record, "status": "failed", "reason": how, "error": error}))
+        append_log(run_dir, f"failed: {error} (by the out-of-memory killer or by hand?)")
+        append_invocation(run_dir, event="end", outcome="failed", error=error)
+    finally:
+        lock.release()
+    return True
+
+
 def write_skipped(run_dir, reason: str, **fields) -> dict:
     """Record a run that ends at once (e.g. an arch variant with zero layers or heads)."""
     record = RunRecord.from_dict({**fields, "status": "skipped", "reason": reason})
@@ -191,9 +255,12 @@ def write_skipped(run_dir, reason: str, **fields) -> dict:
 def append_log(run_dir, line: str) -> None:
     """Append one line to train.log (the file a person tails)."""
     path = Path(run_dir) / LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(line.rstrip("\n") + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+    except OSError as err:
+        raise _write_error(path, err) from None
 
 
 def write_history(run_dir, rows: list[dict]) -> None:
@@ -232,23 +299,61 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(ckpt, dict) or not {"model", "model_config", "epoch"} <= set(ckpt):
+            raise ValueError("not a checkpoint of rasp_hydra (no model, model_config, epoch)")
+        return ckpt
     except FileNotFoundError:
         raise
-    except Exception as err:  # truncated, corrupt, or not a checkpoint of ours
-        run_dir = path.parent.parent
-        other = "best" if path.name == "last.pt" else "last"
-        way_out = (
-            f"resume from the best checkpoint instead (python -m rasp_hydra --resume {run_dir} "
-            "train.resume_from=best; not bit-exact: it continues from the best epoch), or start "
-            "a new run" if path.name == "last.pt" else
-            f"use the last checkpoint instead (--which {other} when drawing; a resume uses "
-            "last.pt anyway), or start a new run")
+    except Exception as err:  # truncated, empty, corrupt, or not a checkpoint of ours
+        what = ("it is empty (0 bytes)" if path.is_file() and path.stat().st_size == 0 else
+                f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}")
         raise CheckpointError(
-            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}): "
+            f"{path} cannot be read ({what}): "
             f"it is truncated or corrupt, e.g. a copy that was cut short or a disk that filled "
-            f"up. Nothing was changed. To go on, {way_out}; to keep the broken file for "
+            f"up. Nothing was changed. To go on, {_way_out(path)}; to keep the broken file for "
             f"inspection, move it aside first.") from None
+
+
+def _way_out(path: Path) -> str:
+    """What to do instead of using the checkpoint at `path` (last.pt or best.pt)."""
+    run_dir = path.parent.parent
+    if path.name == "last.pt":
+        return (f"resume from the best checkpoint instead (python -m rasp_hydra --resume "
+                f"{run_dir} train.resume_from=best; not bit-exact: it continues from the best "
+                "epoch) where best.pt is valid, or start a new run")
+    return ("use the last checkpoint instead (--which last when drawing, which='last' in "
+            "load_run; a resume uses last.pt anyway), or start a new run")
+
+
+SHAPE_KEYS = ("layers", "heads", "d_model", "ff")
+
+
+def checkpoint_mismatch(ckpt: dict, task: str | None, shape: dict) -> str | None:
+    """How a checkpoint differs from the run it lies in: its task and model shape against
+    the run's (`shape`: layers, heads, d_model, ff; unknown ones are not compared)."""
+    cfg = ckpt.get("model_config") or {}
+    diffs = [f"{k} {cfg.get(k)} where the run has {shape[k]}" for k in SHAPE_KEYS
+             if shape.get(k) is not None and cfg.get(k) != shape[k]]
+    if task and ckpt.get("task") not in (None, task):
+        diffs.insert(0, f"task {ckpt['task']} where the run has {task}")
+    return "; ".join(diffs) or None
+
+
+def check_fits(path, ckpt: dict, task: str | None, shape: dict) -> dict:
+    """`ckpt`, or CheckpointError if it belongs to another run (another task or shape)."""
+    path = Path(path)
+    diff = checkpoint_mismatch(ckpt, task, shape)
+    if diff:
+        raise CheckpointError(
+            f"{path} is not a checkpoint of this run: it holds {diff} (a file copied from "
+            f"another run?). Nothing was changed. To go on, {_way_out(path)}.")
+    return ckpt
+
+
+def record_shape(record: dict) -> dict:
+    """The model shape a run's record (metrics.json) describes."""
+    return {k: record.get(k) for k in SHAPE_KEYS}
 
 
 def _num(x) -> float:
@@ -268,7 +373,10 @@ def plot_curves(run_dir, rows: list[dict]) -> Path | None:
     except Exception:  # plotting is a convenience, not part of training
         return None
     path = Path(run_dir) / CURVES
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
     ep = [r["epoch"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     try:
@@ -292,8 +400,12 @@ def plot_curves(run_dir, rows: list[dict]) -> Path | None:
         ax2.legend(fontsize=7)
         fig.tight_layout()
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        try:
+            fig.savefig(tmp, dpi=100)
+            os.replace(tmp, path)
+        except OSError:  # a full disk: the record matters, the picture can wait
+            tmp.unlink(missing_ok=True)
+            return None
     finally:
         plt.close(fig)
     return path
@@ -373,10 +485,14 @@ def append_invocation(run_dir, **entry) -> None:
     """Append one line to invocations.jsonl: the run directory's append-only history."""
     line = json.dumps(_json_safe({"time": _now(), "pid": os.getpid(),
                                   "host": socket.gethostname(), **entry}))
-    with open(Path(run_dir) / INVOCATIONS, "a") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    path = Path(run_dir) / INVOCATIONS
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise _write_error(path, err) from None
 
 
 def read_invocations(run_dir) -> list[dict]:
@@ -396,6 +512,48 @@ def has_run(run_dir) -> bool:
     """Whether a run already trained (or tried to) in this directory."""
     run_dir = Path(run_dir)
     return (run_dir / METRICS).is_file() or (run_dir / LAST).is_file()
+
+
+def has_history(run_dir) -> bool:
+    """Whether the run has finished an epoch (its record or history says so)."""
+    if int(read_metrics(run_dir).get("epochs_run") or 0) > 0:
+        return True
+    frame = read_history_frame(run_dir)
+    return frame is not None and len(frame) > 0
+
+
+def resume_problem(run_dir, resume_from: str = "last") -> str | None:
+    """Why this run directory cannot be resumed from its `resume_from` checkpoint ("last" or
+    "best"), as one paragraph; None if it can (or holds nothing to resume: a new run).
+
+    A diverged run is not resumed (the same steps would diverge again); a run that finished
+    an epoch is never trained again from nothing because its checkpoint is missing, empty,
+    unreadable or another run's.
+    """
+    run_dir = Path(run_dir)
+    record = read_metrics(run_dir)
+    if record.get("status") == "diverged":
+        return (f"{run_dir} diverged ({record.get('reason') or 'a non-finite loss'}), and a "
+                "resume would take the same steps into the same divergence, so nothing was "
+                "written. Start a new run with a smaller optimizer.lr (e.g. a tenth of "
+                f"{record.get('lr') or 'its lr'}); the diverged one stays as its record.")
+    path = run_dir / (BEST if resume_from == "best" else LAST)
+    if not path.is_file():
+        if not has_history(run_dir):
+            return None  # cut short before its first epoch ended: it starts over
+        if resume_from == "best":
+            return (f"train.resume_from=best, but {path} does not exist, so nothing was "
+                    "written. Resume from last.pt (leave out train.resume_from), or start a "
+                    "new run.")
+        return (f"{path} does not exist, but {run_dir} has finished epochs: resuming would "
+                "train it again from nothing, so nothing was written. To go on, "
+                f"{_way_out(path)}.")
+    try:
+        ckpt = load_checkpoint(path)
+        check_fits(path, ckpt, record.get("task"), record_shape(record))
+    except CheckpointError as err:
+        return str(err)
+    return None
 
 
 def next_invocation_dir(run_dir) -> Path:
@@ -635,8 +793,9 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     from rasp_hydra.model import Encoder, ModelConfig
 
     run_dir = Path(run_dir)
+    record = read_metrics(run_dir)
     if which == "auto":
-        status = read_metrics(run_dir).get("status")
+        status = record.get("status")
         if status == "completed" or not (run_dir / LAST).is_file():
             which = "best"
         else:
@@ -645,13 +804,32 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
         raise ValueError(f"which must be 'best', 'last' or 'auto', got {which!r}")
     path = run_dir / (BEST if which == "best" else LAST)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run has no {which} checkpoint yet")
+        raise FileNotFoundError(_no_checkpoint(run_dir, which, record))
     ckpt = load_checkpoint(path, map_location)
+    run_cfg = read_config(run_dir)
+    task = _task_from(run_dir, run_cfg, ckpt)
+    check_fits(path, ckpt, task.name, record_shape(record))
     model = Encoder(ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
-    run_cfg = read_config(run_dir)
-    return model, _task_from(run_dir, run_cfg, ckpt), run_cfg, which
+    return model, task, run_cfg, which
+
+
+def _no_checkpoint(run_dir: Path, which: str, record: dict) -> str:
+    """Why a run has no `which` checkpoint, and what to use instead."""
+    path = run_dir / (BEST if which == "best" else LAST)
+    if record.get("status") == "diverged" and record.get("best_epoch") is None:
+        return (f"{run_dir} has no model: it diverged before any epoch ended with a finite "
+                f"loss ({record.get('reason')}), so it kept no checkpoint. Start a new run "
+                "with a smaller optimizer.lr.")
+    other = "last" if which == "best" else "best"
+    if (run_dir / (LAST if other == "last" else BEST)).is_file():
+        return (f"{run_dir} has no {which} checkpoint ({path} does not exist), but it has "
+                f"the {other} one: use it (--which {other} when drawing, which='{other}' in "
+                "load_run).")
+    return (f"{path} does not exist: the run has no checkpoint (status "
+            f"{record.get('status', 'unknown')}); a run saves checkpoints/last.pt and "
+            "best.pt after its first epoch.")
 
 
 # ---- readers for the report
@@ -699,6 +877,78 @@ def read_history_frame(run_dir):
     except Exception:  # empty or cut short
         return None
     return hist if "epoch" in hist.columns and len(hist) else None
+
+
+def lock_state(run_dir) -> str:
+    """"held" if a live process holds RUN/run.lock, "free" if none does, "unknown" if this
+    machine cannot tell (no lock file: a library run; a holder on another host).
+
+    Read without taking the lock (a reader that took it could turn a starting job away):
+    Linux lists every flock in /proc/locks by device and inode; elsewhere the holder's pid
+    is asked whether it still lives.
+    """
+    path = Path(run_dir) / LOCK
+    try:
+        st = path.stat()
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "unknown"
+    holder = holder if isinstance(holder, dict) else {}
+    if holder.get("host") not in (None, socket.gethostname()):
+        return "unknown"
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            return "held" if any(key in line.split() for line in f) else "free"
+    except OSError:
+        pass
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except (KeyError, TypeError, ValueError):
+        return "unknown"
+    except ProcessLookupError:
+        return "free"
+    except PermissionError:
+        return "held"
+    return "held"
+
+
+def run_status(run_dir, metrics: dict | None = None,
+               problem: str | None = None) -> tuple[str, str | None]:
+    """(status, reason) of a run directory as a reader should count it; the one place the
+    report, load_sweep, load_run and the drawer decide it.
+
+    The record's own status, except: a `running` record that no live process holds is
+    `crashed` (killed: kill -9, out of memory, a lost node), or `incomplete` when its
+    last.pt is gone too; a directory whose record is gone (or was never written) and that
+    no process holds is `incomplete`; an unreadable record is `unknown`. Where the lock
+    cannot be read (another host, a library run without one), a `running` record stays
+    `running`. A finished record stays what it says: its numbers hold without checkpoints.
+    """
+    run_dir = Path(run_dir)
+    if metrics is None and problem is None:
+        metrics, problem = read_metrics_or_problem(run_dir)
+    if problem:
+        return "unknown", problem
+    status = str(metrics.get("status") or "") if metrics else ""
+    lock = lock_state(run_dir) if status in ("", "running") else None
+    if lock == "held":
+        return "running", None
+    if status == "running":
+        if lock != "free":
+            return "running", None
+        if int(metrics.get("epochs_run") or 0) > 0 and not (run_dir / LAST).is_file():
+            return "incomplete", (f"its record says running, but no process holds run.lock "
+                                  f"and {LAST} is gone: it cannot be resumed")
+        return "crashed", ("its record says running, but no process holds run.lock: the "
+                           "process was killed (kill -9, out of memory, a lost node) or the "
+                           "machine restarted; --resume continues it from last.pt")
+    if not status:
+        if lock == "free":
+            return "incomplete", (f"no {METRICS}: its record is gone, or the job died before "
+                                  "writing one")
+        return ("running" if has_started(run_dir) else "unknown"), None
+    return status, metrics.get("reason")
 
 
 def has_started(run_dir) -> bool:

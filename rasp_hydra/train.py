@@ -27,7 +27,13 @@ At the end (or on SIGINT/SIGTERM, after the current batch) the best checkpoint i
 and evaluated on every split. "loss" everywhere is the training objective (cross-entropy
 plus the weighted attention term for supervised runs; "attn_loss" is the unweighted MSE).
 A loss that becomes NaN or infinite ends the run as "diverged" after that epoch, keeping
-the best checkpoint and the last.pt of the epoch before.
+the best checkpoint and the last.pt of the epoch before; if no epoch ended finite, the run
+keeps no model (no best.pt, best_epoch None) and says so.
+
+Each epoch writes last.pt, history.csv, best.pt (if better), then metrics.json, each
+atomically: a write that fails (runs.WriteError) leaves a record that describes files that
+are all there. A resume refuses a last.pt that is missing, empty, unreadable or another
+run's when the run has finished epochs (runs.resume_problem), and a diverged run.
 
 Resume: checkpoints/last.pt holds the model, optimizer, scheduler, trainer counters,
 history, and torch RNG state, written after every epoch (and after the last batch on an
@@ -339,12 +345,14 @@ class Trainer:
         self.sched = make_scheduler(self.opt, sched_cfg)
         self.sched_cfg = sched_cfg
         self.st = _State()
+        self.better = None  # this epoch's best.pt, written once last.pt and history hold it
         self.n_batches = math.ceil(len(splits["train"]) / tc.batch_size)
 
     # --- restore -------------------------------------------------------------------
     def restore(self, path: Path, from_best: bool = False) -> None:
         """Continue from last.pt at `path` (exact), or from the best.pt beside it."""
         ck = runs.load_checkpoint(path, map_location=self.device)
+        runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if from_best:
@@ -441,7 +449,8 @@ class Trainer:
         st = self.st
         if val_loss < st.best_val:
             st.best_val, st.best_epoch, st.since_best = val_loss, epoch, 0
-            runs.save_checkpoint(self.run_dir / runs.BEST, _checkpoint(
+            # save_best writes it (after last.pt) before the weights move on
+            self.better = (_checkpoint(
                 self.model, self.model_cfg, self.task, epoch, optimizer=self.opt.state_dict(),
                 val_loss=val_loss))
             return " *"
@@ -465,10 +474,22 @@ class Trainer:
         self.st.epoch, self.st.batch, self.st.acc = epoch, 0, {}
 
     @property
+    def has_model(self) -> bool:
+        """Whether some epoch ended finite (and so best.pt holds a model)."""
+        return self.st.best_epoch > 0 or (self.run_dir / runs.BEST).is_file()
+
+    @property
     def done(self) -> bool:
         return self.st.perfect_streak >= self.tc.perfect_acc_epochs
 
     # --- checkpoints ---------------------------------------------------------------
+    def save_best(self) -> None:
+        """Promote this epoch's model to best.pt, after last.pt and history.csv hold the
+        epoch: best.pt is never ahead of the files that describe it."""
+        if self.better is not None:
+            runs.save_checkpoint(self.run_dir / runs.BEST, self.better)
+            self.better = None
+
     def save_last(self, wall_seconds: float) -> None:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -484,7 +505,9 @@ class Trainer:
         """The best checkpoint's weights; the current ones become it if there is none yet."""
         path = self.run_dir / runs.BEST
         if path.is_file():
-            self.model.load_state_dict(runs.load_checkpoint(path, self.device)["model"])
+            ck = runs.load_checkpoint(path, self.device)
+            runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+            self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
             runs.save_checkpoint(path, _checkpoint(self.model, self.model_cfg, self.task,
                                                    self.st.epoch,
@@ -545,8 +568,10 @@ class _Bar:
 class Recorder:
     """The run's record: metrics.json, train.log, history.csv and the curves.
 
-    A resume that fails before it trains an epoch puts the run's earlier record back:
-    a failure never rewrites the status of finished work.
+    A run that already holds a finished record (a resume) keeps it until this session
+    has a whole epoch on disk (last.pt, history.csv, best.pt), and keeps it when it fails
+    before that: a failure never rewrites the status of finished work. metrics.json is
+    always written last, so it never describes files that are not there.
     """
 
     def __init__(self, run_dir, record: runs.RunRecord, log: Callable[[str], None]):
@@ -556,6 +581,12 @@ class Recorder:
         self.session_start = time.perf_counter()
         self.epochs_this_session = 0
         self._last_plot = 0.0
+        self.wrote = False  # whether this session has replaced the record
+
+    def start(self, st: _State) -> None:
+        """A new run says `running` at once; a resumed one keeps its record for now."""
+        if self.previous is None:
+            self.update(st)
 
     def line(self, text: str) -> None:
         runs.append_log(self.run_dir, text)
@@ -565,17 +596,18 @@ class Recorder:
         return st.wall_seconds + time.perf_counter() - self.session_start
 
     def update(self, st: _State, **fields) -> None:
-        for k, v in fields.items():
-            setattr(self.record, k, v)
         self.record.epochs_run, self.record.best_epoch = st.epoch, st.best_epoch
         self.record.wall_seconds = self.wall_seconds(st)
         self.record.tokens_per_second = st.tokens_per_second
         self.record.resumes = st.resumes
+        for k, v in fields.items():
+            setattr(self.record, k, v)
         runs.write_metrics(self.run_dir, self.record)
+        self.wrote = True
 
     def epoch(self, st: _State, row: dict, val: dict, total_epochs: int, note: str) -> None:
+        """The epoch's log line and record (its last.pt, history and best.pt are written)."""
         self.epochs_this_session += 1
-        runs.write_history(self.run_dir, st.history)
         line = (f"epoch {row['epoch']:3d}/{total_epochs} train_loss {row['train_loss']:.4f} "
                 f"train_acc {row['train_token_acc']:.4f} val_loss {val['loss']:.4f} "
                 f"val_acc {val['token_acc']:.4f} val_seq_acc {val['seq_acc']:.4f} "
@@ -591,15 +623,18 @@ class Recorder:
             self._last_plot = time.perf_counter()
 
     def finish(self, st: _State, status: str, reason: str | None, final: dict,
-               match: dict, uniform: dict) -> dict:
+               match: dict, uniform: dict, **fields) -> dict:
         self.update(st, status=status, reason=reason, final=final, attention_match=match,
-                    attention_uniform=uniform)
+                    attention_uniform=uniform, **fields)
         runs.plot_curves(self.run_dir, st.history)
-        line = "final " + " ".join(
+        line = "final " + (" ".join(
             f"{k} acc {v['token_acc']:.4f} (seq {v['seq_acc']:.4f})" for k, v in final.items())
+            or "accuracy: none, the run has no model")
         if match:
             line += " attention match " + " ".join(f"{k}:{v:.3f}" for k, v in match.items())
-        self.line(line + f" [{status}, best epoch {st.best_epoch}]")
+        best = self.record.best_epoch
+        self.line(line + f" [{status}, " + (f"best epoch {best}]" if best is not None else
+                                            "no model]"))
         return self.record.to_dict()
 
     def fail(self, st: _State, err: BaseException) -> None:
@@ -610,11 +645,14 @@ class Recorder:
         else:
             status, reason, error = "failed", type(err).__name__, what
         try:
-            if self.previous is not None and self.epochs_this_session == 0:
-                runs.write_metrics(self.run_dir, self.previous)  # finished work stays as it was
+            if self.previous is not None and not self.wrote:
+                # finished work stays as it was
                 runs.append_log(self.run_dir, f"resume failed before training: {what}")
             else:
-                self.update(st, status=status, reason=reason, error=error)
+                # a write that failed mid-epoch may have left best.pt behind st: say its epoch
+                best = runs.checkpoint_epoch(self.run_dir, "best")
+                self.update(st, status=status, reason=reason, error=error,
+                            **({"best_epoch": best} if best is not None else {}))
                 runs.append_log(self.run_dir, f"{status}: {what}")
         except Exception:  # pragma: no cover - the original error matters more
             pass
@@ -624,6 +662,10 @@ def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     """The checkpoint to continue from: `resume_from` (a run directory or a .pt file), else
     this run directory's last.pt (or best.pt) when train.resume is on and it exists."""
     name = runs.BEST if value(tc.resume_from) == "best" else runs.LAST
+    if resume_from is None and tc.resume:
+        problem = runs.resume_problem(run_dir, value(tc.resume_from))
+        if problem:
+            raise runs.CheckpointError(problem)
     if resume_from is not None:
         path = Path(resume_from)
         path = path / name if path.is_dir() else path
@@ -655,6 +697,18 @@ def _first_line(trainer: Trainer, model_cfg: ModelConfig, params: int, source) -
             f"d_model {model_cfg.d_model}, {params} params, "
             f"{len(trainer.splits['train'])} train sequences, device {trainer.device.type}, "
             f"{torch.get_num_threads()} threads")
+
+
+_NO_MODEL = "; no epoch ended with a finite loss, so the run has no model (no best.pt)"
+
+
+def _kept_after_divergence(trainer: Trainer) -> str:
+    """What a diverged run keeps, as train.log says it."""
+    st = trainer.st
+    if not trainer.has_model:
+        return "no epoch ended finite: no model is kept (no best.pt, no last.pt)"
+    return (f"keeping the best checkpoint (epoch {st.best_epoch}) and the last.pt of epoch "
+            f"{st.epoch}")
 
 
 def _diverged(row: dict, val: dict | None) -> str | None:
@@ -721,7 +775,7 @@ def train(
         for k, v in (meta or {}).items():
             setattr(record, k, v)
         rec = Recorder(run_dir, record, log or logger.info)
-        rec.update(trainer.st)
+        rec.start(trainer.st)
         rec.line(_first_line(trainer, model_cfg, params, source))
         if handle_signals:
             flag.install()
@@ -754,8 +808,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
                 status, st.history = "diverged", [*st.history, row]
                 rec.record.diverged_epoch = epoch
                 runs.write_history(rec.run_dir, st.history)
-                rec.line(f"diverged: {reason}; keeping the best checkpoint "
-                         f"(epoch {st.best_epoch}) and the last.pt of epoch {st.epoch}")
+                rec.line(f"diverged: {reason}; " + _kept_after_divergence(trainer))
                 break
             row.update(val_loss=val["loss"], val_token_acc=val["token_acc"],
                        val_seq_acc=val["seq_acc"])
@@ -764,7 +817,11 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             row.update({f"attn_match_{k}": v for k, v in val["attention_match"].items()})
             note = trainer.keep_best_or_reset(epoch, val["loss"])
             trainer.end_epoch(epoch, row, val["perfect"])
+            # last.pt, then the history, then best.pt, then the record: a write that fails
+            # leaves the record describing files that are all there
             trainer.save_last(rec.wall_seconds(st))
+            runs.write_history(rec.run_dir, st.history)
+            trainer.save_best()
             rec.epoch(st, row, val, tc.epochs, note)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
@@ -780,6 +837,8 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             reason = flag.signal or getattr(flag.event, "reason", None) or "stop requested"
             rec.line(f"interrupted ({reason}) in epoch {st.epoch + 1}: evaluating the best "
                      "checkpoint")
+        if status == "diverged" and not trainer.has_model:
+            return rec.finish(st, status, reason + _NO_MODEL, {}, {}, {}, best_epoch=None)
         final, match, uniform = trainer.final_evaluation()
         return rec.finish(st, status, reason, final, match, uniform)
     except BaseException as err:

@@ -18,9 +18,10 @@ TINY = [
 
 
 def cli(*args: str, cwd: Path, timeout: float = 240, module: str = "rasp_hydra",
-        check: bool = False) -> subprocess.CompletedProcess:
-    """`python -m rasp_hydra ARGS` in `cwd`; stdout and stderr captured as text."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+        check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m rasp_hydra ARGS` in `cwd`; stdout and stderr captured as text; `env`
+    adds to the environment."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

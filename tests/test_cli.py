@@ -293,13 +293,21 @@ def check_sweep(sweep: Path, threads: int) -> None:
 def test_sweep_on_joblib(cli_cwd):
     sweep = cli_cwd / "sweep"
     proc = cli("-m", *GRID, "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
-               cwd=cli_cwd, check=True)
+               cwd=cli_cwd)
+    assert_one_job_failed(proc, sweep)
     out = proc.stdout + proc.stderr
     assert "Joblib" in out
     for n in range(1, 5):  # one line when each job starts and ends
         assert f"[{n}/4] start lang=" in out and f"[{n}/4] done {n - 1}: " in out
     check_sweep(sweep, threads=max(1, len(os.sched_getaffinity(0)) // 2))
     check_report(sweep, cli_cwd)
+
+
+def assert_one_job_failed(proc, sweep: Path) -> None:
+    """The grid's failed job makes the sweep's exit code 1, and its last line says so."""
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: 1 of 4 jobs of {sweep} did not complete (1 failed)")
 
 
 def check_report(sweep: Path, cwd: Path) -> None:
@@ -329,7 +337,7 @@ def check_report(sweep: Path, cwd: Path) -> None:
     for head, value in metrics(sweep / "2")["attention_match"].items():
         assert t1.loc[("sort_10", "predicted"), f"attn.{head}"] == pytest.approx(value)
 
-    # partial: job 3 deleted, job 2 "still running"
+    # partial: job 3 deleted, job 2 "still running" by its record, but no process holds it
     import shutil
 
     shutil.rmtree(sweep / "3")
@@ -339,15 +347,17 @@ def check_report(sweep: Path, cwd: Path) -> None:
     proc = cli(str(sweep), "--out", str(cwd / "partial"), cwd=cwd, check=True,
                module="rasp_hydra.report")
     t1 = pd.read_csv(cwd / "partial" / "table1.csv").set_index(["task", "arch"])
-    assert t1.loc["sort_10", "running"].sum() == 1 and t1.loc["sort_10", "missing"].sum() == 1
+    assert t1.loc["sort_10", "crashed"].sum() == 1 and t1.loc["sort_10", "missing"].sum() == 1
+    assert t1.loc["sort_10", "running"].sum() == 0
     assert pd.isna(t1.loc[("sort_10", "predicted"), "test_acc_mean"])
-    assert "running" in proc.stdout and "missing" in proc.stdout
+    assert "1 crashed" in proc.stdout and "1 missing" in proc.stdout
 
 
 def test_sweep_on_submitit_local(cli_cwd):
     sweep = cli_cwd / "sweep"
-    cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", *GRID,
-        f"hydra.sweep.dir={sweep}", cwd=cli_cwd, check=True)
+    proc = cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", *GRID,
+               f"hydra.sweep.dir={sweep}", cwd=cli_cwd)
+    assert_one_job_failed(proc, sweep)
     assert (sweep / ".submitit").is_dir()
     check_sweep(sweep, threads=1)
 

@@ -1,12 +1,18 @@
 """What a run directory promises (README), each checked on real subprocesses of tiny runs:
 a failed resume rewrites nothing, one writer at a time, a lock that dies with its holder,
 clear errors for broken checkpoints, bad values refused before a directory is written,
-and a diverging run that ends as `diverged`."""
+a diverging run that ends as `diverged`, a record that a full disk never empties, a resume
+that never retrains finished epochs from nothing, a sweep that outlives a killed job, a
+report that tells the living from the dead, and checkpoints checked against their run.
+
+Disk faults come from tests/faults/sitecustomize.py, put on the subprocesses' PYTHONPATH."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -82,10 +88,11 @@ def test_a_resume_that_fails_leaves_a_completed_run_completed(completed_run, tmp
     record = metrics(run)
     data = (run / runs.LAST).read_bytes()
     (run / runs.LAST).write_bytes(data[: len(data) // 2])  # a copy cut short
+    before = snapshot(run)
     err = one_paragraph(cli("--resume", str(run), "train.epochs=4", cwd=tmp_path))
     assert "last.pt cannot be read" in err and "train.resume_from=best" in err
     assert metrics(run) == record  # still completed, same numbers
-    assert runs.read_invocations(run)[-1]["outcome"] == "failed"
+    assert snapshot(run) == before  # refused before anything was written
     # the way out that the error offers
     cli("--resume", str(run), "train.epochs=4", "train.resume_from=best", cwd=tmp_path,
         check=True)
@@ -213,3 +220,268 @@ def test_a_diverging_run_ends_diverged_keeping_the_best_checkpoint(tmp_path):
     if m["epochs_run"]:
         assert (run / runs.BEST).is_file() and m["final"]["test"]["token_acc"] >= 0
     assert runs.read_invocations(run)[-1]["outcome"] == "diverged"
+
+
+# --------------------------------------------------------------- a full disk, I/O errors
+
+FAULTS = Path(__file__).parent / "faults"
+
+
+def faulty(run: Path, at: str = "*", skip: int = 0, once: bool = False,
+           full: bool = False) -> dict:
+    """The environment that makes writes below `run` fail (tests/faults/sitecustomize.py)."""
+    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "RASP_FAULT_DIR": str(run), "RASP_FAULT_AT": at,
+            "RASP_FAULT_SKIP": str(skip), "RASP_FAULT_ONCE": "1" if once else "0",
+            "RASP_FAULT_FULL": "1" if full else "0"}
+
+
+def epoch_of(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def assert_consistent(run: Path, original: dict) -> None:
+    """No temporary file is left, and the files agree: best.pt never ahead of history.csv
+    and last.pt (written in that order: last.pt may lead by the epoch whose history write
+    failed), and the record either the original, untouched, or a later one whose epochs
+    are all on disk (it lags by an epoch when its own write failed)."""
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name], list(run.rglob("*"))
+    m, last, best = metrics(run), epoch_of(run / runs.LAST), epoch_of(run / runs.BEST)
+    history = [int(e) for e in pd.read_csv(run / runs.HISTORY)["epoch"]]
+    assert best <= history[-1] <= last <= history[-1] + 1
+    if m != original:  # replaced only once a new epoch's files were all written
+        assert m["status"] == "running" and m["epochs_run"] >= original["epochs_run"] + 1
+        assert m["epochs_run"] <= history[-1] and m["best_epoch"] <= best
+
+
+@pytest.mark.parametrize("at, skip", [
+    ("*last.pt*", 0),          # the first checkpoint of the resume
+    ("*metrics.json*", 0),      # the first record of the resume
+    pytest.param("invocations.jsonl", 0, marks=pytest.mark.slow),
+    pytest.param("train.log", 1, marks=pytest.mark.slow),  # after Hydra's log handler
+    pytest.param("*history.csv*", 0, marks=pytest.mark.slow),
+    pytest.param("*best.pt*", 0, marks=pytest.mark.slow),
+    pytest.param("*last.pt*", 1, marks=pytest.mark.slow),   # after one new epoch
+    pytest.param("*metrics.json*", 1, marks=pytest.mark.slow),
+])
+def test_a_full_disk_during_a_resume_never_empties_the_record(completed_run, tmp_path, at,
+                                                              skip):
+    run = copy_of(completed_run, tmp_path / "run")
+    original = metrics(run)
+    proc = cli("--resume", str(run), "train.epochs=4", cwd=tmp_path,
+               env=faulty(run, at, skip))
+    err = one_paragraph(proc, 1)
+    assert "could not be written (No space left on device)" in err and "--resume" in err
+    assert_consistent(run, original)
+    if skip == 0:
+        assert metrics(run) == original  # completed, same numbers
+    # the way on that the error gives, once there is space again
+    cli("--resume", str(run), "train.epochs=4", cwd=tmp_path, check=True)
+    m = metrics(run)
+    assert m["status"] == "completed" and m["epochs_run"] == 4 and m["final"]["test"]
+    assert_consistent(run, m)
+
+
+def test_no_space_at_all_is_refused_before_anything_is_written(completed_run, tmp_path):
+    run = copy_of(completed_run, tmp_path / "run")
+    before = snapshot(run)
+    err = one_paragraph(cli("--resume", str(run), cwd=tmp_path, env=faulty(run, full=True)))
+    assert "cannot be written" in err and "Free some space" in err
+    assert snapshot(run) == before
+    fresh = tmp_path / "disk" / "fresh"
+    err = one_paragraph(cli(*RUN, f"hydra.run.dir={fresh}", cwd=tmp_path,
+                            env=faulty(fresh.parent, full=True)))
+    assert not fresh.exists()
+
+
+def test_an_io_error_in_a_fresh_run_is_recorded_as_failed(tmp_path):
+    run = tmp_path / "run"
+    proc = cli(*RUN, f"hydra.run.dir={run}", cwd=tmp_path,
+               env=faulty(run, "*history.csv*", skip=1, once=True))  # the second epoch's
+    err = one_paragraph(proc, 1)
+    assert f"{run / runs.HISTORY} could not be written" in err
+    m = metrics(run)
+    assert m["status"] == "failed" and "history.csv" in m["error"]
+    # the record says what is on disk: last.pt of epoch 2, best.pt not promoted past epoch 1
+    assert m["epochs_run"] == epoch_of(run / runs.LAST) == 2
+    assert m["best_epoch"] == epoch_of(run / runs.BEST) == 1
+    assert runs.read_invocations(run)[-1]["outcome"] == "failed"
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+
+
+def test_stale_temporary_files_are_removed_when_the_run_is_next_claimed(completed_run,
+                                                                        tmp_path):
+    run = copy_of(completed_run, tmp_path / "run")
+    stale = [run / ".metrics.json.99999.tmp", run / "checkpoints/.last.pt.99999.tmp",
+             run / "plots/.curves.99999.tmp.png"]
+    for p in stale:
+        p.write_bytes(b"half")
+    cli("--resume", str(run), cwd=tmp_path, check=True)
+    assert not any(p.exists() for p in stale)
+
+
+# ------------------------------------------------- a resume never retrains from nothing
+
+@pytest.fixture(scope="module")
+def foreign_runs(tmp_path_factory) -> dict:
+    """Runs of another size and of another task, whose checkpoints get copied around."""
+    cwd = tmp_path_factory.mktemp("foreign")
+    cli(*RUN, "model.d_model=32", f"hydra.run.dir={cwd / 'wider'}", cwd=cwd, check=True)
+    cli("lang=sort_10", "model.layers=1", *TINY, f"hydra.run.dir={cwd / 'sort'}", cwd=cwd,
+        check=True)
+    return {"wider": cwd / "wider", "sort": cwd / "sort"}
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("missing", "last.pt does not exist"),
+    ("empty", "last.pt cannot be read (it is empty (0 bytes))"),
+    ("wider", "d_model 32 where the run has 16"),
+    ("sort", "task sort_10 where the run has hist_10_bos"),
+])
+def test_a_missing_empty_or_foreign_last_pt_is_refused(completed_run, foreign_runs, tmp_path,
+                                                       damage, says):
+    run = copy_of(completed_run, tmp_path / "run")
+    last = run / runs.LAST
+    if damage == "missing":
+        last.unlink()
+    elif damage == "empty":
+        last.write_bytes(b"")
+    else:
+        last.write_bytes((foreign_runs[damage] / runs.LAST).read_bytes())
+    before = snapshot(run)
+    err = one_paragraph(cli("--resume", str(run), "train.epochs=3", cwd=tmp_path))
+    assert says in err and str(last) in err and "train.resume_from=best" in err
+    assert "IndexError" not in err
+    assert snapshot(run) == before
+
+
+# ------------------------------------------------------ no non-finite weights are "best"
+
+def test_a_run_that_diverges_at_once_has_no_model_and_says_so(tmp_path):
+    run = tmp_path / "run"
+    cli(*RUN, "optimizer.lr=1e6", f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    m = metrics(run)
+    if m["diverged_epoch"] != 1:
+        pytest.skip("this seed's first epoch ended finite")
+    assert m["status"] == "diverged" and m["best_epoch"] is None and m["final"] == {}
+    assert "no model" in m["reason"]
+    assert not (run / runs.BEST).exists() and not (run / runs.LAST).exists()
+    log = (run / runs.LOG).read_text()
+    assert "no model is kept" in log and "keeping the best checkpoint" not in log
+
+    before = snapshot(run)
+    err = one_paragraph(cli("--resume", str(run), cwd=tmp_path))
+    assert "diverged" in err and "smaller optimizer.lr" in err
+    assert snapshot(run) == before
+
+    err = one_paragraph(cli(str(run), "--sequence", "abc", cwd=tmp_path,
+                            module="rasp_hydra.draw"))
+    assert "has no model to draw" in err
+    from rasp_hydra.api import load_run
+
+    with pytest.raises(FileNotFoundError, match="has no model"):
+        load_run(run)
+
+
+# ------------------------------------------------- a sweep outlives a killed job process
+
+def test_a_killed_job_fails_alone_and_the_same_sweep_again_finishes_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "lang=hist_10_bos", "model.layers=1", *TINY, "lang.train_size=2000",
+            "train.perfect_acc_epochs=100", "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "rasp_hydra", *args, "train.epochs=60,2,2"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(sweep / "0" / runs.HISTORY, proc)
+    job = json.loads((sweep / "0" / runs.LOCK).read_text())["pid"]  # the job's own process
+    os.kill(job, signal.SIGKILL)  # as the out-of-memory killer does
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert err.strip().splitlines()[-1].startswith(
+        f"error: 1 of 3 jobs of {sweep} did not complete (1 failed)")
+    assert "killed by SIGKILL" in out + err and "Traceback" not in err
+    m = metrics(sweep / "0")
+    assert m["status"] == "failed" and m["reason"] == "killed by SIGKILL"
+    assert runs.read_invocations(sweep / "0")[-1]["outcome"] == "failed"
+    assert [metrics(sweep / n)["status"] for n in "12"] == ["completed", "completed"]
+
+    again = cli(*args, "train.epochs=3,2,2", cwd=tmp_path)  # the same sweep, a shorter job 0
+    assert again.returncode == 0, again.stderr
+    assert [metrics(sweep / n)["status"] for n in "012"] == ["completed"] * 3
+
+
+# ------------------------------------------------- the report tells the living from the dead
+
+def _hold(run: Path) -> subprocess.Popen:
+    """A process that claims `run`, writes a `running` record and waits (to be killed)."""
+    code = ("import sys, time; from rasp_hydra import runs; "
+            "lock = runs.RunLock(sys.argv[1]).acquire().announce(); "
+            "r = runs.RunRecord.from_dict({**runs.read_metrics(sys.argv[1]), "
+            "'status': 'running', 'final': {}}); runs.write_metrics(sys.argv[1], r); "
+            "print('ready', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_the_report_tells_crashed_and_incomplete_runs_from_running_ones(completed_run,
+                                                                        tmp_path):
+    sweep = tmp_path / "sweep"
+    live, killed, no_record, gone, done = (copy_of(completed_run, sweep / name) for name in
+                                           ("live", "killed", "no_record", "gone", "done"))
+    (no_record / runs.METRICS).unlink()
+    for run in (killed, gone):
+        dead = _hold(run)
+        dead.kill()
+        dead.wait()
+    (gone / runs.LAST).unlink()  # and its checkpoints deleted
+    holder = _hold(live)
+    try:
+        proc = cli(str(sweep), "--out", str(tmp_path / "report"), cwd=tmp_path,
+                   module="rasp_hydra.report")
+        table = pd.read_csv(tmp_path / "report" / "runs.csv")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 0, proc.stderr
+    status = {Path(d).name: s for d, s in zip(table["run_dir"], table["status"], strict=True)}
+    assert status == {"live": "running", "killed": "crashed", "no_record": "incomplete",
+                      "gone": "incomplete", "done": "completed"}
+    from rasp_hydra.report.tables import counted
+
+    assert list(table.loc[counted(table), "status"]) == ["completed"]  # never accuracy 0
+    for word in ("1 running", "1 crashed", "2 incomplete"):
+        assert word in proc.stdout
+
+
+# ---------------------------------------------- every checkpoint read is checked against its run
+
+@pytest.mark.parametrize("damage, says", [
+    ("wider", "d_model 32 where the run has 16"),
+    ("sort", "task sort_10 where the run has hist_10_bos"),
+    ("empty", "best.pt cannot be read (it is empty (0 bytes))"),
+    ("missing", "has no best checkpoint"),
+])
+def test_the_drawer_and_load_run_refuse_a_checkpoint_of_another_run(
+        completed_run, foreign_runs, tmp_path, damage, says):
+    run = copy_of(completed_run, tmp_path / "run")
+    best = run / runs.BEST
+    if damage == "missing":
+        best.unlink()
+    elif damage == "empty":
+        best.write_bytes(b"")
+    else:
+        best.write_bytes((foreign_runs[damage] / runs.BEST).read_bytes())
+    err = one_paragraph(cli(str(run), "--sequence", "abc", cwd=tmp_path,
+                            module="rasp_hydra.draw"))
+    assert says in err and "--which last" in err and "IndexError" not in err
+    assert not (run / runs.MAPS).exists()
+    from rasp_hydra.api import load_run
+
+    with pytest.raises((runs.CheckpointError, FileNotFoundError), match=says.split(" (")[0]):
+        load_run(run)
+    assert load_run(run, which="last").checkpoint == "last"  # the way out works

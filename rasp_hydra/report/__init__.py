@@ -29,12 +29,16 @@ Choices, written down:
   towards accuracies (the choice on validation and the spread) by default. ``interrupted``
   runs were cut short (Ctrl-C, a preempted cluster job): their accuracy is that of a partly
   trained model, so they are counted and shown but left out, unless ``include_interrupted=True``
-  (``--include-interrupted``). ``running``, ``failed``, ``skipped``, ``unknown`` and
-  ``missing`` runs never count as accuracy 0: they only appear in the status counts.
-- **Status of a directory without a metrics record**: ``running`` if training has started
-  (its history or log exists, ``runs.has_started``), else ``unknown``; an unreadable record
-  is ``unknown`` with the reason. A record that says ``running`` stays ``running`` (the
-  report cannot tell a live run from a killed one).
+  (``--include-interrupted``). ``running``, ``crashed``, ``incomplete``, ``failed``,
+  ``skipped``, ``unknown`` and ``missing`` runs never count as accuracy 0: they only appear
+  in the status counts.
+- **The living and the dead** (``runs.run_status``, shared with ``load_sweep``, the drawer
+  and a sweep's closing line): a ``running`` record whose ``run.lock`` no live process
+  holds is ``crashed`` (killed: kill -9, out of memory, a lost node), or ``incomplete``
+  when its ``last.pt`` is gone too; a directory whose ``metrics.json`` is gone (or was
+  never written) and that no process holds is ``incomplete``; an unreadable record is
+  ``unknown`` with the reason. Where the lock cannot be read from this machine
+  (a holder on another host) a ``running`` record stays ``running``.
 - **Deleted job directories** (``missing``): for a Hydra sweep root (it holds
   ``multirun.yaml``) run by the basic sweeper with numbered job directories, the expected
   jobs are rebuilt from the sweep's overrides the way the basic sweeper enumerates them;

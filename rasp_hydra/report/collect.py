@@ -102,14 +102,6 @@ def _lengths(flat_cfg: dict) -> dict:
     return out
 
 
-def _status(metrics: dict, problem: str | None, run_dir: Path) -> str:
-    if metrics:
-        return str(metrics.get("status") or "unknown")
-    if problem:
-        return "unknown"
-    return "running" if runs.has_started(run_dir) else "unknown"
-
-
 def _model_of(metrics: dict, flat_cfg: dict) -> dict:
     """Task, its RASP budget, arch variant and model shape, from the metrics when the run
     wrote them, else from the config and the task registry."""
@@ -149,10 +141,11 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         row.pop("trial", None)
 
     model = _model_of(metrics, flat_cfg)
+    status, reason = runs.run_status(run_dir, metrics, problem)
     canonical = {
         "run_dir": str(run_dir.resolve()),
-        "status": _status(metrics, problem, run_dir),
-        "reason": _first(metrics.get("reason"), problem),
+        "status": status,
+        "reason": reason,
         "error": metrics.get("error"),
         **{k: model[k] for k in ("task", "family", "arch", "layers", "heads", "d_model")},
         "lr": _num(_first(metrics.get("lr"), flat_cfg.get("optimizer.lr"))),

@@ -326,7 +326,8 @@ def _html_page(title: str, sources: Sequence[str], note: str, tables: dict[str, 
 <html><head><meta charset="utf-8"><title>Table 1: {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table.t{{border-collapse:collapse;font-size:90%}}
 table.t td,table.t th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
-tr.failed,tr.diverged,tr.missing{{background:#fdd}} tr.running,tr.unknown{{background:#ffd}}
+tr.failed,tr.diverged,tr.missing,tr.crashed,tr.incomplete{{background:#fdd}}
+tr.running,tr.unknown{{background:#ffd}}
 tr.skipped,tr.interrupted{{background:#eee}}</style></head><body>
 <h1>Table 1</h1><p>Sweeps: {html.escape(', '.join(sources))}</p>
 <p>{html.escape(note)}</p>

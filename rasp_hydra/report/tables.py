@@ -13,7 +13,8 @@ import pandas as pd
 from rasp_hydra.report.collect import ARCH_ORDER, UNKNOWN_TASK
 
 STATUS_ORDER = (
-    "completed", "interrupted", "running", "diverged", "failed", "skipped", "unknown", "missing",
+    "completed", "interrupted", "running", "crashed", "incomplete", "diverged", "failed",
+    "skipped", "unknown", "missing",
 )
 
 
