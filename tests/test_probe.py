@@ -157,13 +157,15 @@ def test_errors_are_one_paragraph_exit_2_and_write_nothing(mirror_run, tmp_path,
     empty = _copy(mirror_run, tmp_path / "empty")
     shutil.rmtree(empty / "checkpoints")
     refused(str(empty), match="holds no model to probe")
-    # a task with no program (Dyck-3 has no shipped program)
+    # a run whose config was changed after training (to Dyck-3, which has no program):
+    # its checkpoint is refused as another run's (test_a_family_without_program_is_refused
+    # checks the program rule itself)
     other = _copy(mirror_run, tmp_path / "other")
     cfg = OmegaConf.load(other / ".hydra" / "config.yaml")
     cfg.lang = {**OmegaConf.to_container(cfg.lang), "family": "dyck", "size": 3,
                 "program": None}
     OmegaConf.save(cfg, other / ".hydra" / "config.yaml")
-    refused(str(other), match="has no RASP program to probe")
+    refused(str(other), match="is not a checkpoint of this run")
     refused(str(tmp_path / "nowhere"), match="is not a directory")
     assert not any((tmp_path / d / "probes").exists() for d in ("run", "empty", "other"))
 

@@ -138,9 +138,12 @@ def _comparable(run: Path) -> tuple:
 
 def test_two_starts_in_one_directory_one_trains_the_other_names_the_holder(tmp_path):
     run = tmp_path / "shared"
-    first = _popen([*SLOW, f"hydra.run.dir={run}"], tmp_path)
+    # enough epochs that the first still trains while the second starts up (an epoch of
+    # SLOW takes a fraction of a second on an idle machine)
+    long = [*SLOW, "train.epochs=60", f"hydra.run.dir={run}"]
+    first = _popen(long, tmp_path)
     _wait_for(run / runs.HISTORY, first)  # the first is training
-    second = cli(*SLOW, f"hydra.run.dir={run}", cwd=tmp_path)
+    second = cli(*long, cwd=tmp_path)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == 3 and "Traceback" not in second.stderr
@@ -148,7 +151,7 @@ def test_two_starts_in_one_directory_one_trains_the_other_names_the_holder(tmp_p
     assert not (run / "invocations").exists()  # the second wrote nothing
     assert [i["event"] for i in runs.read_invocations(run)] == ["start", "end"]
 
-    cli(*SLOW, f"hydra.run.dir={tmp_path / 'alone'}", cwd=tmp_path, check=True)
+    cli(*SLOW, "train.epochs=60", f"hydra.run.dir={tmp_path / 'alone'}", cwd=tmp_path, check=True)
     (m_shared, h_shared), (m_alone, h_alone) = _comparable(run), _comparable(tmp_path / "alone")
     assert m_shared == m_alone
     pd.testing.assert_frame_equal(h_shared, h_alone)

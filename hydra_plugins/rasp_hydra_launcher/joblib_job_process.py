@@ -175,9 +175,12 @@ def _job_status(job_dir: Path) -> str:
     """A job's status; "missing" if it never started, "incomplete" if it died before it
     wrote anything but its directory (unless another process holds it now)."""
     from rasp_hydra import runs
+    from rasp_hydra.search import PRUNED
 
     if runs.is_run_dir(job_dir):
-        return runs.run_status(job_dir)[0]
+        status, reason = runs.run_status(job_dir)
+        # a trial that Optuna's pruner stopped ended as the search wanted
+        return "pruned" if str(reason or "").startswith(PRUNED) else status
     if not job_dir.exists():
         return "missing"
     return "running" if runs.lock_state(job_dir) == "held" else "incomplete"
