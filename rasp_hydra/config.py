@@ -4,7 +4,7 @@ Hydra validates every YAML file and command-line override against these types, s
 misspelled key (`model.layer=2`) or a wrong type (`model.layers=two`) fails before any work
 starts; `OmegaConf.to_object` turns a composed config into these same objects, which
 `train()` takes as they are. The defaults below are the ones of the original experiments
-("Training defaults" in TASKS.md) and are written nowhere else: `conf/` holds only presets
+("Training defaults" in docs/tasks.md) and are written nowhere else: `conf/` holds only presets
 that differ from them (`model=paper`, experiments).
 
 Every task name of the registry is also an option of the `lang` group
@@ -135,7 +135,7 @@ class LangConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder (TASKS.md, "Training defaults"); `arch` may rewrite layers/heads/width."""
+    """The encoder (docs/tasks.md, "Training defaults"); `arch` may rewrite layers/heads/width."""
 
     layers: int = 2
     heads: int = 1

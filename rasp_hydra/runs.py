@@ -1,4 +1,4 @@
-"""Everything that reads or writes a run directory (see DESIGN.md, "Run directory contract").
+"""Everything that reads or writes a run directory (docs/design.md, "The run directory").
 
 A run directory holds:
 

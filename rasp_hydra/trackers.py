@@ -1,6 +1,6 @@
 """Experiment trackers: mirror a run into TensorBoard or MLflow while it trains.
 
-The run directory stays the record (DESIGN.md, "Run directory contract"); a tracker only
+The run directory stays the record (docs/design.md, "The run directory"); a tracker only
 copies what the loop already computes into the tool a researcher browses:
 
     tensorboard   event files in RUN_DIR/tb/ (`tensorboard --logdir outputs`): every

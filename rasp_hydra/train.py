@@ -11,7 +11,7 @@
                       d_model=64, ff=128, max_len=11)
     metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=20), run_dir="out/run")
 
-The procedure (TASKS.md, "Training defaults"), once per epoch:
+The procedure (docs/tasks.md, "Training defaults"), once per epoch:
   1. train on length-bucketed batches in an order that depends only on (seed, epoch);
      loss = per-sequence mean cross-entropy, averaged over the batch, plus
      attn_loss_c * (MSE between supervised heads' attention and their row-normalized
@@ -153,7 +153,7 @@ def present_heads(heads, model_cfg: ModelConfig) -> tuple:
 def selector_targets(sel: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     """Row-normalized target of a boolean selector (B, n, n): S / row sum, with 1e-8 added
     to every real key before dividing, so an empty row becomes uniform over real keys
-    (TASKS.md) and a non-empty row is S / (count + n * 1e-8)."""
+    (docs/tasks.md) and a non-empty row is S / (count + n * 1e-8)."""
     s = sel.to(torch.float32) + 1e-8 * key_mask[:, None, :]
     return s / s.sum(-1, keepdim=True)
 

@@ -1,4 +1,4 @@
-"""The task suite against TASKS.md: golden outputs of the original code, hand-checked
+"""The task suite against docs/tasks.md: golden outputs of the original code, hand-checked
 examples, and a plain-Python reference on random samples."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_hand_checked_selectors():
     assert sel[(2, 0)][0].tolist() == m("100", "001", "010")
 
 
-# --- plain-Python reference straight from TASKS.md --------------------------------------------
+# --- plain-Python reference straight from docs/tasks.md ------------------------------------
 
 DYCK_PAIRS = ["()", "{}", "[]", "<>", "\\/", "`'", "ab", "xy"]
 
@@ -186,7 +186,7 @@ def ref_outputs(family, w, size):
 
 
 def ref_selectors(family, w):
-    """{(layer, head): S[q][k]} before the BOS wrap, straight from TASKS.md."""
+    """{(layer, head): S[q][k]} before the BOS wrap, straight from docs/tasks.md."""
     n, cnt = len(w), Counter(w)
     first = [w.index(c) == j for j, c in enumerate(w)]
     R = range(n)

@@ -1,7 +1,7 @@
 """Table 1 from sweep directories: ``python -m rasp_hydra.report SWEEP_DIR [SWEEP_DIR ...]``.
 
-Reads every run directory below the given directories (see the run-directory contract in
-DESIGN.md; every file in it is read through ``rasp_hydra.runs``) and writes, under
+Reads every run directory below the given directories (see "The run directory" in
+docs/design.md; every file in it is read through ``rasp_hydra.runs``) and writes, under
 ``multirun_reports/<sweep name>/`` (or ``--out``):
 
 - ``runs.csv``: one row per run: canonical columns (task, arch, layers, heads, lr, gamma,

@@ -1,6 +1,6 @@
 """Task names: the grammar, lookup, and user families.
 
-Names (TASKS.md)::
+Names (docs/tasks.md)::
 
     {family}_{k}[_bos][_with_attns]   family in reverse, hist, hist2, sort, sort_by_freq
     dyck{i}_ptf[_bos]                 i pairs of brackets, 1..8
