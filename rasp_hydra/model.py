@@ -121,9 +121,6 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
         self.classifier = nn.Linear(cfg.d_model, cfg.n_out)
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def _key_mask(self, tokens: torch.Tensor, lengths: torch.Tensor):
         """Key padding mask (B, 1, 1, n), True = real key; None when the batch has no
         padding (lets SDPA take its fastest path; length-bucketed batches are often

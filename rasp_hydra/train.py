@@ -1,4 +1,4 @@
-"""The training loop of the original experiments, as one plain function.
+"""The training loop of the original experiments: `train()` runs a `Trainer` step by step.
 
     from rasp_hydra.tasks import get_task
     from rasp_hydra.data import build_splits

@@ -231,12 +231,9 @@ class Aggregate(SOp):
         self.select, self.sop, self.default = sel, sop, default
 
 
-SELECT_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    # (key, query) -> selected
-    "==": operator.eq, "!=": lambda k, q: not k == q, "<": operator.lt, ">": operator.gt,
-    "<=": operator.le, ">=": operator.ge, "true": lambda k, q: True,
-    "false": lambda k, q: False,
-}
+# The comparisons of `select`: (key, query) -> selected. Their meaning on a batch lives in
+# the evaluator (evaluate.py); the reference per position is tests/rasp_reference.py.
+SELECT_OPS = ("==", "!=", "<", ">", "<=", ">=", "true", "false")
 
 
 class Select(RASPExpr):

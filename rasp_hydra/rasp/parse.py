@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lark import Lark, Token, Tree
+from lark import Lark, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .lang import RASPError
@@ -204,8 +204,3 @@ def _syntax_error(err: UnexpectedInput, source: str, source_name: str) -> RaspSy
     else:  # pragma: no cover - lark raises only the three above
         msg = str(err)
     return RaspSyntaxError(msg, line, column, source_name)
-
-
-def is_token(node, kind: str | None = None) -> bool:
-    """Whether ``node`` is a lark Token (of type ``kind`` when given)."""
-    return isinstance(node, Token) and (kind is None or node.type == kind)
