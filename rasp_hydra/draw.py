@@ -147,35 +147,10 @@ def _test_accuracy(metrics: dict) -> tuple[float | None, str]:
 
 
 def _load(run_dir: Path, which: str):
-    if which not in ("auto", "best", "last"):
-        raise DrawError(f"--which must be auto, best or last, not {which!r}.")
-    if not run_dir.is_dir():
-        raise DrawError(f"{run_dir} is not a directory. Give the directory of a run "
-                        "(the one holding .hydra/, metrics.json and checkpoints/).")
-    if not runs.is_run_dir(run_dir):
-        below = [p for p in runs.find_runs(run_dir) if p != run_dir]
-        hint = (f" It holds {len(below)} runs below it (e.g. {below[0]}): give one of them, "
-                "or add --all to draw every one." if below else
-                " Give the directory of a run: the one holding .hydra/, metrics.json and "
-                "checkpoints/ (e.g. outputs/runs/DATE/TIME or outputs/multirun/DATE/TIME/N).")
-        raise DrawError(f"{run_dir} holds no run (no .hydra/config.yaml or metrics.json)."
-                        + hint)
-    has = runs.checkpoints(run_dir)
-    if not any(has.values()):
-        m = runs.read_metrics(run_dir)
-        status, reason = runs.run_status(run_dir, m)
-        if status == "diverged" and m.get("best_epoch") is None:
-            raise DrawError(f"{run_dir} has no model to draw: it diverged before any epoch "
-                            f"ended with a finite loss ({reason}), so it kept no checkpoint.")
-        why = f": {reason}" if reason else (f": {m['error']}" if m.get("error") else "")
-        raise DrawError(f"{run_dir} holds no checkpoint (status {status}{why}); a run saves "
-                        "checkpoints/last.pt and best.pt after its first epoch.")
     try:
-        return runs.load_model(run_dir, which)
-    except (runs.CheckpointError, FileNotFoundError) as e:  # names the file and the way out
+        return runs.open_model(run_dir, which, "draw", "add --all to draw every one")
+    except runs.NoModelError as e:
         raise DrawError(str(e)) from None
-    except Exception as e:  # a checkpoint that does not load is the user's to know about
-        raise DrawError(f"cannot load the model of {run_dir}: {type(e).__name__}: {e}") from None
 
 
 def input_tokens(task, sequence) -> list:

@@ -281,34 +281,10 @@ def _probe_matrix(trained, control, labels, compiled, layers):
 # ----------------------------------------------------------------------- a run
 
 def _load(run_dir: Path, which: str):
-    if which not in ("auto", "best", "last"):
-        raise ProbeError(f"--which must be auto, best or last, not {which!r}.")
-    if not run_dir.is_dir():
-        raise ProbeError(f"{run_dir} is not a directory. Give the directory of a run (the one "
-                         "holding .hydra/, metrics.json and checkpoints/).")
-    if not runs.is_run_dir(run_dir):
-        below = [p for p in runs.find_runs(run_dir) if p != run_dir]
-        hint = (f" It holds {len(below)} runs below it (e.g. {below[0]}): give one of them, "
-                "or add --all to probe every completed one." if below else
-                " Give the directory of a run, e.g. outputs/runs/DATE/TIME.")
-        raise ProbeError(f"{run_dir} holds no run (no .hydra/config.yaml or metrics.json)."
-                         + hint)
-    has = runs.checkpoints(run_dir)
-    if not any(has.values()):
-        status = runs.read_metrics(run_dir).get("status", "unknown")
-        raise ProbeError(f"{run_dir} holds no model to probe (status {status}, no "
-                         "checkpoints/best.pt or last.pt); a run saves them after its first "
-                         "epoch.")
-    if which != "auto" and not has[which]:
-        other = "last" if which == "best" else "best"
-        raise ProbeError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.pt); it "
-                         f"has the {other} one: use --which {other} or auto.")
     try:
-        return runs.load_model(run_dir, which)
-    except runs.CheckpointError as e:
+        return runs.open_model(run_dir, which, "probe", "add --all to probe every completed one")
+    except runs.NoModelError as e:
         raise ProbeError(str(e)) from None
-    except Exception as e:
-        raise ProbeError(f"cannot load the model of {run_dir}: {type(e).__name__}: {e}") from None
 
 
 def _lang_value(run_cfg, key: str, default):

@@ -784,6 +784,50 @@ def read_original_config(run_dir) -> dict:
     return OmegaConf.to_container(cfg, resolve=False)
 
 
+class NoModelError(Exception):
+    """A run directory that gives no model to read back; the message is one paragraph."""
+
+
+def open_model(run_dir, which: str, verb: str, all_hint: str):
+    """``load_model`` for a command that reads one run back (``verb``: "draw", "probe"),
+    every refusal a NoModelError with one paragraph: not a directory, no run in it (with
+    ``all_hint``, e.g. "add --all to draw every one", when runs lie below), no checkpoint
+    (a diverged run that kept none says so), a checkpoint that cannot be read or is
+    another run's."""
+    run_dir = Path(run_dir)
+    if which not in ("auto", "best", "last"):
+        raise NoModelError(f"--which must be auto, best or last, not {which!r}.")
+    if not run_dir.is_dir():
+        raise NoModelError(f"{run_dir} is not a directory. Give the directory of a run "
+                           "(the one holding .hydra/, metrics.json and checkpoints/).")
+    if not is_run_dir(run_dir):
+        below = [p for p in find_runs(run_dir) if p != run_dir]
+        hint = (f" It holds {len(below)} runs below it (e.g. {below[0]}): give one of them, "
+                f"or {all_hint}." if below else
+                " Give the directory of a run: the one holding .hydra/, metrics.json and "
+                "checkpoints/ (e.g. outputs/runs/DATE/TIME or outputs/multirun/DATE/TIME/N).")
+        raise NoModelError(f"{run_dir} holds no run (no .hydra/config.yaml or metrics.json)."
+                           + hint)
+    if not any(checkpoints(run_dir).values()):
+        m = read_metrics(run_dir)
+        status, reason = run_status(run_dir, m)
+        if status == "diverged" and m.get("best_epoch") is None:
+            raise NoModelError(f"{run_dir} has no model to {verb}: it diverged before any "
+                               f"epoch ended with a finite loss ({reason}), so it kept no "
+                               "checkpoint.")
+        why = f": {reason}" if reason else (f": {m['error']}" if m.get("error") else "")
+        raise NoModelError(f"{run_dir} holds no model to {verb}: no checkpoint (status "
+                           f"{status}{why}); a run saves checkpoints/last.pt and best.pt after "
+                           "its first epoch.")
+    try:
+        return load_model(run_dir, which)
+    except (CheckpointError, FileNotFoundError) as e:  # names the file and the way out
+        raise NoModelError(str(e)) from None
+    except Exception as e:  # a checkpoint that does not load is the user's to know about
+        raise NoModelError(f"cannot load the model of {run_dir}: {type(e).__name__}: "
+                           f"{e}") from None
+
+
 def load_model(run_dir, which: str = "auto", map_location="cpu"):
     """(model in eval mode, task, run_config or None, which_used) from a run directory.
 
