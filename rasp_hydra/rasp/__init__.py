@@ -12,7 +12,7 @@ text syntax of the reference REPL (``parse``, ``interpret``; ``load`` reads a pr
 import sys
 import types
 
-from .compile import Compiled, compile_program
+from .compile import Budget, Compiled, compile_program
 from .lang import (
     SELECT_OPS,
     Aggregate,
@@ -90,6 +90,7 @@ __all__ = [
     "selector_width_bos",
     "numerical_mean",
     "Column",
+    "Budget",
     "Compiled",
     "compile_program",
     "evaluate",

@@ -56,11 +56,12 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from lark import Token, Tree
 
 from . import lang
+from .compile import Budget, Compiled, compile_program
 from .lang import RASPError, RASPTypeError, Select, SOp
 from .parse import RaspSyntaxError, parse
 
@@ -189,17 +190,6 @@ class RaspFunction:
 
     def __str__(self) -> str:
         return f"function {self.name}({', '.join(self.params)})"
-
-
-class Budget(NamedTuple):
-    """What an s-op costs: attention layers and heads per layer (the max is the budget)."""
-
-    layers: int
-    heads: tuple[int, ...]
-
-    @property
-    def max_heads(self) -> int:
-        return max(self.heads, default=0)
 
 
 # ----------------------------------------------------------------------------- the interpreter
@@ -636,15 +626,13 @@ class Program:
         from .evaluate import evaluate
         return evaluate(self.sop(name), inp if isinstance(inp, str) else list(inp))
 
-    def compile(self, name: str):
-        """The compiled program of ``name`` (``rasp_hydra.rasp.compile.Compiled``)."""
-        from .compile import compile_program
+    def compile(self, name: str) -> Compiled:
+        """The compiled program of ``name``."""
         return compile_program(self.sop(name))
 
     def budget(self, name: str) -> Budget:
         """Attention layers and heads per layer that s-op ``name`` needs."""
-        compiled = self.compile(name)
-        return Budget(compiled.layers, tuple(compiled.heads))
+        return self.compile(name).budget
 
     def __repr__(self) -> str:
         return f"Program({self.source_name!r}, names={self.names()})"

@@ -215,7 +215,7 @@ class ProgramFamily(Family):
         self._classes = None if classes is None else _given_classes(classes)
         self.input_values = list(alphabet) + [BOS]  # id len(alphabet) is BOS
         self.compiled = compile_program(output)
-        self.layers, self.heads = self.compiled.layers, self.compiled.budget[1]  # 0, 0: no
+        self.layers, self.heads = self.compiled.layers, self.compiled.budget.max_heads  # 0, 0: no
         # aggregate (arch=predicted then trains the smallest model)
         self.description = f"RASP program {output.name!r}"
         self.sampler = _resolve_sampler(sampler, alphabet)
