@@ -43,6 +43,8 @@ import torch
 
 from .graph import ancestors
 from .lang import (
+    ATOM_TYPES,
+    CONVERSIONS,
     SELECT_OPS,
     Aggregate,
     Input,
@@ -57,7 +59,6 @@ from .lang import (
 )
 from .values import intern, value_key
 
-ATOM_TYPES = (bool, int, float, str)
 PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
 # (and of at most a quarter of the batch's positions: small batches take distinct ones)
 # An aggregate takes one of three strategies, by its values (methods of ``_Batch``):
@@ -74,7 +75,6 @@ SMALL_INT_RANGE = 256  # ints spanning fewer values sum exactly by at most 8 bit
 PAIR_TABLE_PER_POSITION = 4  # the pairs strategy bincounts every possible (sum, count),
 PAIR_TABLE_MIN = 65536  # (max - min) * n * (n + 1) keys: worth it while they are at most
 # a few per position of the batch, or few anyway (65536 int64: 512 KiB)
-_CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
             ">=": torch.le}
@@ -262,7 +262,7 @@ class _Batch:
         B, n = self.ids.shape
         if node.kind == "indices":
             return Column(torch.arange(n).expand(B, n), list(range(n)))
-        convert = _CONVERT[node.kind]
+        convert = CONVERSIONS[node.kind]
         try:  # every input value, else only those that occur
             col = Column(torch.where(self.real, self.ids, 0), self.input_values)
             table = [convert(v) for v in col.table]

@@ -62,7 +62,7 @@ from lark import Token, Tree
 
 from . import lang
 from .compile import Budget, Compiled, compile_program
-from .lang import RASPError, RASPTypeError, Select, SOp
+from .lang import ATOM_TYPES, RASPError, RASPTypeError, Select, SOp
 from .parse import RaspSyntaxError, parse
 
 LIBRARY_PATH = Path(__file__).with_name("rasplib.rasp")
@@ -73,7 +73,6 @@ BUILTINS: dict[str, Any] = {
 }
 # Names no program may assign (the reference's reserved words that are not keywords).
 RESERVED = frozenset(BUILTINS) | {"out", "range", "zip", "len", "get"}
-ATOM_TYPES = (bool, int, float, str)
 
 BINARY_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,

@@ -61,7 +61,8 @@ from typing import Any
 
 __all__ = [
     "RASPError", "RASPTypeError", "RASPEvalError", "RASPAggregateError",
-    "RASPExpr", "SOp", "Select", "Input", "Map", "Aggregate", "SELECT_OPS",
+    "RASPExpr", "SOp", "Select", "Input", "Map", "Aggregate", "SELECT_OPS", "ATOM_TYPES",
+    "CONVERSIONS",
     "tokens", "tokens_str", "tokens_int", "tokens_float", "tokens_bool", "tokens_asis",
     "indices", "constant", "map", "zipmap", "select", "aggregate", "sel_and", "sel_or",
     "sel_not", "sop_and", "sop_or", "sop_not", "where", "indicator", "full_s", "length",
@@ -84,6 +85,12 @@ class RASPEvalError(RASPError):
 class RASPAggregateError(RASPEvalError):
     """An aggregate that averages several keys of a non-numeric sequence."""
 
+
+# The values a sequence holds, and what each ``tokens_*`` input (``Input.kind``) applies to
+# an input element to get them.
+ATOM_TYPES = (bool, int, float, str)
+CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    "str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 
 _next_id = itertools.count()
 
@@ -130,7 +137,7 @@ def _as_sop(x: Any) -> SOp:
     if isinstance(x, Select):
         raise RASPTypeError(f"Expected an s-op or an atom, got the selector {x.name!r}; "
                             "a selector can only be aggregated or combined with and/or/not.")
-    if isinstance(x, bool | int | float | str):
+    if isinstance(x, ATOM_TYPES):
         return constant(x)
     raise RASPTypeError(f"Expected an s-op or an atom (bool, int, float, str), got {x!r} "
                         f"of type {type(x).__name__}.")
@@ -290,7 +297,7 @@ def constant(value: Any, name: str | None = None) -> Map:
     >>> evaluate(constant(3) + indices, "abc")
     [3, 4, 5]
     """
-    if not isinstance(value, bool | int | float | str):
+    if not isinstance(value, ATOM_TYPES):
         raise RASPTypeError(f"A constant must be a bool, int, float or str, got {value!r}.")
     return Map(lambda: value, (), repr(value) if name is None else name, value=value)
 
@@ -370,7 +377,7 @@ def aggregate(sel: Select, sop: Any, default: Any = None, name: str | None = Non
     sel = _as_select(sel, "aggregate")
     if isinstance(default, RASPExpr):
         raise RASPTypeError(f"An aggregate's default must be an atom, got {default.name!r}.")
-    if default is not None and not isinstance(default, bool | int | float | str):
+    if default is not None and not isinstance(default, ATOM_TYPES):
         raise RASPTypeError(f"An aggregate's default must be a bool, int, float or str, "
                             f"got {default!r}.")
     sop = _as_sop(sop)
