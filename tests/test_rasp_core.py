@@ -197,12 +197,12 @@ def test_packing_roundtrip():
     assert words.shape == (5, 7, 3)
     assert torch.equal(unpack(words, 130), bits)
     assert torch.equal(popcount(words), bits.sum(-1))
-    evaluate_module = importlib.import_module("rasp_hydra.rasp.evaluate")
-    fast, evaluate_module._np_bitwise_count = evaluate_module._np_bitwise_count, None
+    columns_module = importlib.import_module("rasp_hydra.rasp.columns")
+    fast, columns_module._np_bitwise_count = columns_module._np_bitwise_count, None
     try:  # the arithmetic fallback (numpy < 2)
         assert torch.equal(popcount(words), bits.sum(-1))
     finally:
-        evaluate_module._np_bitwise_count = fast
+        columns_module._np_bitwise_count = fast
 
 
 # --- batched evaluation == one input at a time -------------------------------------------------
