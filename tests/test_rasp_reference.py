@@ -14,25 +14,21 @@ from collections import Counter
 import pytest
 
 from rasp_hydra.rasp import evaluate as batched_evaluate
-from rasp_hydra.rasp import evaluate_batch
+from rasp_hydra.rasp import evaluate_batch, full_s, length, selector_width, selector_width_bos
 from rasp_hydra.rasp.evaluate import _Batch, encode
 from rasp_hydra.rasp.lang import (
     RASPEvalError,
     Select,
     aggregate,
     constant,
-    full_s,
     indicator,
     indices,
-    length,
     map,
     numerical_mean,
     sel_and,
     sel_not,
     sel_or,
     select,
-    selector_width,
-    selector_width_bos,
     sop_and,
     sop_not,
     sop_or,

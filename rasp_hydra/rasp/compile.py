@@ -18,7 +18,7 @@ two (as the reference, which compares selects by identity), and a select used by
 aggregates on two layers is a head on each. Heads are numbered in creation order. The
 budget is (layers, the most heads of any layer).
 
-    >>> from rasp_hydra.rasp.lang import tokens, indices, select, aggregate, length
+    >>> from rasp_hydra.rasp import tokens, indices, select, aggregate, length
     >>> flip = select(indices, length - indices - 1, "==").named("flip")
     >>> c = compile_program(aggregate(flip, tokens).named("reverse"))
     >>> c.budget, c.budget.max_heads, c.head_selects[(1, 0)].name

@@ -237,6 +237,15 @@ class Program:
         from .evaluate import evaluate
         return evaluate(self.sop(name), inp if isinstance(inp, str) else list(inp))
 
+    def call(self, name: str, *args: Any) -> Any:
+        """Call the function ``name`` (a ``def`` of the program or the library) with
+        Python values (s-ops, selectors, atoms, lists), as a statement of the program
+        would; an s-op or selector it returns is named after the call."""
+        fn = self.value(name)
+        if not isinstance(fn, RaspFunction):
+            raise RASPTypeError(f"{name!r} is {describe(fn)}, not a function.")
+        return Interpreter().call(fn, list(args))
+
     def compile(self, name: str) -> Compiled:
         """The compiled program of ``name``."""
         return compile_program(self.sop(name))
@@ -266,6 +275,12 @@ def _parse_library() -> Tree:
     if _LIBRARY_TREE is None:
         _LIBRARY_TREE = parse(LIBRARY_PATH.read_text(), LIBRARY_PATH.name)
     return _LIBRARY_TREE
+
+
+def load_library() -> Program:
+    """The library alone (``rasplib.rasp``), as a program: its names and functions."""
+    library = _library(Interpreter())
+    return Program(library, library, LIBRARY_PATH.name)
 
 
 def load(path_or_source: str | Path) -> Program:
@@ -302,4 +317,4 @@ def load(path_or_source: str | Path) -> Program:
 
 
 __all__ = ["Budget", "Program", "RASPLoadError", "RASPNameError", "RASPProgramError",
-           "RaspFunction", "RaspSyntaxError", "load"]
+           "RaspFunction", "RaspSyntaxError", "load", "load_library"]

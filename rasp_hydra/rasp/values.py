@@ -14,7 +14,7 @@ reference computes them; other means are not enumerable and make the set unknown
 values that never occur (a default that no query falls back to); it never misses one,
 except that values unknown make the set ``None``.
 
-    >>> from rasp_hydra.rasp.lang import tokens, indices, select, aggregate, length
+    >>> from rasp_hydra.rasp import tokens, indices, select, aggregate, length
     >>> sorted(value_set(length, "ab", max_len=4))
     [1, 2, 3, 4]
 """

@@ -2,7 +2,7 @@
 the predicted layers/heads, its compiled selects the heads' target selectors.
 
     >>> from rasp_hydra.rasp import library
-    >>> task = make_program_task(library.reverse(), alphabet="abc", name="reverse")
+    >>> task = make_program_task(library.program("reverse"), alphabet="abc", name="reverse")
     >>> task.name, task.predicted_layers, task.predicted_heads
     ('reverse_3', 2, 1)
     >>> tokens, lengths = task.encode(["abc", "ca"])
