@@ -353,7 +353,7 @@ class ProgramFamily(Family):
 
 def _reads_numbers(sop) -> bool:
     """Whether the program reads its tokens as numbers (tokens_int or tokens_float)."""
-    from rasp_hydra.rasp.evaluate import ancestors
+    from rasp_hydra.rasp.graph import ancestors
     from rasp_hydra.rasp.lang import Input
     return any(isinstance(n, Input) and n.kind in ("int", "float") for n in ancestors([sop]))
 
