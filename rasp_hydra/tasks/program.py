@@ -2,7 +2,7 @@
 the predicted layers/heads, its compiled selects the heads' target selectors.
 
     >>> from rasp_hydra.rasp import library
-    >>> task = make_program_task(library.reverse(), alphabet="abc", name="reverse")
+    >>> task = make_program_task(library.program("reverse"), alphabet="abc", name="reverse")
     >>> task.name, task.predicted_layers, task.predicted_heads
     ('reverse_3', 2, 1)
     >>> tokens, lengths = task.encode(["abc", "ca"])
@@ -215,7 +215,7 @@ class ProgramFamily(Family):
         self._classes = None if classes is None else _given_classes(classes)
         self.input_values = list(alphabet) + [BOS]  # id len(alphabet) is BOS
         self.compiled = compile_program(output)
-        self.layers, self.heads = self.compiled.layers, self.compiled.budget[1]  # 0, 0: no
+        self.layers, self.heads = self.compiled.layers, self.compiled.budget.max_heads  # 0, 0: no
         # aggregate (arch=predicted then trains the smallest model)
         self.description = f"RASP program {output.name!r}"
         self.sampler = _resolve_sampler(sampler, alphabet)
@@ -353,7 +353,7 @@ class ProgramFamily(Family):
 
 def _reads_numbers(sop) -> bool:
     """Whether the program reads its tokens as numbers (tokens_int or tokens_float)."""
-    from rasp_hydra.rasp.evaluate import ancestors
+    from rasp_hydra.rasp.graph import ancestors
     from rasp_hydra.rasp.lang import Input
     return any(isinstance(n, Input) and n.kind in ("int", "float") for n in ancestors([sop]))
 

@@ -17,6 +17,8 @@ import importlib
 import re
 from pathlib import Path
 
+from rasp_hydra.rasp.source import PROGRAMS, is_source
+
 from .base import Family, Task
 from .dyck import Dyck
 from .hist import Hist
@@ -221,14 +223,11 @@ def task_of_lang(lang, base_dir=None) -> Task:
                  else list(get("classes"))))
 
 
-PROGRAMS = Path(__file__).resolve().parents[1] / "rasp" / "programs"
-
-
 def find_program(program: str, base_dir=None) -> Path | str:
     """A .rasp file by path (relative to base_dir, default the working directory; ".rasp"
-    may be left out), else a shipped program by name (``sort_bos``); text with ";" or a
-    newline is inline source and returned as it is."""
-    if "\n" in program or ";" in program:
+    may be left out), else a shipped program by name (``sort_bos``); source text
+    (``rasp.source.is_source``: a newline, ";" or "{") is returned as it is."""
+    if is_source(program):
         return program
     given = Path(program).expanduser()
     if not given.is_absolute() and base_dir is not None:
