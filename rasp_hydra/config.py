@@ -22,7 +22,7 @@ tab completion and `model.py` import it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -135,7 +135,11 @@ class LangConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder (docs/tasks.md, "Training defaults"); `arch` may rewrite layers/heads/width."""
+    """The encoder (docs/tasks.md, "Training defaults"); `arch` may rewrite layers/heads/width.
+
+    `resolve_model` turns it into the shape a job trains (no None left), which is what
+    `model.Encoder` takes.
+    """
 
     layers: int = 2
     heads: int = 1
@@ -220,6 +224,28 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     arch: ArchConfig | None = None
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # issue 14: trackers
+
+
+def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tuple[int, int],
+                  longest: int) -> ModelConfig:
+    """The model a job trains: `model` with ff and max_len filled in and, under `arch`,
+    layers and heads relative to the task's RASP budget (L, H) at the variant's width.
+
+    Not checked: a variant may ask for 0 layers or heads (fewer_layers of a 1-layer task);
+    the job records such a combination as skipped.
+
+    >>> m = resolve_model(ModelConfig(d_model=64), ArchConfig(ArchName.fewer_layers_wider),
+    ...                   (2, 1), longest=17)
+    >>> m.layers, m.heads, m.d_model, m.ff, m.max_len
+    (1, 2, 128, 256, 17)
+    """
+    ff = model.ff if model.ff is not None else 2 * model.d_model
+    layers, heads, width = model.layers, model.heads, 1
+    if arch is not None:
+        layers, heads, width = ArchName(arch.name).budget(*rasp_budget)
+    return replace(model, layers=layers, heads=heads, d_model=width * model.d_model,
+                   ff=width * ff, positions=Positions(model.positions),
+                   max_len=model.max_len or longest)
 
 
 # Keys that may differ when a run is resumed: they change neither the model, the data nor

@@ -120,7 +120,7 @@ def config_summary(model_cfg, run_cfg, metrics: dict, short: bool = False) -> st
         return out + (f" ({arch})" if arch else "")
     items = [("layers", model_cfg.layers), ("heads", model_cfg.heads),
              ("d_model", model_cfg.d_model), ("ff", model_cfg.ff),
-             ("dropout", model_cfg.dropout), ("positions", model_cfg.positions),
+             ("dropout", model_cfg.dropout), ("positions", model_cfg.positions.value),
              ("max_len", model_cfg.max_len), ("arch", arch),
              ("optimizer", _get(run_cfg, "optimizer.name", metrics.get("optimizer"))),
              ("lr", lr), ("gamma", gamma),

@@ -30,9 +30,10 @@ from hydra.experimental.callback import Callback
 
 from rasp_hydra.config import (
     RESUME_SAFE_KEYS,
-    ArchName,
+    ArchConfig,
     Config,
     ConfigError,
+    ModelConfig,
     check_device,
     check_lang,
     check_max_len,
@@ -42,21 +43,11 @@ from rasp_hydra.config import (
     check_train,
     long_test_lengths,
     longest_sequence,
+    resolve_model,
     value,
 )
 
 log = logging.getLogger("rasp_hydra")
-
-
-@dataclass
-class Budget:
-    """The model size a job trains, after applying `arch` to the task's RASP budget."""
-
-    layers: int
-    heads: int
-    d_model: int
-    ff: int
-    skipped: str | None = None  # why this combination cannot exist, if it cannot
 
 
 def as_config(cfg: Any) -> Config:
@@ -86,65 +77,64 @@ def resolve_task(lang: Any):
         raise ConfigError(f"lang.program={lang.program!r}: {err}") from None
 
 
-def resolve_budget(task, model: Any, arch: Any | None) -> Budget:
-    """Layers, heads and widths: from `model`, or relative to the RASP budget under `arch`."""
-    d_model = int(model.d_model)
-    ff = int(model.ff) if model.ff is not None else 2 * d_model
-    if arch is None:
-        return Budget(int(model.layers), int(model.heads), d_model, ff)
+def resolve_shape(cfg: Config, task) -> ModelConfig:
+    """The model this job trains (`config.resolve_model` for this task and data)."""
+    return resolve_model(cfg.model, cfg.arch, (task.predicted_layers, task.predicted_heads),
+                         longest_sequence(cfg.lang, task.bos))
+
+
+def skip_reason(task, arch: ArchConfig | None, shape: ModelConfig) -> str | None:
+    """Why this arch variant cannot exist for `task` (0 layers or heads), if it cannot."""
+    if arch is None or (shape.layers >= 1 and shape.heads >= 1):
+        return None
     L, H = task.predicted_layers, task.predicted_heads
-    layers, heads, width = ArchName(value(arch.name)).budget(L, H)
-    budget = Budget(layers, heads, width * d_model, width * ff)
-    if budget.layers < 1 or budget.heads < 1:
-        budget.skipped = (
-            f"arch={value(arch.name)} on {task.name} (RASP budget {L} layers, {H} heads) would "
-            f"need {budget.layers} layers and {budget.heads} heads; a model needs at least one "
+    return (f"arch={arch.name.value} on {task.name} (RASP budget {L} layers, {H} heads) would "
+            f"need {shape.layers} layers and {shape.heads} heads; a model needs at least one "
             "of each.")
-    return budget
 
 
-def check_config(cfg: Any, task, budget: Budget, cuda_available) -> None:
+def check_config(cfg: Any, task, shape: ModelConfig, cuda_available) -> None:
     """Raise ConfigError for every combination that cannot train; called before any work."""
     check_lang(cfg.lang)
     check_optimizer(cfg.optimizer, cfg.schedule)
     check_train(cfg.train)
-    if budget.skipped:
+    if skip_reason(task, cfg.arch, shape):
         return
-    check_model_shape(budget.layers, budget.heads, budget.d_model, budget.ff,
+    check_model_shape(shape.layers, shape.heads, shape.d_model, shape.ff,
                       cfg.model.dropout, cfg.model.positions)
     if task.supervised_heads and cfg.train.attn_loss_c > 0:
-        check_supervision(task, budget.layers, budget.heads)
+        check_supervision(task, shape.layers, shape.heads)
     if cfg.model.max_len is not None:
         check_max_len(cfg.model.max_len, longest_sequence(cfg.lang, task.bos))
     device = value(cfg.train.device)
     if device == "cuda":
         check_device("cuda", cuda_available())
     if cfg.train.check_memory:
-        check_memory(cfg, task, budget, cuda=device == "cuda" or (
+        check_memory(cfg, task, shape, cuda=device == "cuda" or (
             device == "auto" and cuda_available()))
 
 
-def check_memory(cfg: Any, task, budget: Budget, cuda: bool) -> None:
+def check_memory(cfg: Any, task, shape: ModelConfig, cuda: bool) -> None:
     """Refuse (ConfigError) a config whose data, model and batch cannot fit (memory.py)."""
     from rasp_hydra import memory
 
     longest = longest_sequence(cfg.lang, task.bos)
     est = memory.estimate(
-        cfg.lang, budget, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
-        longest=longest, max_len=cfg.model.max_len or longest,
+        cfg.lang, shape, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
+        longest=longest, max_len=shape.max_len,
         learned_positions=value(cfg.model.positions) == "learned",
         optimizer=value(cfg.optimizer.name), momentum=cfg.optimizer.momentum)
     memory.check(est, cuda)
 
 
-_checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, budget)
+_checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, shape)
 
 
-def check_job(cfg: Config) -> tuple[Any, Budget]:
+def check_job(cfg: Config) -> tuple[Any, ModelConfig]:
     """Every check of a job's config, in order, before anything is built or written:
     the trackers, the values, the task (a RASP program is loaded, compiled and tried on
-    sample inputs), the model budget, and whether it all fits in memory. Returns the task
-    and the budget; raises ConfigError."""
+    sample inputs), the model shape, and whether it all fits in memory. Returns the task
+    and the model shape (`resolve_shape`); raises ConfigError."""
     import torch
 
     from rasp_hydra import trackers
@@ -162,9 +152,9 @@ def check_job(cfg: Config) -> tuple[Any, Budget]:
     check_optimizer(cfg.optimizer, cfg.schedule)
     check_train(cfg.train)
     task = resolve_task(cfg.lang)
-    budget = resolve_budget(task, cfg.model, cfg.arch)
-    check_config(cfg, task, budget, cuda_available)
-    return task, budget
+    shape = resolve_shape(cfg, task)
+    check_config(cfg, task, shape, cuda_available)
+    return task, shape
 
 
 def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
@@ -217,21 +207,21 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
 
     from rasp_hydra import runs, trackers
     from rasp_hydra.data import build_splits, split_overlap
-    from rasp_hydra.model import ModelConfig
     from rasp_hydra.rasp.lang import RASPError
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
     if trial is None:  # a resumed trial keeps its number
         trial = runs.read_metrics(run_dir).get("trial")
-    task, budget = check_job(cfg)
+    task, shape = check_job(cfg)
     tracking = trackers.from_config(cfg.logger)
     arch = None if cfg.arch is None else value(cfg.arch.name)
-    if budget.skipped:
+    skipped = skip_reason(task, cfg.arch, shape)
+    if skipped:
         record = runs.RunRecord.describe(
-            task, arch=arch, layers=budget.layers, heads=budget.heads, d_model=budget.d_model,
-            ff=budget.ff, optimizer=cfg.optimizer, schedule=cfg.schedule, train=cfg.train,
-            num_threads=threads, status="skipped", reason=budget.skipped, trial=trial)
+            task, arch=arch, layers=shape.layers, heads=shape.heads, d_model=shape.d_model,
+            ff=shape.ff, optimizer=cfg.optimizer, schedule=cfg.schedule, train=cfg.train,
+            num_threads=threads, status="skipped", reason=skipped, trial=trial)
         runs.write_metrics(run_dir, record)
         return record.to_dict()
 
@@ -246,11 +236,6 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
             min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
     except RASPError as err:  # a program that failed on an input its trial did not meet
         raise ConfigError(f"lang.program={lang.program!r} fails on the data: {err}") from None
-    model_cfg = ModelConfig(
-        vocab_size=task.vocab_size, n_out=task.n_out, pad_id=task.pad_id,
-        layers=budget.layers, heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
-        dropout=cfg.model.dropout, positions=value(cfg.model.positions),
-        max_len=cfg.model.max_len or longest_sequence(lang, task.bos))
     if long_test and value(cfg.model.positions) == "learned":
         _warn(run_dir, log, learned_positions_warning(lang.max_len, long_test[1:]))
     cfg.train.num_threads = threads
@@ -264,7 +249,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
 
     tracking.start(run_dir, trackers.flatten(cfg), run_dir.name, experiment)
     try:
-        return train(task, splits, model_cfg, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
+        return train(task, splits, shape, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
                      meta=meta, log=log, on_epoch_end=epoch_end, stop=stop)
     finally:
         tracking.finish(run_dir)  # final metrics and files, even after a failure

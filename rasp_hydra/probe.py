@@ -180,16 +180,17 @@ def residual_streams(model, pos: Positions, batch: int = 256) -> list:
             for layer in range(len(parts[0]))]
 
 
-def initial_model(model_cfg, seed: int):
-    """The untrained model a run started from: train.py seeds torch with train.seed right
-    before building the Encoder (weights are drawn on the CPU on any device)."""
+def initial_model(trained, seed: int):
+    """The untrained model the run of `trained` started from: train.py seeds torch with
+    train.seed right before building the Encoder (weights are drawn on the CPU on any
+    device)."""
     import torch
 
     from rasp_hydra.model import Encoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = Encoder(model_cfg)
+        model = Encoder(trained.cfg, trained.vocab_size, trained.n_out, trained.pad_id)
     return model.eval()
 
 
@@ -332,7 +333,7 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
                                       min_len=int(get("min_len")), max_len=int(get("max_len")))
         limit = int(positions) if split == "train" else int(positions) // 2
         data[split] = sample_positions(task, prog_task, tokens, lengths, limit, seed=0)
-    control = initial_model(model.cfg, _seed(run_dir, run_cfg))
+    control = initial_model(model, _seed(run_dir, run_cfg))
     return {"run_dir": run_dir, "model": model, "control": control, "task": task,
             "prog_task": prog_task, "sops": known, "data": data, "checkpoint": used,
             "run_cfg": run_cfg}

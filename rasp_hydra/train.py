@@ -2,13 +2,12 @@
 
     from rasp_hydra.tasks import get_task
     from rasp_hydra.data import build_splits
-    from rasp_hydra.model import ModelConfig
+    from rasp_hydra.config import ModelConfig
     from rasp_hydra.train import TrainConfig, train
 
     task = get_task("hist_10_bos")
     splits = build_splits(task, sizes={"train": 2000, "valid": 200, "test": 200}, max_len=10)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=1, heads=1,
-                      d_model=64, ff=128, max_len=11)
+    cfg = ModelConfig(layers=1, heads=1, d_model=64, ff=128, max_len=11)
     metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=20), run_dir="out/run")
 
 The procedure (docs/tasks.md, "Training defaults"), once per epoch:
@@ -65,7 +64,9 @@ import torch.nn.functional as F
 from rasp_hydra import runs
 from rasp_hydra.config import (
     ConfigError,
+    ModelConfig,
     OptimizerConfig,
+    Positions,
     ScheduleConfig,
     TrainConfig,
     check_device,
@@ -75,7 +76,7 @@ from rasp_hydra.config import (
     check_train,
     value,
 )
-from rasp_hydra.model import Encoder, ModelConfig
+from rasp_hydra.model import Encoder
 
 __all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "evaluate", "train"]
 
@@ -285,8 +286,8 @@ class _StopFlag:
         return self.event.is_set()
 
 
-def _checkpoint(model, model_cfg, task, epoch, **extra) -> dict:
-    return {"model": model.state_dict(), "model_config": model_cfg.to_dict(),
+def _checkpoint(model, task, epoch, **extra) -> dict:
+    return {"model": model.state_dict(), "model_config": model.config_dict(),
             "task": task.name,
             "task_spec": {"family": task.family, "size": int(task.size), "bos": bool(task.bos),
                           "with_attns": bool(task.with_attns)},
@@ -340,7 +341,7 @@ class Trainer:
         self.measured = present_heads(task.selector_heads, model_cfg)
         self.sup_layers = sorted({h[0] for h in self.supervised})
         torch.manual_seed(tc.seed)
-        self.model = Encoder(model_cfg).to(device)
+        self.model = Encoder(model_cfg, task.vocab_size, task.n_out, task.pad_id).to(device)
         self.opt = make_optimizer(self.model.parameters(), opt_cfg)
         self.sched = make_scheduler(self.opt, sched_cfg)
         self.sched_cfg = sched_cfg
@@ -352,7 +353,7 @@ class Trainer:
     def restore(self, path: Path, from_best: bool = False) -> None:
         """Continue from last.pt at `path` (exact), or from the best.pt beside it."""
         ck = runs.load_checkpoint(path, map_location=self.device)
-        runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+        runs.check_fits(path, ck, self.task.name, self.model.config_dict())
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if from_best:
@@ -451,7 +452,7 @@ class Trainer:
             st.best_val, st.best_epoch, st.since_best = val_loss, epoch, 0
             # save_best writes it (after last.pt) before the weights move on
             self.better = (_checkpoint(
-                self.model, self.model_cfg, self.task, epoch, optimizer=self.opt.state_dict(),
+                self.model, self.task, epoch, optimizer=self.opt.state_dict(),
                 val_loss=val_loss))
             return " *"
         st.since_best += 1
@@ -496,7 +497,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state()
         trainer = asdict(self.st)
         trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
-        ck = _checkpoint(self.model, self.model_cfg, self.task, self.st.epoch,
+        ck = _checkpoint(self.model, self.task, self.st.epoch,
                          optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                          trainer=trainer, rng=rng)
         runs.save_checkpoint(self.run_dir / runs.LAST, ck)
@@ -506,10 +507,10 @@ class Trainer:
         path = self.run_dir / runs.BEST
         if path.is_file():
             ck = runs.load_checkpoint(path, self.device)
-            runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+            runs.check_fits(path, ck, self.task.name, self.model.config_dict())
             self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(path, _checkpoint(self.model, self.model_cfg, self.task,
+            runs.save_checkpoint(path, _checkpoint(self.model, self.task,
                                                    self.st.epoch,
                                                    optimizer=self.opt.state_dict()))
 
@@ -769,7 +770,8 @@ def train(
         record = runs.RunRecord.describe(
             task, layers=model_cfg.layers, heads=model_cfg.heads, d_model=model_cfg.d_model,
             ff=model_cfg.ff, optimizer=opt_cfg, schedule=sched_cfg, train=tc,
-            dropout=model_cfg.dropout, positions=model_cfg.positions, params=params,
+            dropout=model_cfg.dropout, positions=Positions(model_cfg.positions).value,
+            params=params,
             supervised_heads=[runs.head_key(h) for h in trainer.supervised],
             num_threads=torch.get_num_threads(), device=device.type)
         for k, v in (meta or {}).items():
