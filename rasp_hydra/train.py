@@ -77,10 +77,10 @@ from rasp_hydra.config import (
     value,
 )
 from rasp_hydra.model import Encoder
+from rasp_hydra.tasks import IGNORE  # the target id of padding, which the loss skips
 
 __all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "evaluate", "train"]
 
-IGNORE = -100
 logger = logging.getLogger("rasp_hydra.train")
 
 
