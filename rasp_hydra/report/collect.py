@@ -69,9 +69,11 @@ def _task_info(task: str | None, flat_cfg: dict) -> tuple[str | None, int | None
     except Exception:  # registry unavailable or unknown task: name from the config's parts
         if task or not lang.get("family"):
             return task, None, None
+        from rasp_hydra.tasks import task_name
+
         size = f"_{lang['size']}" if lang.get("size") is not None else ""
-        name = (f"{lang['family']}{size}{'_bos' if lang.get('bos') else ''}"
-                f"{'_with_attns' if lang.get('with_attns') else ''}")
+        name = task_name(f"{lang['family']}{size}", bool(lang.get("bos")),
+                         bool(lang.get("with_attns")))
         return name, None, None
 
 

@@ -17,7 +17,7 @@ import importlib
 import re
 from pathlib import Path
 
-from .base import Family, Task
+from .base import Family, Task, task_name
 from .dyck import Dyck
 from .hist import Hist
 from .hist2 import Hist2
@@ -129,8 +129,7 @@ def make_task(family: str | type[Family], size: int | None = None, bos: bool = F
             f"{', '.join(_families_with_targets())}.")
     name = None
     if ":" in fam:
-        name = (f"{fam}_{size}" + ("_bos" if bos else "")
-                + ("_with_attns" if with_attns else ""))
+        name = task_name(f"{fam}_{size}", bos, with_attns)
     return Task(impl, fam, bos=bos, with_attns=with_attns, name=name)
 
 
@@ -167,12 +166,10 @@ def task_names(family: str | None = None, grouped: bool = False):
             continue
         impl = cls(cls.default_size)
         has_targets = any(not s.reference for s in impl.selectors().values())
-        names = []
-        for size in cls.sizes:
-            base = cls.base_name(size)
-            names += [base, base + "_bos"]
-            if has_targets:
-                names += [base + "_with_attns", base + "_bos_with_attns"]
+        variants = [(False, False), (True, False)] + (
+            [(False, True), (True, True)] if has_targets else [])
+        names = [task_name(cls.base_name(size), bos, attns)
+                 for size in cls.sizes for bos, attns in variants]
         out[fam] = names
     if grouped:
         return out
