@@ -97,9 +97,22 @@ class ArchName(str, Enum):
         return None
 
 
-def value(x):
-    """An enum member's value, anything else as it is (configs may hold either)."""
-    return getattr(x, "value", x)
+def dotted(raw, key: str, default=None):
+    """raw["a"]["b"] for "a.b", or `default` where a key is missing or None.
+
+    For a config whose shape is not settled: a DictConfig or dict that may lack keys (an
+    old run's saved config.yaml, or None), or a section that may also be a dataclass (the
+    `lang` of `tasks.task_of_lang`). Code behind the job's entry point reads the typed
+    `Config` instead.
+
+    >>> dotted({"lang": {"max_len": 16, "size": None}}, "lang.max_len"), dotted(None, "a.b", 1)
+    (16, 1)
+    """
+    for part in key.split("."):
+        raw = raw.get(part) if hasattr(raw, "get") else getattr(raw, part, None)
+        if raw is None:
+            return default
+    return raw
 
 
 @dataclass
@@ -389,8 +402,8 @@ def check_model_shape(layers: int, heads: int, d_model: int, ff: int, dropout: f
             "of heads.")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"model.dropout={dropout}; it must be in [0, 1).")
-    if value(positions) not in [p.value for p in Positions]:
-        raise ConfigError(f"model.positions={value(positions)!r} is unknown; allowed: "
+    if positions not in list(Positions):  # a member, or its value: a str enum equals it
+        raise ConfigError(f"model.positions={positions!r} is unknown; allowed: "
                           f"{', '.join(p.value for p in Positions)}.")
 
 
@@ -438,13 +451,13 @@ def check_train(tc: TrainConfig) -> None:
     if str(tc.progress).lower() not in ("auto", "true", "false"):
         raise ConfigError(f"train.progress={tc.progress!r} is unknown; allowed: auto (a bar "
                           "when the output is a terminal), true, false.")
-    if value(tc.device) not in [d.value for d in Device]:
-        raise ConfigError(f"train.device={value(tc.device)!r} is unknown; allowed: "
+    if tc.device not in list(Device):
+        raise ConfigError(f"train.device={tc.device!r} is unknown; allowed: "
                           f"{', '.join(d.value for d in Device)}.")
 
 
 def check_device(device, cuda_available: bool) -> None:
-    if value(device) == "cuda" and not cuda_available:
+    if device == "cuda" and not cuda_available:
         raise ConfigError(
             "train.device=cuda, but torch sees no CUDA device on this machine. Use "
             "train.device=cpu, or train.device=auto to take a GPU only when there is one.")

@@ -31,6 +31,7 @@ from hydra.experimental.callback import Callback
 from rasp_hydra.config import (
     RESUME_SAFE_KEYS,
     ArchConfig,
+    Checkpoint,
     Config,
     ConfigError,
     ModelConfig,
@@ -41,10 +42,10 @@ from rasp_hydra.config import (
     check_optimizer,
     check_supervision,
     check_train,
+    dotted,
     long_test_lengths,
     longest_sequence,
     resolve_model,
-    value,
 )
 
 log = logging.getLogger("rasp_hydra")
@@ -106,7 +107,7 @@ def check_config(cfg: Any, task, shape: ModelConfig, cuda_available) -> None:
         check_supervision(task, shape.layers, shape.heads)
     if cfg.model.max_len is not None:
         check_max_len(cfg.model.max_len, longest_sequence(cfg.lang, task.bos))
-    device = value(cfg.train.device)
+    device = cfg.train.device  # a Device: a str enum, equal to its value
     if device == "cuda":
         check_device("cuda", cuda_available())
     if cfg.train.check_memory:
@@ -122,8 +123,8 @@ def check_memory(cfg: Any, task, shape: ModelConfig, cuda: bool) -> None:
     est = memory.estimate(
         cfg.lang, shape, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
         longest=longest, max_len=shape.max_len,
-        learned_positions=value(cfg.model.positions) == "learned",
-        optimizer=value(cfg.optimizer.name), momentum=cfg.optimizer.momentum)
+        learned_positions=cfg.model.positions == "learned",
+        optimizer=cfg.optimizer.name.value, momentum=cfg.optimizer.momentum)
     memory.check(est, cuda)
 
 
@@ -215,7 +216,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
         trial = runs.read_metrics(run_dir).get("trial")
     task, shape = check_job(cfg)
     tracking = trackers.from_config(cfg.logger)
-    arch = None if cfg.arch is None else value(cfg.arch.name)
+    arch = None if cfg.arch is None else cfg.arch.name.value
     skipped = skip_reason(task, cfg.arch, shape)
     if skipped:
         record = runs.RunRecord.describe(
@@ -236,7 +237,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
             min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
     except RASPError as err:  # a program that failed on an input its trial did not meet
         raise ConfigError(f"lang.program={lang.program!r} fails on the data: {err}") from None
-    if long_test and value(cfg.model.positions) == "learned":
+    if long_test and cfg.model.positions == "learned":
         _warn(run_dir, log, learned_positions_warning(lang.max_len, long_test[1:]))
     cfg.train.num_threads = threads
     meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits),
@@ -321,7 +322,7 @@ def _claim(claim: Claim, root) -> None:
     current.pop("hydra", None)
     differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
     if differ:
-        shown = "; ".join(f"{k}: {_dotted(original, k)!r} -> {_dotted(current, k)!r}"
+        shown = "; ".join(f"{k}: {dotted(original, k)!r} -> {dotted(current, k)!r}"
                           for k in differ)
         claim.refusal = (
             f"{claim.run_dir} already holds a run whose config differs from this one in "
@@ -335,19 +336,14 @@ def _claim(claim: Claim, root) -> None:
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
     elif root.train.resume:  # never train finished epochs again from nothing
-        claim.refusal = runs.resume_problem(claim.run_dir, str(value(root.train.resume_from)))
+        claim.refusal = runs.resume_problem(claim.run_dir,
+                                            Checkpoint(root.train.resume_from).value)
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
     runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
     claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
-
-
-def _dotted(d: dict, key: str):
-    for part in key.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def take_claim(run_dir: Path) -> Claim:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rasp_hydra import runs
+from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 
 PROBES = "probes"  # the folder under the run directory
 MANY_VALUES = 20  # numbers with more distinct values than this are regressed, not classified
@@ -288,17 +289,9 @@ def _load(run_dir: Path, which: str):
         raise ProbeError(str(e)) from None
 
 
-def _lang_value(run_cfg, key: str, default):
-    lang = run_cfg.get("lang") if run_cfg is not None else None
-    value = lang.get(key) if lang is not None else None
-    return default if value is None else value
-
-
 def _seed(run_dir: Path, run_cfg) -> int:
-    train = run_cfg.get("train") if run_cfg is not None else None
-    if train is not None and train.get("seed") is not None:
-        return int(train.get("seed"))
-    return int(runs.read_metrics(run_dir).get("seed") or 0)
+    seed = dotted(run_cfg, "train.seed")
+    return int(seed if seed is not None else runs.read_metrics(run_dir).get("seed") or 0)
 
 
 def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | None = None,
@@ -316,7 +309,7 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
                          f"at least 2; got {positions}.")
     model, task, run_cfg, used = _load(run_dir, which)
     defaults = LangConfig(family="?")
-    get = lambda key: _lang_value(run_cfg, key, getattr(defaults, key))  # noqa: E731
+    get = lambda key: dotted(run_cfg, f"lang.{key}", getattr(defaults, key))  # noqa: E731
     prog_task = program_task(task, max_len=int(get("max_len")))
     known = program_sops(prog_task)
     if sops:

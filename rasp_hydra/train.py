@@ -63,7 +63,9 @@ import torch.nn.functional as F
 
 from rasp_hydra import runs
 from rasp_hydra.config import (
+    Checkpoint,
     ConfigError,
+    Device,
     ModelConfig,
     OptimizerConfig,
     Positions,
@@ -74,7 +76,6 @@ from rasp_hydra.config import (
     check_optimizer,
     check_supervision,
     check_train,
-    value,
 )
 from rasp_hydra.model import Encoder
 from rasp_hydra.tasks import IGNORE  # the target id of padding, which the loss skips
@@ -110,30 +111,29 @@ class _State:
 
 # ------------------------------------------------------------------------------ pieces
 
-def resolve_device(name) -> torch.device:
-    name = value(name)
+def resolve_device(name: Device | str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name, torch.cuda.is_available())
-    return torch.device(name)
+    return torch.device(Device(name).value)
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     params = list(params)
-    if value(cfg.name) == "adam":
+    if cfg.name == "adam":  # an OptimizerName, or its value: a str enum equals it
         # fused: one kernel for all parameters (much less per-step overhead on CPU)
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if value(cfg.name) == "sgd":
+    if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optimizer.name={value(cfg.name)!r} is unknown; allowed: adam, sgd")
+    raise ConfigError(f"optimizer.name={cfg.name!r} is unknown; allowed: adam, sgd")
 
 
 def make_scheduler(opt, cfg: ScheduleConfig):
-    if value(cfg.name) not in ("exponential", "constant"):
-        raise ConfigError(f"schedule.name={value(cfg.name)!r} is unknown; allowed: "
+    if cfg.name not in ("exponential", "constant"):
+        raise ConfigError(f"schedule.name={cfg.name!r} is unknown; allowed: "
                           "exponential, constant")
-    gamma = cfg.gamma if value(cfg.name) == "exponential" else 1.0
+    gamma = cfg.gamma if cfg.name == "exponential" else 1.0
     return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
 
@@ -662,9 +662,9 @@ class Recorder:
 def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     """The checkpoint to continue from: `resume_from` (a run directory or a .pt file), else
     this run directory's last.pt (or best.pt) when train.resume is on and it exists."""
-    name = runs.BEST if value(tc.resume_from) == "best" else runs.LAST
+    name = runs.BEST if tc.resume_from == "best" else runs.LAST
     if resume_from is None and tc.resume:
-        problem = runs.resume_problem(run_dir, value(tc.resume_from))
+        problem = runs.resume_problem(run_dir, Checkpoint(tc.resume_from).value)
         if problem:
             raise runs.CheckpointError(problem)
     if resume_from is not None:
@@ -676,7 +676,7 @@ def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     path = run_dir / name
     if tc.resume and path.is_file():
         return path
-    if tc.resume and value(tc.resume_from) == "best" and runs.has_run(run_dir):
+    if tc.resume and tc.resume_from == "best" and runs.has_run(run_dir):
         raise ConfigError(f"train.resume_from=best, but {run_dir} has no {runs.BEST}: the run "
                           "never finished an epoch. Start it over in a new directory.")
     return None
@@ -762,7 +762,7 @@ def train(
         trainer = Trainer(task, splits, model_cfg, opt_cfg, sched_cfg, tc, device, run_dir)
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
-            trainer.restore(source, from_best=value(tc.resume_from) == "best")
+            trainer.restore(source, from_best=tc.resume_from == "best")
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)

@@ -17,6 +17,8 @@ import importlib
 import re
 from pathlib import Path
 
+from rasp_hydra.config import dotted
+
 from .base import Family, Task, task_name
 from .dyck import Dyck
 from .hist import Hist
@@ -181,8 +183,9 @@ def task_of_lang(lang, base_dir=None) -> Task:
     dict): a family by name, or, with family "rasp", a RASP program's output
     (tasks.program). A relative program path is looked up in `base_dir` (default: the
     working directory), then among the shipped programs (rasp_hydra/rasp/programs/)."""
-    get = lang.get if hasattr(lang, "get") else (lambda key, default=None:
-                                                 getattr(lang, key, default))
+    def get(key: str):
+        return dotted(lang, key)
+
     if get("family") != "rasp":
         return make_task(get("family"), get("size"), bool(get("bos")), bool(get("with_attns")))
     from .program import make_program_task
