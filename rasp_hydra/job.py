@@ -1,7 +1,7 @@
 """One job of the Hydra app: claim the run directory, check the config, train.
 
 Everything that can be wrong with a config is checked here (`check_job`: the library's own
-checks in `rasp_hydra.config`, the task, the memory estimate of `rasp_hydra.memory`) and
+checks in `rasp_hydra.checks`, the task, the memory estimate of `rasp_hydra.memory`) and
 reported as one `ConfigError` paragraph that says what was wrong and what is allowed. A
 single run is checked by the `RunDirCheck` callback before Hydra creates its directory, so
 a refused config leaves nothing behind; a sweep's jobs are checked each in its own job.
@@ -28,13 +28,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from rasp_hydra.config import (
-    RESUME_SAFE_KEYS,
-    ArchConfig,
-    Checkpoint,
-    Config,
-    ConfigError,
-    ModelConfig,
+from rasp_hydra.checks import (
     check_device,
     check_lang,
     check_max_len,
@@ -42,6 +36,14 @@ from rasp_hydra.config import (
     check_optimizer,
     check_supervision,
     check_train,
+)
+from rasp_hydra.config import (
+    RESUME_SAFE_KEYS,
+    ArchConfig,
+    Checkpoint,
+    Config,
+    ConfigError,
+    ModelConfig,
     dotted,
     long_test_lengths,
     longest_sequence,

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rasp_hydra.config import ModelConfig, Positions, check_model_shape
+from rasp_hydra.checks import check_model_shape
+from rasp_hydra.config import ModelConfig, Positions
 
 
 def sinusoids(max_len: int, d: int) -> torch.Tensor:

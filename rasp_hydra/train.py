@@ -62,6 +62,13 @@ import torch
 import torch.nn.functional as F
 
 from rasp_hydra import runs
+from rasp_hydra.checks import (
+    check_device,
+    check_max_len,
+    check_optimizer,
+    check_supervision,
+    check_train,
+)
 from rasp_hydra.config import (
     Checkpoint,
     ConfigError,
@@ -71,11 +78,6 @@ from rasp_hydra.config import (
     Positions,
     ScheduleConfig,
     TrainConfig,
-    check_device,
-    check_max_len,
-    check_optimizer,
-    check_supervision,
-    check_train,
 )
 from rasp_hydra.model import Encoder
 from rasp_hydra.tasks import IGNORE  # the target id of padding, which the loss skips
