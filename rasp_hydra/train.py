@@ -773,8 +773,7 @@ def train(
             task, layers=model_cfg.layers, heads=model_cfg.heads, d_model=model_cfg.d_model,
             ff=model_cfg.ff, optimizer=opt_cfg, schedule=sched_cfg, train=tc,
             dropout=model_cfg.dropout, positions=Positions(model_cfg.positions).value,
-            params=params,
-            supervised_heads=[runs.head_key(h) for h in trainer.supervised],
+            params=params, supervised_heads=[runs.head_key(h) for h in trainer.supervised],
             num_threads=torch.get_num_threads(), device=device.type)
         for k, v in (meta or {}).items():
             setattr(record, k, v)
