@@ -478,14 +478,14 @@ def test_doctests_of_core_modules():
 
 def test_program_task_trains_with_supervised_heads(tmp_path):
     # the training loop, unchanged, on a program task: its compiled heads are supervised
-    from rasp_hydra.model import ModelConfig
+    from rasp_hydra.config import ModelConfig
     from rasp_hydra.train import TrainConfig, train
 
     task = make_program_task(library.program("hist2_bos"), alphabet=3, bos=True, with_attns=True,
                              max_len=6)
     assert task.supervised_heads == ((0, 0), (0, 1), (1, 0))
     splits = build_splits(task, sizes={"train": 200, "valid": 40, "test": 40}, max_len=6)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=task.predicted_layers,
+    cfg = ModelConfig(layers=task.predicted_layers,
                       heads=task.predicted_heads, d_model=16, ff=32, max_len=7)
     metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=1, progress="false"),
                     run_dir=tmp_path, handle_signals=False, log=lambda line: None)

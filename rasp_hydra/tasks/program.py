@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ALL_TOKENS, BOS, Family, Selector, Task
+from .base import ALL_TOKENS, BOS, Family, Selector, Task, task_name
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
@@ -408,9 +408,8 @@ def make_program_task(program: Any, output: str | None = None,
     if with_attns and not impl.compiled.head_selects:
         raise ProgramError(f"{sop.name!r} has no select, so it cannot be trained "
                            "with_attns.")
-    base_name = impl.base_name(impl.size)
-    task_name = base_name + ("_bos" if bos else "") + ("_with_attns" if with_attns else "")
-    task = Task(impl, "program", bos=bos, with_attns=with_attns, name=task_name)
+    task = Task(impl, "program", bos=bos, with_attns=with_attns,
+                name=task_name(impl.base_name(impl.size), bos, with_attns))
     try_inputs(task, min_len, max_len)
     return task
 
