@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rasp_hydra.config import RESUME_SAFE_KEYS, value
+from rasp_hydra.config import RESUME_SAFE_KEYS, Checkpoint, dotted
 
 MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
 
@@ -127,7 +127,7 @@ def _claim(claim: Claim, root) -> None:
     current.pop("hydra", None)
     differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
     if differ:
-        shown = "; ".join(f"{k}: {_dotted(original, k)!r} -> {_dotted(current, k)!r}"
+        shown = "; ".join(f"{k}: {dotted(original, k)!r} -> {dotted(current, k)!r}"
                           for k in differ)
         claim.refusal = (
             f"{claim.run_dir} already holds a run whose config differs from this one in "
@@ -141,19 +141,14 @@ def _claim(claim: Claim, root) -> None:
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
     elif root.train.resume:  # never train finished epochs again from nothing
-        claim.refusal = runs.resume_problem(claim.run_dir, str(value(root.train.resume_from)))
+        claim.refusal = runs.resume_problem(claim.run_dir,
+                                            Checkpoint(root.train.resume_from).value)
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
     runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
     claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
-
-
-def _dotted(d: dict, key: str):
-    for part in key.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def remove_traces(claim: Claim) -> None:

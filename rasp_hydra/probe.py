@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rasp_hydra import runs
+from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 
 PROBES = "probes"  # the folder under the run directory
 MANY_VALUES = 20  # numbers with more distinct values than this are regressed, not classified
@@ -180,16 +181,17 @@ def residual_streams(model, pos: Positions, batch: int = 256) -> list:
             for layer in range(len(parts[0]))]
 
 
-def initial_model(model_cfg, seed: int):
-    """The untrained model a run started from: train.py seeds torch with train.seed right
-    before building the Encoder (weights are drawn on the CPU on any device)."""
+def initial_model(trained, seed: int):
+    """The untrained model the run of `trained` started from: train.py seeds torch with
+    train.seed right before building the Encoder (weights are drawn on the CPU on any
+    device)."""
     import torch
 
     from rasp_hydra.model import Encoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = Encoder(model_cfg)
+        model = Encoder(trained.cfg, trained.vocab_size, trained.n_out, trained.pad_id)
     return model.eval()
 
 
@@ -287,17 +289,9 @@ def _load(run_dir: Path, which: str):
         raise ProbeError(str(e)) from None
 
 
-def _lang_value(run_cfg, key: str, default):
-    lang = run_cfg.get("lang") if run_cfg is not None else None
-    value = lang.get(key) if lang is not None else None
-    return default if value is None else value
-
-
 def _seed(run_dir: Path, run_cfg) -> int:
-    train = run_cfg.get("train") if run_cfg is not None else None
-    if train is not None and train.get("seed") is not None:
-        return int(train.get("seed"))
-    return int(runs.read_metrics(run_dir).get("seed") or 0)
+    seed = dotted(run_cfg, "train.seed")
+    return int(seed if seed is not None else runs.read_metrics(run_dir).get("seed") or 0)
 
 
 def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | None = None,
@@ -315,7 +309,7 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
                          f"at least 2; got {positions}.")
     model, task, run_cfg, used = _load(run_dir, which)
     defaults = LangConfig(family="?")
-    get = lambda key: _lang_value(run_cfg, key, getattr(defaults, key))  # noqa: E731
+    get = lambda key: dotted(run_cfg, f"lang.{key}", getattr(defaults, key))  # noqa: E731
     prog_task = program_task(task, max_len=int(get("max_len")))
     known = program_sops(prog_task)
     if sops:
@@ -332,7 +326,7 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
                                       min_len=int(get("min_len")), max_len=int(get("max_len")))
         limit = int(positions) if split == "train" else int(positions) // 2
         data[split] = sample_positions(task, prog_task, tokens, lengths, limit, seed=0)
-    control = initial_model(model.cfg, _seed(run_dir, run_cfg))
+    control = initial_model(model, _seed(run_dir, run_cfg))
     return {"run_dir": run_dir, "model": model, "control": control, "task": task,
             "prog_task": prog_task, "sops": known, "data": data, "checkpoint": used,
             "run_cfg": run_cfg}

@@ -2,13 +2,12 @@
 
     from rasp_hydra.tasks import get_task
     from rasp_hydra.data import build_splits
-    from rasp_hydra.model import ModelConfig
+    from rasp_hydra.config import ModelConfig
     from rasp_hydra.train import TrainConfig, train
 
     task = get_task("hist_10_bos")
     splits = build_splits(task, sizes={"train": 2000, "valid": 200, "test": 200}, max_len=10)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=1, heads=1,
-                      d_model=64, ff=128, max_len=11)
+    cfg = ModelConfig(layers=1, heads=1, d_model=64, ff=128, max_len=11)
     metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=20), run_dir="out/run")
 
 The procedure (docs/tasks.md, "Training defaults"), once per epoch:
@@ -63,23 +62,28 @@ import torch
 import torch.nn.functional as F
 
 from rasp_hydra import runs
-from rasp_hydra.config import (
-    ConfigError,
-    OptimizerConfig,
-    ScheduleConfig,
-    TrainConfig,
+from rasp_hydra.checks import (
     check_device,
     check_max_len,
     check_optimizer,
     check_supervision,
     check_train,
-    value,
 )
-from rasp_hydra.model import Encoder, ModelConfig
+from rasp_hydra.config import (
+    Checkpoint,
+    ConfigError,
+    Device,
+    ModelConfig,
+    OptimizerConfig,
+    Positions,
+    ScheduleConfig,
+    TrainConfig,
+)
+from rasp_hydra.model import Encoder
+from rasp_hydra.tasks import IGNORE  # the target id of padding, which the loss skips
 
 __all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "evaluate", "train"]
 
-IGNORE = -100
 logger = logging.getLogger("rasp_hydra.train")
 
 
@@ -109,30 +113,29 @@ class _State:
 
 # ------------------------------------------------------------------------------ pieces
 
-def resolve_device(name) -> torch.device:
-    name = value(name)
+def resolve_device(name: Device | str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name, torch.cuda.is_available())
-    return torch.device(name)
+    return torch.device(Device(name).value)
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     params = list(params)
-    if value(cfg.name) == "adam":
+    if cfg.name == "adam":  # an OptimizerName, or its value: a str enum equals it
         # fused: one kernel for all parameters (much less per-step overhead on CPU)
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if value(cfg.name) == "sgd":
+    if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optimizer.name={value(cfg.name)!r} is unknown; allowed: adam, sgd")
+    raise ConfigError(f"optimizer.name={cfg.name!r} is unknown; allowed: adam, sgd")
 
 
 def make_scheduler(opt, cfg: ScheduleConfig):
-    if value(cfg.name) not in ("exponential", "constant"):
-        raise ConfigError(f"schedule.name={value(cfg.name)!r} is unknown; allowed: "
+    if cfg.name not in ("exponential", "constant"):
+        raise ConfigError(f"schedule.name={cfg.name!r} is unknown; allowed: "
                           "exponential, constant")
-    gamma = cfg.gamma if value(cfg.name) == "exponential" else 1.0
+    gamma = cfg.gamma if cfg.name == "exponential" else 1.0
     return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
 
@@ -285,8 +288,8 @@ class _StopFlag:
         return self.event.is_set()
 
 
-def _checkpoint(model, model_cfg, task, epoch, **extra) -> dict:
-    return {"model": model.state_dict(), "model_config": model_cfg.to_dict(),
+def _checkpoint(model, task, epoch, **extra) -> dict:
+    return {"model": model.state_dict(), "model_config": model.config_dict(),
             "task": task.name,
             "task_spec": {"family": task.family, "size": int(task.size), "bos": bool(task.bos),
                           "with_attns": bool(task.with_attns)},
@@ -340,7 +343,7 @@ class Trainer:
         self.measured = present_heads(task.selector_heads, model_cfg)
         self.sup_layers = sorted({h[0] for h in self.supervised})
         torch.manual_seed(tc.seed)
-        self.model = Encoder(model_cfg).to(device)
+        self.model = Encoder(model_cfg, task.vocab_size, task.n_out, task.pad_id).to(device)
         self.opt = make_optimizer(self.model.parameters(), opt_cfg)
         self.sched = make_scheduler(self.opt, sched_cfg)
         self.sched_cfg = sched_cfg
@@ -352,7 +355,7 @@ class Trainer:
     def restore(self, path: Path, from_best: bool = False) -> None:
         """Continue from last.pt at `path` (exact), or from the best.pt beside it."""
         ck = runs.load_checkpoint(path, map_location=self.device)
-        runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+        runs.check_fits(path, ck, self.task.name, self.model.config_dict())
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if from_best:
@@ -451,7 +454,7 @@ class Trainer:
             st.best_val, st.best_epoch, st.since_best = val_loss, epoch, 0
             # save_best writes it (after last.pt) before the weights move on
             self.better = (_checkpoint(
-                self.model, self.model_cfg, self.task, epoch, optimizer=self.opt.state_dict(),
+                self.model, self.task, epoch, optimizer=self.opt.state_dict(),
                 val_loss=val_loss))
             return " *"
         st.since_best += 1
@@ -496,7 +499,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state()
         trainer = asdict(self.st)
         trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
-        ck = _checkpoint(self.model, self.model_cfg, self.task, self.st.epoch,
+        ck = _checkpoint(self.model, self.task, self.st.epoch,
                          optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                          trainer=trainer, rng=rng)
         runs.save_checkpoint(self.run_dir / runs.LAST, ck)
@@ -506,10 +509,10 @@ class Trainer:
         path = self.run_dir / runs.BEST
         if path.is_file():
             ck = runs.load_checkpoint(path, self.device)
-            runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+            runs.check_fits(path, ck, self.task.name, self.model.config_dict())
             self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(path, _checkpoint(self.model, self.model_cfg, self.task,
+            runs.save_checkpoint(path, _checkpoint(self.model, self.task,
                                                    self.st.epoch,
                                                    optimizer=self.opt.state_dict()))
 
@@ -661,9 +664,9 @@ class Recorder:
 def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     """The checkpoint to continue from: `resume_from` (a run directory or a .pt file), else
     this run directory's last.pt (or best.pt) when train.resume is on and it exists."""
-    name = runs.BEST if value(tc.resume_from) == "best" else runs.LAST
+    name = runs.BEST if tc.resume_from == "best" else runs.LAST
     if resume_from is None and tc.resume:
-        problem = runs.resume_problem(run_dir, value(tc.resume_from))
+        problem = runs.resume_problem(run_dir, Checkpoint(tc.resume_from).value)
         if problem:
             raise runs.CheckpointError(problem)
     if resume_from is not None:
@@ -675,7 +678,7 @@ def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     path = run_dir / name
     if tc.resume and path.is_file():
         return path
-    if tc.resume and value(tc.resume_from) == "best" and runs.has_run(run_dir):
+    if tc.resume and tc.resume_from == "best" and runs.has_run(run_dir):
         raise ConfigError(f"train.resume_from=best, but {run_dir} has no {runs.BEST}: the run "
                           "never finished an epoch. Start it over in a new directory.")
     return None
@@ -761,7 +764,7 @@ def train(
         trainer = Trainer(task, splits, model_cfg, opt_cfg, sched_cfg, tc, device, run_dir)
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
-            trainer.restore(source, from_best=value(tc.resume_from) == "best")
+            trainer.restore(source, from_best=tc.resume_from == "best")
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)
@@ -769,8 +772,8 @@ def train(
         record = runs.RunRecord.describe(
             task, layers=model_cfg.layers, heads=model_cfg.heads, d_model=model_cfg.d_model,
             ff=model_cfg.ff, optimizer=opt_cfg, schedule=sched_cfg, train=tc,
-            dropout=model_cfg.dropout, positions=model_cfg.positions, params=params,
-            supervised_heads=[runs.head_key(h) for h in trainer.supervised],
+            dropout=model_cfg.dropout, positions=Positions(model_cfg.positions).value,
+            params=params, supervised_heads=[runs.head_key(h) for h in trainer.supervised],
             num_threads=torch.get_num_threads(), device=device.type)
         for k, v in (meta or {}).items():
             setattr(record, k, v)

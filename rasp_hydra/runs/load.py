@@ -70,7 +70,7 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     which: "best", "last", or "auto" (best if the run completed, else last if it exists,
     else best). A checkpoint that cannot be read raises CheckpointError naming it.
     """
-    from rasp_hydra.model import Encoder, ModelConfig
+    from rasp_hydra.model import Encoder
 
     run_dir = Path(run_dir)
     record = read_metrics(run_dir)
@@ -89,7 +89,7 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     run_cfg = read_config(run_dir)
     task = _task_from(run_dir, run_cfg, ckpt)
     check_fits(path, ckpt, task.name, record_shape(record))
-    model = Encoder(ModelConfig(**ckpt["model_config"]))
+    model = Encoder.from_config_dict(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, task, run_cfg, which

@@ -107,13 +107,15 @@ class RunRecord:
     def describe(cls, task, *, arch=None, layers, heads, d_model, ff, optimizer, schedule,
                  train, **fields) -> RunRecord:
         """The record of a run of `task` with these sizes and configs, before it trains."""
-        v = lambda x: getattr(x, "value", x)  # noqa: E731 - enums as their values
-        return cls(
+        from rasp_hydra.config import ArchName, OptimizerName, ScheduleName
+
+        return cls(  # enums as their values
             task=task.name, family=task.family, bos=bool(task.bos),
-            with_attns=bool(task.with_attns), arch=v(arch), layers=layers, heads=heads,
-            d_model=d_model, ff=ff, optimizer=v(optimizer.name), lr=float(optimizer.lr),
-            schedule=v(schedule.name),
-            gamma=float(schedule.gamma) if v(schedule.name) == "exponential" else 1.0,
+            with_attns=bool(task.with_attns), arch=arch and ArchName(arch).value,
+            layers=layers, heads=heads, d_model=d_model, ff=ff,
+            optimizer=OptimizerName(optimizer.name).value, lr=float(optimizer.lr),
+            schedule=ScheduleName(schedule.name).value,
+            gamma=float(schedule.gamma) if schedule.name == "exponential" else 1.0,
             batch_size=train.batch_size, seed=train.seed, attn_loss_c=train.attn_loss_c,
             predicted_layers=task.predicted_layers, predicted_heads=task.predicted_heads,
             **fields)
