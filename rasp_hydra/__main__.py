@@ -29,8 +29,8 @@ if __name__ == "__main__":
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from rasp_hydra.claim import claim_run_dir  # noqa: E402
 from rasp_hydra.config import register_configs  # noqa: E402
-from rasp_hydra.job import claim_run_dir  # noqa: E402
 
 register_configs()
 OmegaConf.register_new_resolver("rasp_hydra.claim", claim_run_dir, replace=True)
@@ -38,7 +38,7 @@ OmegaConf.register_new_resolver("rasp_hydra.claim", claim_run_dir, replace=True)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from rasp_hydra.job import run_from_hydra
+    from rasp_hydra.hydra_job import run_from_hydra
 
     return run_from_hydra(cfg)
 

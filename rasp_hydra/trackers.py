@@ -357,12 +357,6 @@ class Guarded:
         self._call("finish", metrics, run_dir, files)
 
 
-def run_files(run_dir) -> list[Path]:
-    """The files a tracker keeps as artifacts: metrics.json, plots/curves.png, train.log."""
-    run_dir = Path(run_dir)
-    return [run_dir / runs.METRICS, run_dir / runs.CURVES, run_dir / runs.LOG]
-
-
 class TrackerGroup(list):
     """The chosen trackers, called together; what the training job holds."""
 
@@ -383,5 +377,7 @@ class TrackerGroup(list):
                 metrics = runs.read_metrics(run_dir)
             except Exception:
                 metrics = {"status": "failed"}
+        # the files a person opens, but history.csv: a tracker has it as its epochs' metrics
+        artifacts = [f for f in runs.run_files(run_dir) if f.name != runs.HISTORY]
         for t in self:
-            t.finish(metrics, run_dir, run_files(run_dir))
+            t.finish(metrics, run_dir, artifacts)

@@ -3,7 +3,7 @@
 The config is composed from the project's own conf/ by Hydra and saved as Hydra saves it,
 so a key the schema does not have cannot appear in a fixture. The metrics record is the
 typed ``runs.RunRecord`` that train.py and job.py write, built the way they build it.
-Skipped runs, history, log and curves are written by runs.py's own writers.
+History, log and curves are written by ``runs``' own writers.
 """
 
 from __future__ import annotations

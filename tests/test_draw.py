@@ -56,7 +56,8 @@ def sweep(tmp_path_factory) -> Path:
     assert m["status"] == "completed"
     m = _train(root / "1", SORT, 2, 1, max_len=8, data_len=6, epochs=3, stop_after=1)
     assert m["status"] == "interrupted"
-    runs.write_skipped(root / "2", "arch=fewer_layers would need 0 layers", task=SORT)
+    runs.write_metrics(root / "2", runs.RunRecord(
+        status="skipped", reason="arch=fewer_layers would need 0 layers", task=SORT))
     return root
 
 
@@ -208,7 +209,8 @@ def test_directory_errors(sweep, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert main([str(tmp_path), "--all", "--sequence", "ab"]) == 2
     assert "holds no run" in capsys.readouterr().err
-    runs.write_skipped(tmp_path / "only_skipped" / "0", "no layers")
+    runs.write_metrics(tmp_path / "only_skipped" / "0",
+                       runs.RunRecord(status="skipped", reason="no layers"))
     assert main([str(tmp_path / "only_skipped"), "--all", "--sequence", "ab"]) == 2
     out, err = capsys.readouterr()
     assert "passed over" in out and "no run below" in err

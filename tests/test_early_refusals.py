@@ -91,7 +91,7 @@ def test_a_config_that_cannot_fit_in_memory_is_refused_with_the_figures(
 
 
 def test_the_estimate_lets_real_configs_through_and_the_check_can_be_turned_off():
-    from rasp_hydra import memory
+    from rasp_hydra import config, memory
 
     cfg = job.as_config(compose_cfg("lang=sort_by_freq_100_bos", "model=paper"))
     task, budget = job.check_job(cfg)
@@ -102,7 +102,7 @@ def test_the_estimate_lets_real_configs_through_and_the_check_can_be_turned_off(
     huge = job.as_config(compose_cfg("lang=hist_10", "lang.max_len=100000",
                                      "train.check_memory=false"))
     job.check_job(huge)  # no refusal: the user knows better
-    assert "train.check_memory" in job.RESUME_SAFE_KEYS
+    assert "train.check_memory" in config.RESUME_SAFE_KEYS
 
 
 # ------------------------------------------------------------------------ run directories

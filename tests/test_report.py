@@ -431,7 +431,7 @@ class Links(HTMLParser):
 
 
 def draw_curves(run_dirs) -> dict[str, bytes]:
-    """plots/curves.png for these runs, drawn by runs.py from their history."""
+    """plots/curves.png for these runs, drawn by runs.plot_curves from their history."""
     pngs = {}
     for d in run_dirs:
         path = runs.plot_curves(d, runs.read_history(d))

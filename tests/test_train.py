@@ -231,7 +231,8 @@ def test_runs_helpers_read_hydra_dirs(tmp_path):
     model, task2, run_cfg, which = runs.load_model(run)
     assert task2.name == "hist_10_bos" and run_cfg.lang.size == 10 and which == "best"
     assert runs.read_metrics(only_config) == {} and runs.read_history(only_config) == []
-    runs.write_skipped(only_config, "no such arch", task="hist_10_bos")
+    runs.write_metrics(only_config, runs.RunRecord(status="skipped", reason="no such arch",
+                                                  task="hist_10_bos"))
     assert runs.read_metrics(only_config)["status"] == "skipped"
     with pytest.raises(FileNotFoundError):
         runs.load_model(only_config)

@@ -2,7 +2,7 @@
 
 Every file inside a run directory is read through ``rasp_hydra.runs``. This module knows
 the files Hydra writes at a sweep's root (``multirun.yaml``: which sweeper ran, and with
-which overrides; for the Optuna sweeper ``optimization_results.yaml``), through runs.py.
+which overrides; for the Optuna sweeper ``optimization_results.yaml``), through ``runs``.
 """
 
 from __future__ import annotations

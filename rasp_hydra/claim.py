@@ -1,0 +1,166 @@
+"""Claiming a run directory before Hydra writes anything into it.
+
+To claim a directory is to take its lock (`runs.RunLock`), compare this invocation's config
+with the run's own if the directory already holds one, and decide where Hydra saves this
+invocation's composition: `.hydra/` for the first, `invocations/NNN/` for every later one,
+nowhere when the claim is refused (the directory is then left untouched).
+
+Why in a resolver: Hydra 1.3's `run_job` (hydra/core/utils.py) creates the job's
+directory, then saves the composition into `hydra.output_subdir`, and only then calls the
+callbacks' `on_job_start` and the task function. The one thing of ours that runs between
+the two, for a single run and under every launcher (joblib, the job-process launcher of
+hydra_plugins/, submitit), is the resolution of `hydra.output_subdir` itself, so
+conf/config.yaml sets it to `${rasp_hydra.claim:${hydra.runtime.output_dir}}`, the resolver
+`claim_run_dir`. A resolver answers only a string: the claim itself (the lock held, or why
+it was refused) waits in `CLAIMS`, this process's one `Claims`, until the job takes it
+(`CLAIMS.take`); a sweep's job resolves and runs in one process (a worker, or the child the
+job-process launcher forks), so it finds its claim there. The resolver is a plain function
+of this module, not a method, because the launchers send Hydra's resolvers to their
+workers by pickling, and a function is sent by name, so it reaches the workers' `CLAIMS`
+rather than a copy.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rasp_hydra.config import RESUME_SAFE_KEYS, Checkpoint, dotted
+
+MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
+
+
+@dataclass
+class Claim:
+    """This process's hold on one run directory, from Hydra's first look until the job ends."""
+
+    run_dir: Path
+    subdir: str | None = None  # where Hydra saves this invocation's composition
+    lock: Any = None
+    refusal: str | None = None  # why this invocation may not touch the directory
+    locked: bool = False
+    existing: bool = False  # the directory held a run before this invocation
+    overrides: list = field(default_factory=list)
+
+
+class Claims:
+    """This process's claims, by run directory: made by the resolver, taken by the job."""
+
+    def __init__(self):
+        self._made: dict[str, Claim] = {}
+        # the outermost directory Hydra creates for a single run, if any (noted by
+        # hydra_job.RunDirCheck before Hydra creates it): a refused config removes it
+        self.new_since_start: Path | None = None
+
+    def resolve(self, output_dir: str, root) -> str | None:
+        """Claim `output_dir` and say where Hydra saves the composition (None: nowhere).
+
+        Never raises (an exception here would surface as an interpolation error): the
+        outcome is kept for the job, which reports it. Hydra resolves the key twice, so
+        the first answer is remembered.
+        """
+        if output_dir in self._made:
+            return self._made[output_dir].subdir
+        claim = self._made[output_dir] = Claim(Path(output_dir))
+        try:
+            _claim(claim, root)
+        except OSError as err:  # a full disk or a read-only file system: leave nothing behind
+            claim.refusal = (f"{output_dir} cannot be written ({err.strerror or err}), so "
+                             "nothing was written there. Free some space (or give a writable "
+                             "hydra.run.dir), then run again.")
+            claim.subdir = None
+        except Exception as err:  # pragma: no cover - reported by the job
+            claim.refusal = f"could not claim {output_dir}: {type(err).__name__}: {err}"
+            claim.subdir = None
+        return claim.subdir
+
+    def take(self, run_dir: Path) -> Claim:
+        """The claim the resolver made for run_dir, or one made now (a user who set
+        hydra.output_subdir themselves, or a launcher that never resolved it)."""
+        from rasp_hydra import runs
+
+        claim = self._made.pop(str(run_dir), None)
+        if claim is None:
+            claim = Claim(run_dir, existing=runs.has_run(run_dir))
+            try:
+                claim.lock = runs.RunLock(run_dir).acquire().announce()
+            except runs.RunLocked as err:
+                claim.refusal, claim.locked = str(err), True
+        return claim
+
+
+CLAIMS = Claims()
+
+
+def claim_run_dir(output_dir: str, *, _root_) -> str | None:
+    """The `rasp_hydra.claim` resolver of `hydra.output_subdir` (registered by __main__):
+    claim `output_dir` before Hydra writes into it."""
+    return CLAIMS.resolve(output_dir, _root_)
+
+
+def _claim(claim: Claim, root) -> None:
+    """Take the lock, then decide where the composition goes (`claim.subdir`) or why this
+    invocation may not touch the directory (`claim.refusal`, the lock released)."""
+    from omegaconf import OmegaConf
+
+    from rasp_hydra import runs
+
+    try:
+        claim.lock = runs.RunLock(claim.run_dir).acquire()
+    except runs.RunLocked as err:
+        claim.refusal, claim.locked = str(err), True
+        return
+    claim.overrides = list(OmegaConf.to_container(root.hydra.overrides.task))
+    original = runs.read_original_config(claim.run_dir)
+    claim.existing = bool(original) or runs.has_run(claim.run_dir)
+    free = shutil.disk_usage(claim.run_dir).free
+    if free < MIN_FREE_BYTES:  # Hydra's own writes would fail next, with a traceback
+        raise OSError(errno.ENOSPC, f"{free} bytes free, less than {MIN_FREE_BYTES} needed")
+    if not claim.existing:
+        claim.lock.announce()
+        claim.subdir = str(runs.HYDRA)
+        return
+    current = OmegaConf.to_container(root, resolve=False, enum_to_str=True)
+    current.pop("hydra", None)
+    differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
+    if differ:
+        shown = "; ".join(f"{k}: {dotted(original, k)!r} -> {dotted(current, k)!r}"
+                          for k in differ)
+        claim.refusal = (
+            f"{claim.run_dir} already holds a run whose config differs from this one in "
+            f"{shown}. A run directory keeps one config for its whole history, so nothing was "
+            "written. To train with the new values, start a new run (leave out hydra.run.dir "
+            f"or --resume); to continue this run, use --resume {claim.run_dir} without those "
+            f"overrides. On resume only these may change: {', '.join(RESUME_SAFE_KEYS)}.")
+    elif not root.train.resume and runs.has_run(claim.run_dir):
+        claim.refusal = (
+            f"{claim.run_dir} already holds a run and train.resume=false would train it again "
+            "from scratch over its checkpoints, so nothing was written. Start a new run "
+            "directory, or continue this one with --resume.")
+    elif root.train.resume:  # never train finished epochs again from nothing
+        claim.refusal = runs.resume_problem(claim.run_dir,
+                                            Checkpoint(root.train.resume_from).value)
+    if claim.refusal:
+        claim.lock.release()
+        return
+    claim.lock.announce()
+    runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
+    claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
+
+
+def remove_traces(claim: Claim) -> None:
+    """A refused new run leaves nothing: its empty lock and Hydra's empty train.log go, then
+    the directory if nothing else is in it (never a file someone else put there)."""
+    if claim.lock is not None:
+        claim.lock.release()
+    for name in ("run.lock", "train.log"):
+        path = claim.run_dir / name
+        if path.is_file() and (name == "run.lock" or path.stat().st_size == 0):
+            path.unlink()
+    try:
+        claim.run_dir.rmdir()
+    except OSError:  # not empty: it held something before
+        pass

@@ -1,0 +1,318 @@
+"""One job as Hydra runs it: what is refused before Hydra writes, and the task function.
+
+`RunDirCheck` (a Hydra callback, conf/config.yaml) refuses what can be refused before Hydra
+creates or writes anything, with one paragraph and exit code 2: a single run's whole config
+(`job.check_job`), a run or sweep directory that cannot be created, a launcher with no
+workers; after a sweep it exits 3 when jobs were held by another process. `run_from_hydra`,
+the task function, takes the job's claim on its run directory (`claim.CLAIMS`), runs the
+plain job (`job.run_job`) and turns its outcome into log lines, the run's invocation
+record and the exit code: a single run exits, a sweep's job answers NaN and the sweep goes
+on. This module changes when what the command line promises about a job changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+from rasp_hydra.claim import CLAIMS, Claim, remove_traces
+from rasp_hydra.config import ConfigError
+from rasp_hydra.job import as_config, check_ahead, default_threads, objective, run_job
+
+log = logging.getLogger("rasp_hydra")
+
+
+class RunDirCheck(Callback):
+    """A Hydra callback: what can be refused before Hydra creates or writes anything is
+    refused here with one paragraph and exit code 2: a single run's whole config (the job's
+    own checks, `check_job`), a run or sweep directory that cannot be created, a launcher
+    with no workers. After a sweep it exits 3 when jobs were not run because another
+    process held their directories (a sweep relaunched into a running one)."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        _refuse_bad_config(config)
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        _check_creatable(str(config.hydra.run.dir), "hydra.run.dir")
+        # the outermost directory that Hydra will create for this run, if any
+        missing = [a for a in (run_dir, *run_dir.parents) if not a.exists()]
+        CLAIMS.new_since_start = missing[-1] if missing else None
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        _check_launcher(config.hydra.get("launcher"))
+        _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        # where this sweep's jobs (in other processes) note a refusal for a held lock
+        os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        held = os.environ.pop(HELD_ENV, None)
+        if not held or not os.path.isfile(held):
+            return
+        dirs = Path(held).read_text().split("\n")[:-1]
+        Path(held).unlink(missing_ok=True)
+        print(f"error: {len(dirs)} job{'s' if len(dirs) != 1 else ''} of this sweep did not "
+              "run, because another process holds their run directories (a sweep relaunched "
+              f"into one that is still running?): {', '.join(dirs)}. Nothing of theirs was "
+              "changed. Once that process has ended, the same command runs what is left.",
+              file=sys.stderr)
+        sys.exit(3)
+
+
+HELD_ENV = "RASP_HYDRA_HELD_FILE"
+
+
+def _note_held(run_dir: Path) -> None:
+    """Tell the sweep's process (RunDirCheck.on_multirun_end) that this job was not run."""
+    path = os.environ.get(HELD_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{run_dir}\n")
+
+
+def _refuse_bad_config(config) -> None:
+    """Run a single run's checks on its composed config before Hydra creates the directory."""
+    from omegaconf import OmegaConf
+
+    try:
+        check_ahead(as_config(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _check_launcher(launcher) -> None:
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is None or n_jobs == 0:
+        print(f"error: hydra.launcher.n_jobs={n_jobs}: the sweep would have no worker to run "
+              "its jobs. Give a number of parallel jobs (1 runs them one after another), "
+              "or a negative number as joblib counts it: -1 for one job per core (the "
+              "default), -2 for all cores but one.", file=sys.stderr)
+        sys.exit(2)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        # the submitit launcher makes its folder template `.submitit/%j` itself, and
+        # leaves it empty beside the real `.submitit/JOB_ID/` folders
+        template = Path(str(config.hydra.sweep.dir)) / ".submitit" / "%j"
+        if template.is_dir() and not any(template.iterdir()):
+            template.rmdir()
+
+
+def _check_creatable(path: str, key: str) -> None:
+    problem = _not_creatable(Path(path).absolute())
+    if problem:
+        print(f"error: {key}={path} cannot be created: {problem}. Give a directory that "
+              "exists and is writable, or one whose nearest existing parent is "
+              f"(e.g. {key}=outputs/my_run).", file=sys.stderr)
+        sys.exit(2)
+
+
+def _not_creatable(p: Path) -> str | None:
+    """Why directory `p` cannot be created (or written, if it exists); None if it can."""
+    import errno
+    import tempfile
+
+    def exists(a: Path) -> bool:
+        try:
+            return a.exists()
+        except OSError:  # e.g. a name too long to even look up
+            return False
+
+    existing = next(a for a in (p, *p.parents) if exists(a))
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in p.relative_to(existing).parts:
+        if len(os.fsencode(part)) > name_max:
+            return (f"its part {part[:24]}... is {len(os.fsencode(part))} bytes long, and "
+                    f"the file system allows at most {name_max} for one name")
+    if existing == p:  # an existing directory (a resume): never touch it here
+        return None if os.access(p, os.W_OK | os.X_OK) else f"{p} is not writable"
+    try:  # the only sure test (root passes os.access, /proc refuses anyway): make a
+        # directory where the run's would go, and remove it at once
+        os.rmdir(tempfile.mkdtemp(prefix=".rasp_hydra_probe", dir=existing))
+    except OSError as err:
+        why = "a read-only file system" if err.errno == errno.EROFS else (
+            os.strerror(err.errno) if err.errno else str(err))
+        return f"no directory can be created in {existing} ({why})"
+    return None
+
+
+def run_from_hydra(cfg: Any) -> float:
+    """The Hydra task function: returns the job's `objective` (for sweepers)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    claim = CLAIMS.take(run_dir)
+    if claim.refusal:
+        return _refused(claim, multirun)  # before any line: a refused job shows nothing else
+    tag = _progress_tag(hc) if multirun else ""
+    trial = _trial_number()
+    if multirun:
+        log.info("%sstart %s%s", tag, f"trial {trial}: " if trial is not None else "",
+                 " ".join(hc.overrides.task))
+    else:
+        log.info("run directory: %s", run_dir)
+    try:
+        threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
+        experiment = str(hc.sweep.dir) if multirun else None
+        if multirun and not _in_foreground(hc):  # parallel jobs' bars would collide
+            cfg.train.progress = "false"
+        result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
+        if multirun:
+            log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))
+        return result
+    finally:
+        if claim.lock is not None:
+            claim.lock.release()
+
+
+def _trial_number() -> int | None:
+    """Optuna's number of the trial this job is (set by the project's Optuna sweeper)."""
+    from rasp_hydra.search import TRIAL_ENV
+
+    number = os.environ.get(TRIAL_ENV, "")
+    return int(number) if number.isdigit() else None
+
+
+def _in_foreground(hc) -> bool:
+    """Whether this sweep job runs alone in the terminal's process (the basic launcher)."""
+    target = str((hc.get("launcher") or {}).get("_target_", ""))
+    return target.endswith("BasicLauncher")
+
+
+def _progress_tag(hc) -> str:
+    """"[7/32] " for job 7 (counting from 1) of a 32-job sweep; "[7] " if the size is unknown."""
+    from rasp_hydra import runs
+
+    total = runs.sweep_size(hc.sweep.dir)
+    return f"[{hc.job.num + 1}/{total}] " if total else f"[{hc.job.num + 1}] "
+
+
+def _outcome(run_dir: Path) -> str:
+    from rasp_hydra import runs
+
+    m = runs.read_metrics(run_dir)
+    test = (m.get("final") or {}).get("test") or {}
+    acc = f", test acc {test['token_acc']:.4f}" if "token_acc" in test else ""
+    return f"{m.get('status', 'no record')}{acc}, {m.get('wall_seconds') or 0:.0f}s"
+
+
+def _refused(claim: Claim, multirun: bool) -> float:
+    """Nothing was written; say why, and fail this invocation (a sweep goes on)."""
+    if not multirun:
+        if not claim.existing and not claim.locked:
+            remove_traces(claim)
+        print(f"error: {claim.refusal}", file=sys.stderr)
+        sys.exit(3 if claim.locked else 2)
+    if claim.locked:
+        _note_held(claim.run_dir)
+    log.error("job not run: %s", claim.refusal)
+    return math.nan
+
+
+def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
+                 experiment: str | None, tag: str = "", trial: int | None = None) -> float:
+    import threading
+
+    from rasp_hydra import runs
+
+    run_dir = claim.run_dir
+    kind = "resume" if claim.existing else "start"
+    stop, pruning = threading.Event(), None
+    try:
+        runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:],
+                               overrides=claim.overrides, config=claim.subdir)
+        if multirun and trial is not None:
+            from hydra.core.hydra_config import HydraConfig
+
+            from rasp_hydra.search import TrialPruning
+
+            try:
+                pruning = TrialPruning.from_hydra(HydraConfig.get(), stop)
+            except Exception as err:  # the study out of reach: train on, unpruned
+                log.warning("%spruning off: the Optuna study cannot be opened (%s: %s)",
+                            tag, type(err).__name__, err)
+        metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
+                          log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
+                          stop=stop if pruning else None, on_epoch_end=pruning)
+    except ConfigError as err:
+        return _config_error(claim, err, multirun)
+    except (runs.CheckpointError, runs.WriteError) as err:
+        # a file that cannot be read (exit 2: the user's to fix) or written (exit 1)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
+                     error=str(err))
+        if multirun:
+            log.error("job failed: %s", err)
+            return math.nan
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, runs.CheckpointError) else 1)
+    except Exception as err:
+        text = traceback.format_exc()
+        log.error("job failed: %s\n%s", err, text)
+        _best_effort(runs.append_log, run_dir, f"job failed: {text}")
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
+                     error=f"{type(err).__name__}: {err}")
+        if multirun:
+            return math.nan  # the sweep goes on; the report counts the failure
+        raise
+    except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
+                     error=type(err).__name__)
+        raise
+    runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
+                           reason=metrics.get("reason"))
+    return objective(metrics)
+
+
+def _best_effort(write, *args, **kwargs) -> None:
+    """A write to the run directory while reporting another failure: that failure matters
+    more (and a full disk would only fail again)."""
+    try:
+        write(*args, **kwargs)
+    except Exception as err:
+        log.error("could not record it in the run directory: %s", err)
+
+
+def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:
+    """A config that cannot train: a fresh directory is removed (single run) or records
+    the failure (sweep); a directory that held a run keeps its record as it was."""
+    from rasp_hydra import runs
+
+    run_dir = claim.run_dir
+    if claim.existing:
+        runs.append_invocation(run_dir, event="end", outcome="config error", error=str(err))
+    elif not multirun:
+        claim.lock.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:  # the outputs/runs/DATE/ that Hydra made for it,
+            try:  # if nothing else is in it yet
+                parent.relative_to(CLAIMS.new_since_start or run_dir)
+                parent.rmdir()
+            except (ValueError, OSError):
+                break
+    else:
+        runs.append_log(run_dir, f"config error: {err}")
+        runs.write_metrics(run_dir, runs.RunRecord(status="failed", reason="config error",
+                                                   error=str(err)))
+        runs.append_invocation(run_dir, event="end", outcome="config error", error=str(err))
+    if not multirun:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    log.error("config error: %s", err)
+    return math.nan

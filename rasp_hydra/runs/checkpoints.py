@@ -1,0 +1,98 @@
+"""Checkpoints: saved atomically, read with ``weights_only=True``, and checked against
+the run they lie in. A checkpoint that cannot be read, or is another run's, is a
+``CheckpointError``: one paragraph that names the file and the way out. This module changes
+when what a checkpoint holds changes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rasp_hydra.runs.files import BEST, LAST, _atomic_write_bytes
+
+
+def save_checkpoint(path, obj: dict) -> None:
+    """torch.save to a temporary file, then os.replace: readers never see half a file."""
+    import torch
+
+    path = Path(path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read; the message names the file and the way out."""
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint's dict (tensors and primitives only), or CheckpointError."""
+    import torch
+
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(ckpt, dict) or not {"model", "model_config", "epoch"} <= set(ckpt):
+            raise ValueError("not a checkpoint of rasp_hydra (no model, model_config, epoch)")
+        return ckpt
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated, empty, corrupt, or not a checkpoint of ours
+        what = ("it is empty (0 bytes)" if path.is_file() and path.stat().st_size == 0 else
+                f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}")
+        raise CheckpointError(
+            f"{path} cannot be read ({what}): "
+            f"it is truncated or corrupt, e.g. a copy that was cut short or a disk that filled "
+            f"up. Nothing was changed. To go on, {_way_out(path)}; to keep the broken file for "
+            f"inspection, move it aside first.") from None
+
+def _way_out(path: Path) -> str:
+    """What to do instead of using the checkpoint at `path` (last.pt or best.pt)."""
+    run_dir = path.parent.parent
+    if path.name == "last.pt":
+        return (f"resume from the best checkpoint instead (python -m rasp_hydra --resume "
+                f"{run_dir} train.resume_from=best; not bit-exact: it continues from the best "
+                "epoch) where best.pt is valid, or start a new run")
+    return ("use the last checkpoint instead (--which last when drawing, which='last' in "
+            "load_run; a resume uses last.pt anyway), or start a new run")
+
+
+SHAPE_KEYS = ("layers", "heads", "d_model", "ff")
+
+
+def checkpoint_mismatch(ckpt: dict, task: str | None, shape: dict) -> str | None:
+    """How a checkpoint differs from the run it lies in: its task and model shape against
+    the run's (`shape`: layers, heads, d_model, ff; unknown ones are not compared)."""
+    cfg = ckpt.get("model_config") or {}
+    diffs = [f"{k} {cfg.get(k)} where the run has {shape[k]}" for k in SHAPE_KEYS
+             if shape.get(k) is not None and cfg.get(k) != shape[k]]
+    if task and ckpt.get("task") not in (None, task):
+        diffs.insert(0, f"task {ckpt['task']} where the run has {task}")
+    return "; ".join(diffs) or None
+
+def check_fits(path, ckpt: dict, task: str | None, shape: dict) -> dict:
+    """`ckpt`, or CheckpointError if it belongs to another run (another task or shape)."""
+    path = Path(path)
+    diff = checkpoint_mismatch(ckpt, task, shape)
+    if diff:
+        raise CheckpointError(
+            f"{path} is not a checkpoint of this run: it holds {diff} (a file copied from "
+            f"another run?). Nothing was changed. To go on, {_way_out(path)}.")
+    return ckpt
+
+def record_shape(record: dict) -> dict:
+    """The model shape a run's record (metrics.json) describes."""
+    return {k: record.get(k) for k in SHAPE_KEYS}
+
+def checkpoints(run_dir) -> dict[str, bool]:
+    """Which checkpoints a run has: {"best": bool, "last": bool}."""
+    return {"best": (Path(run_dir) / BEST).is_file(), "last": (Path(run_dir) / LAST).is_file()}
+
+def checkpoint_epoch(run_dir, which: str) -> int | None:
+    """The epoch a checkpoint was taken after, without loading its tensors (None if unknown)."""
+    import torch
+
+    path = Path(run_dir) / (BEST if which == "best" else LAST)
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # only used for a message
+        return None

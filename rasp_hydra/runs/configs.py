@@ -1,0 +1,95 @@
+"""A run's saved compositions: the first invocation's ``.hydra/`` (read with OmegaConf,
+the only thing here that knows about Hydra), where a later invocation's goes
+(``invocations/NNN/``), and how two compositions differ (``config_differences``, over the
+one flat form ``flatten``). This module changes when what a resume may change, or where
+compositions are kept, changes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rasp_hydra.runs.files import CONFIG, HYDRA, INVOCATION_DIRS
+
+
+def read_config(run_dir):
+    """The run's resolved config (OmegaConf DictConfig), or None if it has none."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(path)
+
+def read_original_config(run_dir) -> dict:
+    """The first invocation's composition as a plain dict ({} if none)."""
+    cfg = read_config(run_dir)
+    if cfg is None:
+        return {}
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=False)
+
+def read_config_dict(run_dir) -> dict:
+    """The run's config as plain nested dicts (interpolations unresolved); {} if it has
+    none or it cannot be read."""
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = read_config(run_dir)
+        cfg = OmegaConf.to_container(cfg, resolve=False) if cfg is not None else {}
+    except Exception:  # a half-written or foreign file is "no config", not a crash
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+def original_cwd(run_dir) -> Path | None:
+    """The working directory of the run's first invocation (relative paths in its config,
+    e.g. lang.program, are relative to it)."""
+    path = Path(run_dir) / HYDRA / "hydra.yaml"
+    try:
+        from omegaconf import OmegaConf
+
+        return Path(OmegaConf.load(path).hydra.runtime.cwd)
+    except Exception:  # no hydra.yaml (a library run): the current directory
+        return None
+
+def next_invocation_dir(run_dir) -> Path:
+    """Where a later invocation's composition goes: invocations/NNN (relative to run_dir)."""
+    base = Path(run_dir) / INVOCATION_DIRS
+    taken = [int(p.name) for p in base.glob("[0-9]*") if p.name.isdigit()] if base.is_dir() \
+        else []
+    return INVOCATION_DIRS / f"{max(taken, default=1) + 1:03d}"
+
+def config_differences(original: dict, current: dict, safe=()) -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts, except `safe` keys
+    (a key or any key below it). Keys the original lacks (added by a newer version of the
+    code, with their defaults) are not differences.
+
+    >>> config_differences({"model": {"layers": 2}, "train": {"epochs": 5}},
+    ...                    {"model": {"layers": 3}, "train": {"epochs": 9}}, ["train.epochs"])
+    ['model.layers']
+    """
+    flat_o, flat_c = flatten(original), flatten(current)
+    def is_safe(k):
+        return any(k == s or k.startswith(s + ".") for s in safe)
+    return [k for k, v in flat_o.items() if not is_safe(k) and flat_c.get(k, v) != v]
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}, "c": 2}`` -> ``{"a.b": 1, "c": 2}``, the one flat form of a config
+    or a record (report columns, tracker params, config comparison); lists become JSON
+    text and an empty dict leaves no key.
+
+    >>> flatten({"a": {"b": 1, "c": {}}, "d": [1, 2]})
+    {'a.b': 1, 'd': '[1, 2]'}
+    """
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out

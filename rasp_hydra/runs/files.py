@@ -1,0 +1,95 @@
+"""The names of a run directory's files and the one safe way to write them.
+
+Every name a reader or a writer uses (``METRICS``, ``BEST``, ...), the atomic write (a
+temporary file ``.NAME.PID.tmp`` beside the target, then ``os.replace``), the
+``WriteError`` paragraph a failed write becomes, and the removal of the temporary files a
+killed writer left. This module changes when the layout of a run directory changes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+LOG = "train.log"
+HYDRA = Path(".hydra")
+CONFIG = HYDRA / "config.yaml"
+OVERRIDES = HYDRA / "overrides.yaml"
+INVOCATION_DIRS = Path("invocations")
+INVOCATIONS = "invocations.jsonl"
+LOCK = "run.lock"
+BEST = Path("checkpoints") / "best.pt"
+LAST = Path("checkpoints") / "last.pt"
+CURVES = Path("plots") / "curves.png"
+MAPS = "maps"  # the drawer's figures, one folder per sequence
+
+
+def run_files(run_dir) -> list[Path]:
+    """The files of a run a person opens (record, log, history, curves) that exist."""
+    run_dir = Path(run_dir)
+    return [run_dir / f for f in (METRICS, LOG, HISTORY, CURVES) if (run_dir / f).is_file()]
+
+class WriteError(Exception):
+    """A file of the run directory could not be written (disk full, I/O error, read-only);
+    the message names the file, says what was kept and the way on."""
+
+    def __init__(self, errno: int | None, message: str):
+        super().__init__(message)
+        self.errno = errno
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    run_dir = path.parent.parent if path.parent.name in ("checkpoints", "plots") else path.parent
+    return WriteError(
+        err.errno, f"{path} could not be written ({err.strerror or err}): the write was "
+        f"abandoned and its temporary file removed, so every file of {run_dir} holds what it "
+        "held before (metrics.json the last complete record). Free some space (or fix the "
+        f"file system), then continue with python -m rasp_hydra --resume {run_dir}")
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then os.replace: a reader sees the old file
+    or the new one, never a part. A failed write removes its temporary file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, err) from None
+
+
+TMP_PATTERN = re.compile(r"^\..+\.\d+\.tmp(\.png)?$")  # .NAME.PID.tmp of _atomic_write_bytes
+
+
+def remove_stale_tmp(run_dir) -> list[Path]:
+    """Remove the temporary files a killed writer left (only the lock holder calls this)."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints", Path(run_dir) / "plots"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if TMP_PATTERN.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+def _json_safe(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None  # strict JSON has no NaN/inf
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
