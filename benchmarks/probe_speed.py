@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from rasp_hydra import probe, runs  # noqa: E402
-from rasp_hydra.model import Encoder, ModelConfig  # noqa: E402
+from rasp_hydra.config import ModelConfig  # noqa: E402
+from rasp_hydra.model import Encoder  # noqa: E402
 from rasp_hydra.tasks import get_task  # noqa: E402
 
 CASES = [("reverse_100", "reverse", 100, False, 2, 1), ("sort_by_freq_26_bos", "sort_by_freq",
@@ -44,11 +45,11 @@ def fake_run(root: str, name: str, family: str, size: int, bos: bool, layers: in
             "train_size": 50000, "valid_size": 1000, "test_size": 1000, "data_seed": 0}
     OmegaConf.save({"lang": lang, "train": {"seed": 0}},
                    os.path.join(run_dir, ".hydra", "config.yaml"))
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=layers, heads=heads,
-                      d_model=256, ff=512)
+    cfg = ModelConfig(layers=layers, heads=heads, d_model=256, ff=512, max_len=101)
     torch.manual_seed(1)
+    model = Encoder(cfg, task.vocab_size, task.n_out, task.pad_id)
     runs.save_checkpoint(os.path.join(run_dir, runs.BEST), {
-        "model": Encoder(cfg).state_dict(), "model_config": cfg.to_dict(), "epoch": 0,
+        "model": model.state_dict(), "model_config": model.config_dict(), "epoch": 0,
         "task_spec": {"family": family, "size": size, "bos": bos, "with_attns": False}})
     runs.write_metrics(run_dir, {"status": "completed", "seed": 0})
     return run_dir

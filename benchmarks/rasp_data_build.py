@@ -22,7 +22,7 @@ from rasp_hydra.rasp import library
 from rasp_hydra.tasks import get_task
 from rasp_hydra.tasks.program import make_program_task
 
-# library program -> (hand-written task with the same data, alphabet argument, sampler)
+# shipped program -> (hand-written task with the same data, alphabet argument, sampler)
 TASKS = {
     "reverse": ("reverse_{k}", "{k}", "uniform"),
     "hist_bos": ("hist_{k}_bos", "{k}", "uniform"),
@@ -60,10 +60,11 @@ def main() -> None:
     print(f"{'program':<18} {'hand-written task':<30} {'hand s':>7} {'(cpu)':>6} "
           f"{'program s':>9} {'(cpu)':>6} {'ratio':>6} {'cpu ratio':>9}  same")
     for prog, (task_fmt, alphabet, sampler) in TASKS.items():
-        builder, _, bos = library.TABLE1[prog]
+        _, bos = library.TABLE1[prog]
         hand = get_task(task_fmt.format(k=args.size))
-        program = make_program_task(builder(), alphabet=int(alphabet.format(k=args.size)),
-                                    bos=bos, with_attns=hand.with_attns, sampler=sampler,
+        program = make_program_task(library.program(prog),
+                                    alphabet=int(alphabet.format(k=args.size)), bos=bos,
+                                    with_attns=hand.with_attns, sampler=sampler,
                                     base=hand.base_name)
         (hw, hc, hs), (pw, pc, ps) = timed(
             [lambda t=hand: build_splits(t, seed=0), lambda t=program: build_splits(t, seed=0)],

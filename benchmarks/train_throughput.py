@@ -35,8 +35,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from rasp_hydra.config import ModelConfig  # noqa: E402
 from rasp_hydra.data import batches, build_splits  # noqa: E402
-from rasp_hydra.model import Encoder, ModelConfig  # noqa: E402
+from rasp_hydra.model import Encoder  # noqa: E402
 from rasp_hydra.tasks import get_task  # noqa: E402
 from rasp_hydra.train import OptimizerConfig, attention_terms, make_optimizer, sequence_loss  # noqa: E402
 
@@ -46,10 +47,10 @@ CASES = {
 }
 
 
-def model_flops(cfg: ModelConfig, lengths: torch.Tensor) -> float:
+def model_flops(cfg: ModelConfig, n_out: int, lengths: torch.Tensor) -> float:
     """Training FLOPs (forward + backward) for sequences of these real lengths."""
     d, ff, L = cfg.d_model, cfg.ff, cfg.layers
-    weights = L * (4 * d * d + 2 * d * ff) + d * cfg.n_out  # matmul weights per token
+    weights = L * (4 * d * d + 2 * d * ff) + d * n_out  # matmul weights per token
     tokens = float(lengths.sum())
     sq = float((lengths.double() ** 2).sum())  # sum over sequences of n^2
     return 6 * weights * tokens + 12 * L * d * sq
@@ -62,12 +63,12 @@ class MatmulReference:
     classifier. `once()` times one pass; the benchmark calls it between training steps so
     that both see the same machine load (a shared CPU drifts)."""
 
-    def __init__(self, cfg: ModelConfig, batch: int, lengths: torch.Tensor,
+    def __init__(self, cfg: ModelConfig, n_out: int, batch: int, lengths: torch.Tensor,
                  device: str | torch.device = "cpu"):
         d, ff, H = cfg.d_model, cfg.ff, cfg.heads
         rows = round(batch * float(lengths.double().mean()))
         n = round(float(lengths.double().pow(2).mean().sqrt()))  # same sum of n^2
-        lin = [(d, 3 * d), (d, d), (d, ff), (ff, d)] * cfg.layers + [(d, cfg.n_out)]
+        lin = [(d, 3 * d), (d, d), (d, ff), (ff, d)] * cfg.layers + [(d, n_out)]
         self.mats = []
         for k, m in lin:
             self.mats += [((rows, k), (k, m)), ((rows, m), (m, k)), ((k, rows), (rows, m))]
@@ -116,15 +117,16 @@ def run_case(key: str, steps: int, warmup: int, train_size: int,
     sync = _synchronizer(dev)
     task = get_task(name)
     splits = build_splits(task, sizes={"train": train_size}, min_len=1, max_len=max_len)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=layers, heads=heads,
-                      d_model=d_model, ff=ff or 2 * d_model, max_len=max_len + 1)
+    cfg = ModelConfig(layers=layers, heads=heads, d_model=d_model, ff=ff or 2 * d_model,
+                      max_len=max_len + 1)
     torch.manual_seed(0)
-    model = Encoder(cfg).to(dev)  # initialised on the CPU, as train() does
+    # initialised on the CPU, as train() does
+    model = Encoder(cfg, task.vocab_size, task.n_out, task.pad_id).to(dev)
     opt = make_optimizer(model.parameters(), OptimizerConfig())
     sup = tuple(task.supervised_heads)
     sup_layers = sorted({h[0] for h in sup})
     it = batches(splits["train"], 50, shuffle=True, seed=0, epoch=1)
-    ref = MatmulReference(cfg, 50, splits["train"].lengths, dev)
+    ref = MatmulReference(cfg, task.n_out, 50, splits["train"].lengths, dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     real = padded = done = 0
@@ -135,7 +137,7 @@ def run_case(key: str, steps: int, warmup: int, train_size: int,
         if i >= warmup:
             ref.once()
         n_real, n_padded = int(lengths.sum()), tokens.numel()  # CPU tensors: no device sync
-        step_flops = model_flops(cfg, lengths)
+        step_flops = model_flops(cfg, task.n_out, lengths)
         sync()
         t0 = time.perf_counter()
         # the copy to the device is part of a training step (train() does it per batch)

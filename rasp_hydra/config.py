@@ -11,9 +11,9 @@ Every task name of the registry is also an option of the `lang` group
 (`lang=hist2_26_bos_with_attns`); a user family is reached by overriding
 `lang.family=mypkg.tasks:Palindrome`.
 
-The checks at the bottom are the library's one set: each raises `ConfigError` with one
-paragraph that says what was wrong and what is allowed. `job.py` calls them before any data
-is built; `train()` and the model call the same ones for notebook users.
+Besides the dataclasses: the values derived from them (`resolve_model`, the shape a job
+trains; the lengths of the data), and `dotted`, the one reader of a raw config. The checks
+of these values are in `checks.py`.
 
 This module must stay cheap to import (no torch, no hydra at import): `--help`, `--cfg job`,
 tab completion and `model.py` import it.
@@ -21,8 +21,7 @@ tab completion and `model.py` import it.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -97,9 +96,22 @@ class ArchName(str, Enum):
         return None
 
 
-def value(x):
-    """An enum member's value, anything else as it is (configs may hold either)."""
-    return getattr(x, "value", x)
+def dotted(raw, key: str, default=None):
+    """raw["a"]["b"] for "a.b", or `default` where a key is missing or None.
+
+    For a config whose shape is not settled: a DictConfig or dict that may lack keys (an
+    old run's saved config.yaml, or None), or a section that may also be a dataclass (the
+    `lang` of `tasks.task_of_lang`). Code behind the job's entry point reads the typed
+    `Config` instead.
+
+    >>> dotted({"lang": {"max_len": 16, "size": None}}, "lang.max_len"), dotted(None, "a.b", 1)
+    (16, 1)
+    """
+    for part in key.split("."):
+        raw = raw.get(part) if hasattr(raw, "get") else getattr(raw, part, None)
+        if raw is None:
+            return default
+    return raw
 
 
 @dataclass
@@ -135,7 +147,11 @@ class LangConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder (docs/tasks.md, "Training defaults"); `arch` may rewrite layers/heads/width."""
+    """The encoder (docs/tasks.md, "Training defaults"); `arch` may rewrite layers/heads/width.
+
+    `resolve_model` turns it into the shape a job trains (no None left), which is what
+    `model.Encoder` takes.
+    """
 
     layers: int = 2
     heads: int = 1
@@ -222,6 +238,28 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # issue 14: trackers
 
 
+def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tuple[int, int],
+                  longest: int) -> ModelConfig:
+    """The model a job trains: `model` with ff and max_len filled in and, under `arch`,
+    layers and heads relative to the task's RASP budget (L, H) at the variant's width.
+
+    Not checked: a variant may ask for 0 layers or heads (fewer_layers of a 1-layer task);
+    the job records such a combination as skipped.
+
+    >>> m = resolve_model(ModelConfig(d_model=64), ArchConfig(ArchName.fewer_layers_wider),
+    ...                   (2, 1), longest=17)
+    >>> m.layers, m.heads, m.d_model, m.ff, m.max_len
+    (1, 2, 128, 256, 17)
+    """
+    ff = model.ff if model.ff is not None else 2 * model.d_model
+    layers, heads, width = model.layers, model.heads, 1
+    if arch is not None:
+        layers, heads, width = ArchName(arch.name).budget(*rasp_budget)
+    return replace(model, layers=layers, heads=heads, d_model=width * model.d_model,
+                   ff=width * ff, positions=Positions(model.positions),
+                   max_len=model.max_len or longest)
+
+
 # Keys that may differ when a run is resumed: they change neither the model, the data nor
 # the optimizer (README, "What a run directory promises").
 RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
@@ -256,80 +294,6 @@ def register_configs() -> None:
         cs.store(group="arch", name=arch.value, node=ArchConfig(name=arch))
 
 
-# ------------------------------------------------------------------------------- checks
-
-def _at_least(what: str, got, least, why: str = "") -> None:
-    if got is None or got < least:
-        raise ConfigError(f"{what}={got}; it must be at least {least}{why}.")
-
-
-def _positive_finite(what: str, got: float, hint: str) -> None:
-    if not (isinstance(got, (int, float)) and math.isfinite(got) and got > 0):
-        raise ConfigError(f"{what}={got}: it must be a finite number above 0 ({hint}).")
-
-
-SEED_MAX = 2**32 - 1  # numpy's SeedSequence takes no negative seed; torch.manual_seed gets
-# train.seed + 7919 * epoch, which must stay below 2**64: 32 bits is what both take safely
-
-
-def _seed(what: str, got) -> None:
-    if not (isinstance(got, int) and 0 <= got <= SEED_MAX):
-        raise ConfigError(f"{what}={got}: a seed is a whole number from 0 to {SEED_MAX} "
-                          "(2**32 - 1), what numpy's and torch's generators take.")
-
-
-# The lang fields only a RASP program task (family rasp) reads, with their defaults.
-PROGRAM_FIELDS = ("program", "output", "name", "alphabet", "sampler", "classes")
-
-
-def check_lang_fields(lang) -> None:
-    """A field the family does not read is refused, so no setting is stored and ignored.
-
-    Only values that differ from the defaults count: presets and defaults always pass.
-    """
-    if lang.family == "rasp" and lang.alphabet is not None and lang.size is not None:
-        size = (len(lang.alphabet) - 1) // 2 if lang.sampler == "dyck" else len(lang.alphabet)
-        if size != lang.size:
-            raise ConfigError(
-                f"lang.size={lang.size} and lang.alphabet={lang.alphabet!r}: a program task "
-                "takes its tokens from lang.alphabet when it is given, so lang.size would be "
-                f"ignored. Give one of them (lang.size=null), or a size that matches ({size}).")
-    defaults = LangConfig(family=lang.family)
-    ignored = [] if lang.family == "rasp" else [
-        f"lang.{f}={getattr(lang, f)!r}" for f in PROGRAM_FIELDS
-        if getattr(lang, f) != getattr(defaults, f)]
-    if lang.long_test_size == 0:
-        ignored += [f"lang.{f}={getattr(lang, f)}" for f in ("long_min_len", "long_max_len")
-                    if getattr(lang, f) != getattr(defaults, f)]
-    if ignored:
-        raise ConfigError(
-            f"{', '.join(ignored)}: the task family {lang.family!r} does not use "
-            f"{'this field' if len(ignored) == 1 else 'these fields'} here, so the run would "
-            "ignore it. Every family reads lang.family, size, bos, with_attns, min_len, "
-            "max_len, train_size, valid_size, test_size, data_seed and long_test_size, and "
-            "long_min_len and long_max_len only with long_test_size > 0; "
-            f"{', '.join(PROGRAM_FIELDS)} belong to RASP program tasks (lang=rasp) alone.")
-
-
-def check_lang(lang: LangConfig) -> None:
-    """Lengths, split sizes and seeds that a run can be built from."""
-    check_lang_fields(lang)
-    _seed("lang.data_seed", lang.data_seed)
-    if not 1 <= lang.min_len <= lang.max_len:
-        raise ConfigError(
-            f"lang.min_len={lang.min_len} and lang.max_len={lang.max_len}: lengths must "
-            "satisfy 1 <= min_len <= max_len.")
-    for split in ("train", "valid", "test"):
-        _at_least(f"lang.{split}_size", getattr(lang, f"{split}_size"), 1,
-                  ": training needs sequences to train on, validate on and test on")
-    _at_least("lang.long_test_size", lang.long_test_size, 0)
-    lo, hi = long_test_lengths(lang.max_len, lang.long_min_len, lang.long_max_len)
-    if lang.long_test_size > 0 and not 1 <= lo <= hi:
-        raise ConfigError(
-            f"lang.long_min_len={lo} and lang.long_max_len={hi}: the longer test split needs "
-            "1 <= min <= max (by default they are max_len + 1 and 2 * max_len).")
-
-
 def long_test_lengths(max_len: int, long_min_len: int | None,
                       long_max_len: int | None) -> tuple[int, int]:
     """The length range of the "test_long" split: by default max_len + 1 .. 2 * max_len,
@@ -349,76 +313,3 @@ def longest_sequence(lang: LangConfig, bos: bool) -> int:
         longest = max(longest, long_test_lengths(lang.max_len, lang.long_min_len,
                                                  lang.long_max_len)[1])
     return longest + int(bos)
-
-
-def check_model_shape(layers: int, heads: int, d_model: int, ff: int, dropout: float,
-                      positions) -> None:
-    """A transformer these numbers describe can exist."""
-    for what, got in (("layers", layers), ("heads", heads), ("d_model", d_model), ("ff", ff)):
-        _at_least(f"model.{what}", got, 1)
-    if d_model % heads:
-        raise ConfigError(
-            f"model.d_model={d_model} is not divisible by model.heads={heads}: each head gets "
-            "d_model / heads dimensions. Choose a d_model that is a multiple of the number "
-            "of heads.")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout={dropout}; it must be in [0, 1).")
-    if value(positions) not in [p.value for p in Positions]:
-        raise ConfigError(f"model.positions={value(positions)!r} is unknown; allowed: "
-                          f"{', '.join(p.value for p in Positions)}.")
-
-
-def check_max_len(max_len: int, longest: int) -> None:
-    if max_len < longest:
-        raise ConfigError(
-            f"model.max_len={max_len} is shorter than the longest sequence the data holds "
-            f"({longest}, BOS included). Set model.max_len >= {longest}, or null to size it "
-            "from the data.")
-
-
-def check_supervision(task, layers: int, heads: int) -> None:
-    """Every supervised (layer, head) of `task` exists in a layers x heads model."""
-    missing = [(l, h) for l, h in task.supervised_heads if l >= layers or h >= heads]
-    if missing:
-        names = ", ".join(f"layer {l} head {h}" for l, h in missing)
-        raise ConfigError(
-            f"{task.name} supervises attention of {names}, which a model with {layers} layers "
-            f"and {heads} heads per layer does not have (layers and heads count from 0). "
-            f"Train with at least {max(l for l, _ in task.supervised_heads) + 1} layers and "
-            f"{max(h for _, h in task.supervised_heads) + 1} heads, or drop the _with_attns "
-            "suffix (lang.with_attns=false).")
-
-
-def check_optimizer(opt: OptimizerConfig, schedule: ScheduleConfig) -> None:
-    _positive_finite("optimizer.lr", opt.lr, "the paper uses 3e-4 and 1e-4")
-    for what in ("momentum", "weight_decay"):
-        got = getattr(opt, what)
-        if not (math.isfinite(got) and got >= 0):
-            raise ConfigError(f"optimizer.{what}={got}; it must be a finite number >= 0.")
-    _positive_finite("schedule.gamma", schedule.gamma,
-                     "the per-epoch decay factor; the paper uses 0.98 and 0.99, 1 keeps lr")
-
-
-def check_train(tc: TrainConfig) -> None:
-    _seed("train.seed", tc.seed)
-    for what, least in (("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1),
-                        ("reset_patience", 0), ("perfect_acc_epochs", 1)):
-        _at_least(f"train.{what}", getattr(tc, what), least)
-    if tc.num_threads is not None:
-        _at_least("train.num_threads", tc.num_threads, 1, ", or null for this job's share")
-    if not (math.isfinite(tc.attn_loss_c) and tc.attn_loss_c >= 0):
-        raise ConfigError(f"train.attn_loss_c={tc.attn_loss_c}; it must be a finite number "
-                          ">= 0 (0 turns attention supervision off).")
-    if str(tc.progress).lower() not in ("auto", "true", "false"):
-        raise ConfigError(f"train.progress={tc.progress!r} is unknown; allowed: auto (a bar "
-                          "when the output is a terminal), true, false.")
-    if value(tc.device) not in [d.value for d in Device]:
-        raise ConfigError(f"train.device={value(tc.device)!r} is unknown; allowed: "
-                          f"{', '.join(d.value for d in Device)}.")
-
-
-def check_device(device, cuda_available: bool) -> None:
-    if value(device) == "cuda" and not cuda_available:
-        raise ConfigError(
-            "train.device=cuda, but torch sees no CUDA device on this machine. Use "
-            "train.device=cpu, or train.device=auto to take a GPU only when there is one.")

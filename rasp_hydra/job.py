@@ -1,7 +1,7 @@
 """One job of the Hydra app: claim the run directory, check the config, train.
 
 Everything that can be wrong with a config is checked here (`check_job`: the library's own
-checks in `rasp_hydra.config`, the task, the memory estimate of `rasp_hydra.memory`) and
+checks in `rasp_hydra.checks`, the task, the memory estimate of `rasp_hydra.memory`) and
 reported as one `ConfigError` paragraph that says what was wrong and what is allowed. A
 single run is checked by the `RunDirCheck` callback before Hydra creates its directory, so
 a refused config leaves nothing behind; a sweep's jobs are checked each in its own job.
@@ -28,11 +28,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from rasp_hydra.config import (
-    RESUME_SAFE_KEYS,
-    ArchName,
-    Config,
-    ConfigError,
+from rasp_hydra.checks import (
     check_device,
     check_lang,
     check_max_len,
@@ -40,23 +36,21 @@ from rasp_hydra.config import (
     check_optimizer,
     check_supervision,
     check_train,
+)
+from rasp_hydra.config import (
+    RESUME_SAFE_KEYS,
+    ArchConfig,
+    Checkpoint,
+    Config,
+    ConfigError,
+    ModelConfig,
+    dotted,
     long_test_lengths,
     longest_sequence,
-    value,
+    resolve_model,
 )
 
 log = logging.getLogger("rasp_hydra")
-
-
-@dataclass
-class Budget:
-    """The model size a job trains, after applying `arch` to the task's RASP budget."""
-
-    layers: int
-    heads: int
-    d_model: int
-    ff: int
-    skipped: str | None = None  # why this combination cannot exist, if it cannot
 
 
 def as_config(cfg: Any) -> Config:
@@ -86,65 +80,64 @@ def resolve_task(lang: Any):
         raise ConfigError(f"lang.program={lang.program!r}: {err}") from None
 
 
-def resolve_budget(task, model: Any, arch: Any | None) -> Budget:
-    """Layers, heads and widths: from `model`, or relative to the RASP budget under `arch`."""
-    d_model = int(model.d_model)
-    ff = int(model.ff) if model.ff is not None else 2 * d_model
-    if arch is None:
-        return Budget(int(model.layers), int(model.heads), d_model, ff)
+def resolve_shape(cfg: Config, task) -> ModelConfig:
+    """The model this job trains (`config.resolve_model` for this task and data)."""
+    return resolve_model(cfg.model, cfg.arch, (task.predicted_layers, task.predicted_heads),
+                         longest_sequence(cfg.lang, task.bos))
+
+
+def skip_reason(task, arch: ArchConfig | None, shape: ModelConfig) -> str | None:
+    """Why this arch variant cannot exist for `task` (0 layers or heads), if it cannot."""
+    if arch is None or (shape.layers >= 1 and shape.heads >= 1):
+        return None
     L, H = task.predicted_layers, task.predicted_heads
-    layers, heads, width = ArchName(value(arch.name)).budget(L, H)
-    budget = Budget(layers, heads, width * d_model, width * ff)
-    if budget.layers < 1 or budget.heads < 1:
-        budget.skipped = (
-            f"arch={value(arch.name)} on {task.name} (RASP budget {L} layers, {H} heads) would "
-            f"need {budget.layers} layers and {budget.heads} heads; a model needs at least one "
+    return (f"arch={arch.name.value} on {task.name} (RASP budget {L} layers, {H} heads) would "
+            f"need {shape.layers} layers and {shape.heads} heads; a model needs at least one "
             "of each.")
-    return budget
 
 
-def check_config(cfg: Any, task, budget: Budget, cuda_available) -> None:
+def check_config(cfg: Any, task, shape: ModelConfig, cuda_available) -> None:
     """Raise ConfigError for every combination that cannot train; called before any work."""
     check_lang(cfg.lang)
     check_optimizer(cfg.optimizer, cfg.schedule)
     check_train(cfg.train)
-    if budget.skipped:
+    if skip_reason(task, cfg.arch, shape):
         return
-    check_model_shape(budget.layers, budget.heads, budget.d_model, budget.ff,
+    check_model_shape(shape.layers, shape.heads, shape.d_model, shape.ff,
                       cfg.model.dropout, cfg.model.positions)
     if task.supervised_heads and cfg.train.attn_loss_c > 0:
-        check_supervision(task, budget.layers, budget.heads)
+        check_supervision(task, shape.layers, shape.heads)
     if cfg.model.max_len is not None:
         check_max_len(cfg.model.max_len, longest_sequence(cfg.lang, task.bos))
-    device = value(cfg.train.device)
+    device = cfg.train.device  # a Device: a str enum, equal to its value
     if device == "cuda":
         check_device("cuda", cuda_available())
     if cfg.train.check_memory:
-        check_memory(cfg, task, budget, cuda=device == "cuda" or (
+        check_memory(cfg, task, shape, cuda=device == "cuda" or (
             device == "auto" and cuda_available()))
 
 
-def check_memory(cfg: Any, task, budget: Budget, cuda: bool) -> None:
+def check_memory(cfg: Any, task, shape: ModelConfig, cuda: bool) -> None:
     """Refuse (ConfigError) a config whose data, model and batch cannot fit (memory.py)."""
     from rasp_hydra import memory
 
     longest = longest_sequence(cfg.lang, task.bos)
     est = memory.estimate(
-        cfg.lang, budget, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
-        longest=longest, max_len=cfg.model.max_len or longest,
-        learned_positions=value(cfg.model.positions) == "learned",
-        optimizer=value(cfg.optimizer.name), momentum=cfg.optimizer.momentum)
+        cfg.lang, shape, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
+        longest=longest, max_len=shape.max_len,
+        learned_positions=cfg.model.positions == "learned",
+        optimizer=cfg.optimizer.name.value, momentum=cfg.optimizer.momentum)
     memory.check(est, cuda)
 
 
-_checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, budget)
+_checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, shape)
 
 
-def check_job(cfg: Config) -> tuple[Any, Budget]:
+def check_job(cfg: Config) -> tuple[Any, ModelConfig]:
     """Every check of a job's config, in order, before anything is built or written:
     the trackers, the values, the task (a RASP program is loaded, compiled and tried on
-    sample inputs), the model budget, and whether it all fits in memory. Returns the task
-    and the budget; raises ConfigError."""
+    sample inputs), the model shape, and whether it all fits in memory. Returns the task
+    and the model shape (`resolve_shape`); raises ConfigError."""
     import torch
 
     from rasp_hydra import trackers
@@ -162,9 +155,9 @@ def check_job(cfg: Config) -> tuple[Any, Budget]:
     check_optimizer(cfg.optimizer, cfg.schedule)
     check_train(cfg.train)
     task = resolve_task(cfg.lang)
-    budget = resolve_budget(task, cfg.model, cfg.arch)
-    check_config(cfg, task, budget, cuda_available)
-    return task, budget
+    shape = resolve_shape(cfg, task)
+    check_config(cfg, task, shape, cuda_available)
+    return task, shape
 
 
 def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
@@ -217,21 +210,21 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
 
     from rasp_hydra import runs, trackers
     from rasp_hydra.data import build_splits, split_overlap
-    from rasp_hydra.model import ModelConfig
     from rasp_hydra.rasp.lang import RASPError
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
     if trial is None:  # a resumed trial keeps its number
         trial = runs.read_metrics(run_dir).get("trial")
-    task, budget = check_job(cfg)
+    task, shape = check_job(cfg)
     tracking = trackers.from_config(cfg.logger)
-    arch = None if cfg.arch is None else value(cfg.arch.name)
-    if budget.skipped:
+    arch = None if cfg.arch is None else cfg.arch.name.value
+    skipped = skip_reason(task, cfg.arch, shape)
+    if skipped:
         record = runs.RunRecord.describe(
-            task, arch=arch, layers=budget.layers, heads=budget.heads, d_model=budget.d_model,
-            ff=budget.ff, optimizer=cfg.optimizer, schedule=cfg.schedule, train=cfg.train,
-            num_threads=threads, status="skipped", reason=budget.skipped, trial=trial)
+            task, arch=arch, layers=shape.layers, heads=shape.heads, d_model=shape.d_model,
+            ff=shape.ff, optimizer=cfg.optimizer, schedule=cfg.schedule, train=cfg.train,
+            num_threads=threads, status="skipped", reason=skipped, trial=trial)
         runs.write_metrics(run_dir, record)
         return record.to_dict()
 
@@ -246,12 +239,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
             min_len=lang.min_len, max_len=lang.max_len, long_test=long_test)
     except RASPError as err:  # a program that failed on an input its trial did not meet
         raise ConfigError(f"lang.program={lang.program!r} fails on the data: {err}") from None
-    model_cfg = ModelConfig(
-        vocab_size=task.vocab_size, n_out=task.n_out, pad_id=task.pad_id,
-        layers=budget.layers, heads=budget.heads, d_model=budget.d_model, ff=budget.ff,
-        dropout=cfg.model.dropout, positions=value(cfg.model.positions),
-        max_len=cfg.model.max_len or longest_sequence(lang, task.bos))
-    if long_test and value(cfg.model.positions) == "learned":
+    if long_test and cfg.model.positions == "learned":
         _warn(run_dir, log, learned_positions_warning(lang.max_len, long_test[1:]))
     cfg.train.num_threads = threads
     meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits),
@@ -264,7 +252,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
 
     tracking.start(run_dir, trackers.flatten(cfg), run_dir.name, experiment)
     try:
-        return train(task, splits, model_cfg, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
+        return train(task, splits, shape, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
                      meta=meta, log=log, on_epoch_end=epoch_end, stop=stop)
     finally:
         tracking.finish(run_dir)  # final metrics and files, even after a failure
@@ -336,7 +324,7 @@ def _claim(claim: Claim, root) -> None:
     current.pop("hydra", None)
     differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
     if differ:
-        shown = "; ".join(f"{k}: {_dotted(original, k)!r} -> {_dotted(current, k)!r}"
+        shown = "; ".join(f"{k}: {dotted(original, k)!r} -> {dotted(current, k)!r}"
                           for k in differ)
         claim.refusal = (
             f"{claim.run_dir} already holds a run whose config differs from this one in "
@@ -350,19 +338,14 @@ def _claim(claim: Claim, root) -> None:
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
     elif root.train.resume:  # never train finished epochs again from nothing
-        claim.refusal = runs.resume_problem(claim.run_dir, str(value(root.train.resume_from)))
+        claim.refusal = runs.resume_problem(claim.run_dir,
+                                            Checkpoint(root.train.resume_from).value)
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
     runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
     claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
-
-
-def _dotted(d: dict, key: str):
-    for part in key.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
 
 def take_claim(run_dir: Path) -> Claim:

@@ -55,11 +55,12 @@ def gib(n: float) -> str:
     return f"{n / GiB:,.1f} GiB" if n >= GiB / 10 else f"{n / 1024**2:,.0f} MiB"
 
 
-def estimate(lang, budget, train, *, vocab_size: int, n_out: int, longest: int,
+def estimate(lang, shape, train, *, vocab_size: int, n_out: int, longest: int,
              max_len: int, learned_positions: bool, optimizer: str,
              momentum: float) -> Estimate:
-    """The estimate (module docstring) for a config's lang/train sections and a
-    job.Budget; `longest`: the data's longest sequence, `max_len` the model's."""
+    """The estimate (module docstring) for a config's lang/train sections and the model
+    `shape` a job trains (a resolved ModelConfig); `longest`: the data's longest sequence,
+    `max_len` the model's."""
     sizes = [lang.train_size, lang.valid_size, lang.test_size, max(lang.long_test_size, 0)]
     n = longest
     tokens = sum(sizes) * n
@@ -67,7 +68,7 @@ def estimate(lang, budget, train, *, vocab_size: int, n_out: int, longest: int,
             + INT64 * max(sizes) * n  # the sampling copy of the largest split
             + (INT64 * n + 100) * lang.train_size)  # split_overlap's keys of train
 
-    d, ff, L, H = budget.d_model, budget.ff, budget.layers, budget.heads
+    d, ff, L, H = shape.d_model, shape.ff, shape.layers, shape.heads
     per_layer = 4 * d * d + 4 * d + 2 * d * ff + ff + d + 4 * d  # attention, FF, 2 norms
     params = vocab_size * d + (max_len * d if learned_positions else 0) + L * per_layer \
         + d * n_out + n_out

@@ -11,9 +11,9 @@ layer's probabilities are asked for (``need_attention``), in which case that lay
 explicit softmax and returns its probabilities and pre-softmax scores. ``hidden_states``
 returns the residual stream after the embedding and after each layer (for probes).
 
-    >>> cfg = ModelConfig(vocab_size=12, n_out=11, pad_id=11, layers=1, d_model=16, ff=32)
-    >>> logits, attn, scores = Encoder(cfg)(torch.zeros(2, 5, dtype=torch.long),
-    ...                                     torch.tensor([5, 3]), need_attention=True)
+    >>> cfg = ModelConfig(layers=1, d_model=16, ff=32, max_len=101)
+    >>> logits, attn, scores = Encoder(cfg, vocab_size=12, n_out=11, pad_id=11)(
+    ...     torch.zeros(2, 5, dtype=torch.long), torch.tensor([5, 3]), need_attention=True)
     >>> tuple(logits.shape), tuple(attn[0].shape)
     ((2, 5, 11), (2, 1, 5, 5))
 """
@@ -22,34 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rasp_hydra.config import check_model_shape
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int  # input ids, including BOS and padding (task.vocab_size)
-    n_out: int  # output classes (task.n_out)
-    pad_id: int  # input padding id (task.pad_id); its embedding is zero and frozen
-    layers: int = 2
-    heads: int = 1
-    d_model: int = 128
-    ff: int = 256
-    dropout: float = 0.0
-    positions: str = "sin"  # "sin" (fixed sinusoids) or "learned"
-    max_len: int = 101  # longest sequence the positions cover, BOS included
-
-    def __post_init__(self):
-        check_model_shape(self.layers, self.heads, self.d_model, self.ff, self.dropout,
-                          self.positions)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from rasp_hydra.checks import check_model_shape
+from rasp_hydra.config import ModelConfig, Positions
 
 
 def sinusoids(max_len: int, d: int) -> torch.Tensor:
@@ -110,16 +90,39 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    """The model of a resolved `ModelConfig` (`config.resolve_model`: ff and max_len set)
+    for a task's `vocab_size` input ids (BOS and padding included), `n_out` output classes
+    and input padding id `pad_id` (its embedding is zero and frozen)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_out: int, pad_id: int):
         super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        check_model_shape(cfg.layers, cfg.heads, cfg.d_model, cfg.ff, cfg.dropout,
+                          cfg.positions)
+        if cfg.max_len is None:
+            raise ValueError("Encoder needs a resolved ModelConfig (config.resolve_model): "
+                             "max_len is None")
+        self.cfg, self.vocab_size, self.n_out, self.pad_id = cfg, vocab_size, n_out, pad_id
+        self.embed = nn.Embedding(vocab_size, cfg.d_model, padding_idx=pad_id)
         if cfg.positions == "learned":
             self.pos = nn.Parameter(torch.randn(cfg.max_len, cfg.d_model) * 0.02)
         else:
             self.register_buffer("pos", sinusoids(cfg.max_len, cfg.d_model), persistent=False)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
-        self.classifier = nn.Linear(cfg.d_model, cfg.n_out)
+        self.classifier = nn.Linear(cfg.d_model, n_out)
+
+    def config_dict(self) -> dict:
+        """A checkpoint's "model_config": the task's sizes and the shape, plain values (the
+        checkpoint format: `from_config_dict` reads every checkpoint ever written)."""
+        shape = asdict(self.cfg) | {"positions": Positions(self.cfg.positions).value}
+        return {"vocab_size": self.vocab_size, "n_out": self.n_out, "pad_id": self.pad_id,
+                **shape}
+
+    @classmethod
+    def from_config_dict(cls, d: dict) -> Encoder:
+        """The untrained Encoder of a checkpoint's "model_config"."""
+        shape = {k: v for k, v in d.items() if k not in ("vocab_size", "n_out", "pad_id")}
+        shape["positions"] = Positions(shape["positions"])
+        return cls(ModelConfig(**shape), d["vocab_size"], d["n_out"], d["pad_id"])
 
     def _key_mask(self, tokens: torch.Tensor, lengths: torch.Tensor):
         """Key padding mask (B, 1, 1, n), True = real key; None when the batch has no

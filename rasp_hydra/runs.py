@@ -194,13 +194,15 @@ class RunRecord:
     def describe(cls, task, *, arch=None, layers, heads, d_model, ff, optimizer, schedule,
                  train, **fields) -> RunRecord:
         """The record of a run of `task` with these sizes and configs, before it trains."""
-        v = lambda x: getattr(x, "value", x)  # noqa: E731 - enums as their values
-        return cls(
+        from rasp_hydra.config import ArchName, OptimizerName, ScheduleName
+
+        return cls(  # enums as their values
             task=task.name, family=task.family, bos=bool(task.bos),
-            with_attns=bool(task.with_attns), arch=v(arch), layers=layers, heads=heads,
-            d_model=d_model, ff=ff, optimizer=v(optimizer.name), lr=float(optimizer.lr),
-            schedule=v(schedule.name),
-            gamma=float(schedule.gamma) if v(schedule.name) == "exponential" else 1.0,
+            with_attns=bool(task.with_attns), arch=arch and ArchName(arch).value,
+            layers=layers, heads=heads, d_model=d_model, ff=ff,
+            optimizer=OptimizerName(optimizer.name).value, lr=float(optimizer.lr),
+            schedule=ScheduleName(schedule.name).value,
+            gamma=float(schedule.gamma) if schedule.name == "exponential" else 1.0,
             batch_size=train.batch_size, seed=train.seed, attn_loss_c=train.attn_loss_c,
             predicted_layers=task.predicted_layers, predicted_heads=task.predicted_heads,
             **fields)
@@ -834,7 +836,7 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     which: "best", "last", or "auto" (best if the run completed, else last if it exists,
     else best). A checkpoint that cannot be read raises CheckpointError naming it.
     """
-    from rasp_hydra.model import Encoder, ModelConfig
+    from rasp_hydra.model import Encoder
 
     run_dir = Path(run_dir)
     record = read_metrics(run_dir)
@@ -853,7 +855,7 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     run_cfg = read_config(run_dir)
     task = _task_from(run_dir, run_cfg, ckpt)
     check_fits(path, ckpt, task.name, record_shape(record))
-    model = Encoder(ModelConfig(**ckpt["model_config"]))
+    model = Encoder.from_config_dict(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, task, run_cfg, which

@@ -40,10 +40,12 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rasp_hydra import runs
+from rasp_hydra.config import LoggerConfig
 
 logger = logging.getLogger("rasp_hydra.trackers")
 
@@ -65,24 +67,17 @@ def _missing(name: str, package: str, err: ImportError) -> TrackerUnavailable:
     )
 
 
-def as_container(config: Any) -> dict:
-    """A config (DictConfig, dataclass or dict) as plain nested dicts, enums as names."""
-    from omegaconf import OmegaConf
-
-    if config is None:
-        return {}
-    if not OmegaConf.is_config(config):
-        config = OmegaConf.structured(config)
-    return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
-
-
 def flatten(config: Any) -> dict[str, Any]:
-    """A config (DictConfig, dataclass or dict) as {"a.b.c": value} (runs.flatten).
+    """A config (DictConfig, dataclass or dict) as {"a.b.c": value} (runs.flatten), enums
+    as their values.
 
     >>> flatten({"model": {"layers": 2, "ff": None}, "lang": {"family": "sort"}})
     {'model.layers': 2, 'model.ff': None, 'lang.family': 'sort'}
     """
-    return runs.flatten(as_container(config))
+    from omegaconf import OmegaConf
+
+    config = config if OmegaConf.is_config(config) else OmegaConf.structured(config)
+    return runs.flatten(OmegaConf.to_container(config, resolve=True, enum_to_str=True))
 
 
 def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
@@ -318,10 +313,10 @@ def make_trackers(names: Iterable[str], options: Mapping[str, Mapping] | None = 
     return group
 
 
-def from_config(logger_cfg: Any) -> TrackerGroup:
+def from_config(logger_cfg: LoggerConfig) -> TrackerGroup:
     """The trackers of a `logger` config section: each non-null sub-section (logger.mlflow,
     logger.tensorboard) chooses one, and its keys are that tracker's options."""
-    options = {k: v for k, v in as_container(logger_cfg).items() if v is not None}
+    options = {k: v for k, v in asdict(logger_cfg).items() if v is not None}
     return make_trackers(list(options), options)
 
 

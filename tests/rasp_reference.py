@@ -6,7 +6,7 @@ checked. Every node of ``rasp_hydra.rasp.lang`` is one of four kinds (the librar
 elementwise map (a constant is a map of nothing), a select (a comparison, or and/or/not
 of selects) and an aggregate.
 
-    >>> from rasp_hydra.rasp.lang import tokens, indices, select, aggregate, length
+    >>> from rasp_hydra.rasp import tokens, indices, select, aggregate, length
     >>> evaluate(aggregate(select(indices, length - indices - 1, "=="), tokens), "abc")
     ['c', 'b', 'a']
 

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from rasp_hydra import runs
-from rasp_hydra.config import ArchName, register_configs
+from rasp_hydra.config import register_configs
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -49,14 +49,17 @@ def _task(cfg: DictConfig):
     return make_task(lang.family, lang.size, bool(lang.bos), bool(lang.with_attns))
 
 
+def _shape(cfg: DictConfig):
+    """The model the job trains (job.resolve_shape)."""
+    from rasp_hydra.job import as_config, resolve_shape
+
+    return resolve_shape(as_config(cfg), _task(cfg))
+
+
 def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
     """(layers, heads, d_model) the job trains: the arch variant's budget, else model.*."""
-    if cfg.get("arch") is None:
-        return cfg.model.layers, cfg.model.heads, cfg.model.d_model
-    task = _task(cfg)
-    layers, heads, width = ArchName(cfg.arch.name).budget(task.predicted_layers,
-                                                          task.predicted_heads)
-    return layers, heads, width * cfg.model.d_model
+    shape = _shape(cfg)
+    return shape.layers, shape.heads, shape.d_model
 
 
 def _record(cfg: DictConfig, **fields) -> runs.RunRecord:
@@ -65,10 +68,10 @@ def _record(cfg: DictConfig, **fields) -> runs.RunRecord:
 
     typed = as_config(cfg)
     task = _task(cfg)
-    layers, heads, d_model = model_shape(cfg)
+    shape = _shape(cfg)
     return runs.RunRecord.describe(
-        task, arch=None if typed.arch is None else typed.arch.name, layers=layers,
-        heads=heads, d_model=d_model, ff=cfg.model.ff or 2 * d_model,
+        task, arch=None if typed.arch is None else typed.arch.name, layers=shape.layers,
+        heads=shape.heads, d_model=shape.d_model, ff=shape.ff,
         optimizer=typed.optimizer, schedule=typed.schedule, train=typed.train,
         dropout=cfg.model.dropout, positions=str(cfg.model.positions), num_threads=1,
         **fields)

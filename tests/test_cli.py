@@ -83,14 +83,16 @@ def test_model_paper_preset():
 def test_arch_is_relative_to_the_rasp_budget(arch, expect):
     cfg = compose_cfg("lang=hist2_10_bos", f"arch={arch}", "model.d_model=64")
     task = job.resolve_task(cfg.lang)
-    b = job.resolve_budget(task, cfg.model, cfg.arch)
-    assert (b.layers, b.heads, b.d_model, b.ff) == expect and b.skipped is None
+    b = job.resolve_shape(job.as_config(cfg), task)
+    assert (b.layers, b.heads, b.d_model, b.ff) == expect
+    assert job.skip_reason(task, cfg.arch, b) is None
 
 
 def test_arch_that_cannot_exist_is_skipped():
     cfg = compose_cfg("lang=hist_10_bos", "arch=fewer_layers")
-    b = job.resolve_budget(job.resolve_task(cfg.lang), cfg.model, cfg.arch)
-    assert b.skipped and "0 layers" in b.skipped
+    task = job.resolve_task(cfg.lang)
+    skipped = job.skip_reason(task, cfg.arch, job.resolve_shape(job.as_config(cfg), task))
+    assert skipped and "0 layers" in skipped
 
 
 @functools.cache
@@ -127,9 +129,9 @@ def test_every_job_of_a_preset_passes_the_config_checks(preset):
     # lr and gamma do not change what is checked: one value each keeps this test fast
     for cfg in sweep_job_configs(preset, only=("lang", "arch")):
         task = job.resolve_task(cfg.lang)
-        budget = job.resolve_budget(task, cfg.model, cfg.arch)
-        job.check_config(cfg, task, budget, lambda: False)
-        skipped += budget.skipped is not None
+        shape = job.resolve_shape(job.as_config(cfg), task)
+        job.check_config(cfg, task, shape, lambda: False)
+        skipped += job.skip_reason(task, cfg.arch, shape) is not None
     assert skipped > 0  # the variants with 0 layers or heads are skipped, not failed
 
 
@@ -148,7 +150,7 @@ def test_config_errors_name_the_problem(overrides, words):
     cfg = compose_cfg(*overrides)
     with pytest.raises(job.ConfigError) as err:
         task = job.resolve_task(cfg.lang)
-        job.check_config(cfg, task, job.resolve_budget(task, cfg.model, cfg.arch),
+        job.check_config(cfg, task, job.resolve_shape(job.as_config(cfg), task),
                          lambda: True)
     for word in words:
         assert word in str(err.value)
@@ -158,7 +160,8 @@ def test_cuda_asked_where_none_exists():
     cfg = compose_cfg("train.device=cuda")
     task = job.resolve_task(cfg.lang)
     with pytest.raises(job.ConfigError, match="no CUDA device"):
-        job.check_config(cfg, task, job.resolve_budget(task, cfg.model, None), lambda: False)
+        job.check_config(cfg, task, job.resolve_shape(job.as_config(cfg), task),
+                         lambda: False)
 
 
 def test_cli_error_is_one_paragraph_and_leaves_nothing(cli_cwd):

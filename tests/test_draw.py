@@ -25,15 +25,15 @@ SORT = "sort_10_bos_with_attns"
 
 def _train(run_dir: Path, name: str, layers: int, heads: int, max_len: int, data_len: int,
            epochs: int, stop_after: int | None = None) -> dict:
+    from rasp_hydra.config import ModelConfig
     from rasp_hydra.data import build_splits
-    from rasp_hydra.model import ModelConfig
     from rasp_hydra.tasks import get_task
     from rasp_hydra.train import TrainConfig, train
 
     task = get_task(name)
     splits = build_splits(task, sizes={"train": 150, "valid": 30, "test": 30},
                           max_len=data_len)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=layers, heads=heads,
+    cfg = ModelConfig(layers=layers, heads=heads,
                       d_model=16, ff=32, max_len=max_len)
     stop = threading.Event()
 

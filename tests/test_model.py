@@ -1,14 +1,15 @@
 import pytest
 import torch
 
-from rasp_hydra.model import Encoder, ModelConfig, sinusoids
+from rasp_hydra.config import ModelConfig
+from rasp_hydra.model import Encoder, sinusoids
 
 
 def make(layers=2, heads=2, positions="sin", dropout=0.0):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=12, n_out=7, pad_id=11, layers=layers, heads=heads,
-                      d_model=16, ff=32, dropout=dropout, positions=positions, max_len=9)
-    return Encoder(cfg).eval()
+    cfg = ModelConfig(layers=layers, heads=heads, d_model=16, ff=32, dropout=dropout,
+                      positions=positions, max_len=9)
+    return Encoder(cfg, vocab_size=12, n_out=7, pad_id=11).eval()
 
 
 def batch():
@@ -71,9 +72,11 @@ def test_gradients_flow_and_pad_embedding_frozen():
 
 def test_config_checks():
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(vocab_size=5, n_out=3, pad_id=4, heads=3, d_model=16)
+        Encoder(ModelConfig(heads=3, d_model=16, ff=32, max_len=9), vocab_size=5, n_out=3,
+                pad_id=4)
     with pytest.raises(ValueError, match="positions"):
-        ModelConfig(vocab_size=5, n_out=3, pad_id=4, positions="rope")
+        Encoder(ModelConfig(ff=256, positions="rope", max_len=101), vocab_size=5, n_out=3,
+                pad_id=4)
     model = make()
     with pytest.raises(ValueError, match="max_len"):
         model(torch.zeros(1, 10, dtype=torch.long), torch.tensor([10]))

@@ -1,7 +1,7 @@
 """The RASP core: language semantics (hand-checked against the reference REPL's rules),
-batched evaluation against one-input evaluation, compiled budgets, and the seven Table 1
-programs in the Python API against the hand-written families and the original's golden
-outputs."""
+batched evaluation against one-input evaluation, compiled budgets, and the seven shipped
+Table 1 programs (``library.program``) against the hand-written families and the
+original's golden outputs."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from rasp_hydra.rasp import (
     indices,
     length,
     library,
+    load,
     map,
     sel_and,
     sel_not,
@@ -46,6 +47,7 @@ from rasp_hydra.rasp import (
     where,
 )
 from rasp_hydra.rasp.evaluate import encode, pack, popcount, unpack
+from rasp_hydra.rasp.source import PROGRAMS
 from rasp_hydra.rasp.values import value_set
 from rasp_hydra.tasks import BOS, get_task
 from rasp_hydra.tasks.program import ProgramError, ProgramFamily, make_program_task
@@ -197,12 +199,12 @@ def test_packing_roundtrip():
     assert words.shape == (5, 7, 3)
     assert torch.equal(unpack(words, 130), bits)
     assert torch.equal(popcount(words), bits.sum(-1))
-    evaluate_module = importlib.import_module("rasp_hydra.rasp.evaluate")
-    fast, evaluate_module._np_bitwise_count = evaluate_module._np_bitwise_count, None
+    columns_module = importlib.import_module("rasp_hydra.rasp.columns")
+    fast, columns_module._np_bitwise_count = columns_module._np_bitwise_count, None
     try:  # the arithmetic fallback (numpy < 2)
         assert torch.equal(popcount(words), bits.sum(-1))
     finally:
-        evaluate_module._np_bitwise_count = fast
+        columns_module._np_bitwise_count = fast
 
 
 # --- batched evaluation == one input at a time -------------------------------------------------
@@ -211,7 +213,8 @@ def _programs():
     prev = select(indices, indices, "<")
     mean_tok = aggregate(select(tokens, tokens, "<="), indicator(tokens == "a"))
     return [
-        library.reverse(), library.dyck1_ptf(), library.dyckk_ptf(["ab"]),
+        library.program("reverse"), library.program("dyck1_ptf"),
+        load(PROGRAMS / "dyck2_ptf.rasp").call("dyckk_ptf", ["ab"]),
         selector_width(select(tokens, tokens, "==")),
         aggregate(prev, tokens, "-"),
         mean_tok,
@@ -243,7 +246,7 @@ def test_batch_equals_single_on_random_inputs():
 
 
 def test_padding_and_batch_mates_do_not_matter():
-    progs = [library.hist2_bos(), library.sort_by_freq_bos(), library.dyck2_ptf()]
+    progs = [library.program(name) for name in ("hist2_bos", "sort_by_freq_bos", "dyck2_ptf")]
     words = ["§abca", "§a", "§" + "cab" * 20]
     for prog in progs:
         alone = [evaluate(prog, w) for w in words]
@@ -258,19 +261,19 @@ def test_padding_and_batch_mates_do_not_matter():
 
 # --- compilation -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("builder, layers, heads", [
-    (library.reverse, 2, (1, 1)),
-    (library.hist_bos, 1, (1,)),
-    (library.hist2_bos, 2, (2, 1)),
-    (library.sort_bos, 2, (1, 1)),
-    (library.sort_by_freq_bos, 3, (2, 1, 1)),
-    (library.dyck1_ptf, 2, (1, 1)),
-    (library.dyck2_ptf, 4, (1, 2, 1, 1)),
+@pytest.mark.parametrize("name, layers, heads", [
+    ("reverse", 2, (1, 1)),
+    ("hist_bos", 1, (1,)),
+    ("hist2_bos", 2, (2, 1)),
+    ("sort_bos", 2, (1, 1)),
+    ("sort_by_freq_bos", 3, (2, 1, 1)),
+    ("dyck1_ptf", 2, (1, 1)),
+    ("dyck2_ptf", 4, (1, 2, 1, 1)),
 ])
-def test_paper_budgets(builder, layers, heads):
-    c = compile_program(builder())
+def test_paper_budgets(name, layers, heads):
+    c = compile_program(library.program(name))
     assert (c.layers, c.heads) == (layers, heads)
-    assert c.budget == (layers, max(heads))
+    assert c.budget == (layers, heads) and c.budget.max_heads == max(heads)
 
 
 def test_scheduling_rules():
@@ -297,18 +300,20 @@ def test_scheduling_rules():
 
 
 def test_compiled_heads_are_named_and_described():
-    c = compile_program(library.sort_by_freq_bos())
+    c = compile_program(library.program("sort_by_freq_bos"))
     names = {h: s.name for h, s in c.head_selects.items()}
-    assert names == {(0, 0): "(same_token or at0)", (0, 1): "(earlier_copy or at0)",
-                     (1, 0): "(goes_before or at0)", (2, 0): "take_placed_or_bos"}
+    assert names == {(0, 0): "with_bos", (0, 1): "with_bos", (1, 0): "with_bos",
+                     (2, 0): "grab_output"}  # as bos.rasp names them
+    assert [c.head_selects[h].parts[0].name for h in names] == [
+        "same_token", "earlier_copy", "goes_before", "take_placed"]
     text = c.describe()
     assert "3 layers, 2 heads (heads per layer 2/1/1)" in text
-    assert "head 1: (earlier_copy or at0)" in text
+    assert "head 1: with_bos" in text
 
 
 # --- the seven Table 1 programs as tasks, against the hand-written families ---------------------
 
-VARIANTS = [  # (library program, hand-written task, alphabet argument, sampler)
+VARIANTS = [  # (shipped program, hand-written task, alphabet argument, sampler)
     ("reverse", "reverse_26", 26, "uniform"),
     ("hist_bos", "hist_26_bos", 26, "uniform"),
     ("hist2_bos", "hist2_26_bos_with_attns", 26, "uniform"),
@@ -321,8 +326,8 @@ VARIANTS = [  # (library program, hand-written task, alphabet argument, sampler)
 
 
 def _program_task(prog, hand, alphabet, sampler):
-    builder, _, bos = library.TABLE1[prog]
-    return make_program_task(builder(), alphabet=alphabet, bos=bos, sampler=sampler,
+    _, bos = library.TABLE1[prog]
+    return make_program_task(library.program(prog), alphabet=alphabet, bos=bos, sampler=sampler,
                              with_attns=hand.with_attns, base=hand.base_name)
 
 
@@ -344,8 +349,8 @@ def test_program_task_equals_family(prog, name, alphabet, sampler):
         got = task.selectors(tokens_, lengths)
         for head in want:  # every target or reference head of the family
             if prog == "sort_by_freq_bos" and head == (2, 0):
-                # documented in library: the program's "place" head does not look at BOS
-                # from rows after BOS; everything else agrees
+                # documented in sort_by_freq_bos.rasp: the program's "place" head does
+                # not look at BOS from rows after BOS; everything else agrees
                 assert torch.equal(got[head][:, :, 1:], want[head][:, :, 1:])
                 assert torch.equal(got[head][:, 0], want[head][:, 0])
                 assert not got[head][:, 1:, 0].any()
@@ -364,7 +369,7 @@ def test_program_tasks_match_golden_outputs():
             base.rsplit("_", 2)[0] if base.endswith("_bos") else base.rsplit("_", 1)[0])
         if name in ("dyck1_ptf", "dyck2_ptf"):
             prog = name
-        if prog is None or library.TABLE1[prog][2] != name.endswith(("_bos", "_bos_with_attns")):
+        if prog is None or library.TABLE1[prog][1] != name.endswith(("_bos", "_bos_with_attns")):
             continue  # the programs cover reverse without BOS, the others with BOS
         hand = get_task(name)
         task = _program_task(prog, hand, len(spec["alphabet"]) if not prog.startswith("dyck")
@@ -406,7 +411,7 @@ def alternating(rng, count, min_len, max_len, start, alphabet):
 
 
 def test_user_sampler_and_inline_sop():
-    task = make_program_task(library.reverse(), alphabet="ab",
+    task = make_program_task(library.program("reverse"), alphabet="ab",
                              sampler="test_rasp_core:alternating", name="rev")
     tokens_, lengths = task.sample(5, seed=0, min_len=3, max_len=3)
     assert task.decode_inputs(tokens_, lengths) == ["aba"] * 5
@@ -416,7 +421,7 @@ def test_user_sampler_and_inline_sop():
 def test_program_without_bos_on_a_bos_task():
     # the program runs on the ids without BOS; Task adds BOS and wraps the selects
     hand = get_task("reverse_10_bos")
-    task = make_program_task(library.reverse(), alphabet=10, bos=True, sees_bos=False,
+    task = make_program_task(library.program("reverse"), alphabet=10, bos=True, sees_bos=False,
                              base="reverse_10")
     assert task.name == hand.name
     toks, lengths = hand.sample(300, seed=0, max_len=15)
@@ -429,23 +434,23 @@ def test_program_without_bos_on_a_bos_task():
 
 def test_wrapper_errors():
     with pytest.raises(ProgramError, match="sampler 'dyck' needs a Dyck alphabet"):
-        make_program_task(library.dyck1_ptf(), alphabet="abc", sampler="dyck")
+        make_program_task(library.program("dyck1_ptf"), alphabet="abc", sampler="dyck")
     with pytest.raises(ProgramError, match="Unknown sampler"):
-        make_program_task(library.reverse(), alphabet=3, sampler="zipf")
+        make_program_task(library.program("reverse"), alphabet=3, sampler="zipf")
     with pytest.raises(ProgramError, match="must not contain BOS"):
-        make_program_task(library.reverse(), alphabet="ab" + BOS)
+        make_program_task(library.program("reverse"), alphabet="ab" + BOS)
     with pytest.raises(ProgramError, match="cannot be enumerated"):
         make_program_task(aggregate(select(tokens, tokens, "=="), indices), alphabet=3)
     with pytest.raises(ProgramError, match="no select"):
         make_program_task(tokens + "x", alphabet=3, with_attns=True)
     with pytest.raises(ValueError, match="bos=True"):
         from rasp_hydra.tasks.base import Task
-        Task(ProgramFamily(library.hist_bos(), "ab", bos=True), "program", bos=False)
+        Task(ProgramFamily(library.program("hist_bos"), "ab", bos=True), "program", bos=False)
 
 
 def test_output_classes_are_inferred():
     assert sorted(value_set(length, "ab", max_len=3)) == [1, 2, 3]
-    hist = make_program_task(library.hist_bos(), alphabet=5, bos=True)
+    hist = make_program_task(library.program("hist_bos"), alphabet=5, bos=True)
     assert hist.out_classes == tuple(str(i) for i in range(11)) + ("§",)
     counts = make_program_task(selector_width(select(tokens, tokens, "==")), alphabet=3,
                                max_len=5)
@@ -473,14 +478,14 @@ def test_doctests_of_core_modules():
 
 def test_program_task_trains_with_supervised_heads(tmp_path):
     # the training loop, unchanged, on a program task: its compiled heads are supervised
-    from rasp_hydra.model import ModelConfig
+    from rasp_hydra.config import ModelConfig
     from rasp_hydra.train import TrainConfig, train
 
-    task = make_program_task(library.hist2_bos(), alphabet=3, bos=True, with_attns=True,
+    task = make_program_task(library.program("hist2_bos"), alphabet=3, bos=True, with_attns=True,
                              max_len=6)
     assert task.supervised_heads == ((0, 0), (0, 1), (1, 0))
     splits = build_splits(task, sizes={"train": 200, "valid": 40, "test": 40}, max_len=6)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=task.predicted_layers,
+    cfg = ModelConfig(layers=task.predicted_layers,
                       heads=task.predicted_heads, d_model=16, ff=32, max_len=7)
     metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=1, progress="false"),
                     run_dir=tmp_path, handle_signals=False, log=lambda line: None)

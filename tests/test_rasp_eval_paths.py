@@ -86,7 +86,7 @@ def test_identical_computations_are_shared_but_not_confused():
     assert out[shifted].values(lens)[0] == [1, 2, 3, 4]
     assert _same(out[true_or_one].values(lens)[0], [True, 1, 1, 1])
     # the library programs repeat selects (same_token in hist2_bos): still exact
-    hist2 = library.hist2_bos()
+    hist2 = library.program("hist2_bos")
     ids, lens, input_values = encode(["§aabc", "§abab", "§a"])
     assert evaluate_batch([hist2], ids, lens, input_values)[hist2].values(lens) == [
         ["§", "1", "1", "2", "2"], ["§", "2", "2", "2", "2"], ["§", "1"]]
@@ -102,7 +102,7 @@ def test_single_index_of_one_set_bit():
 def test_program_chunks_are_maximal_and_cover_every_row_once():
     from rasp_hydra.tasks import program
 
-    family = program.make_program_task(library.reverse(), alphabet=5).impl
+    family = program.make_program_task(library.program("reverse"), alphabet=5).impl
     rng = np.random.default_rng(5)
     cost = program.CHUNK_ELEMENTS
     for top in (1, 3, 64, 101, 300):

@@ -108,20 +108,21 @@ def test_mixed_int_and_float_outputs_are_one_class_per_value(tmp_path):
 
     loaded = load_run(run)
     assert loaded.task.out_classes == task.out_classes
-    assert loaded.model.cfg.n_out == 7  # the classifier has one output per distinct value
+    assert loaded.model.n_out == 7  # the classifier has one output per distinct value
     correct = loaded.correct("aab")
     assert correct == load(src).eval("frac_a", "aab") == [1, 1.0, 2 / 3]
 
 
 def test_zero_layer_program_keeps_its_budget_in_record_and_report(tmp_path):
-    from rasp_hydra.config import ArchConfig, ArchName, ModelConfig
-    from rasp_hydra.job import resolve_budget
+    from rasp_hydra.config import ArchConfig, ArchName, ModelConfig, resolve_model
+    from rasp_hydra.job import skip_reason
 
     task = make_program_task(DOUBLE, "double", alphabet="0..59", max_len=6)
     assert (task.predicted_layers, task.predicted_heads) == (0, 0)
-    budgets = {a: resolve_budget(task, ModelConfig(), ArchConfig(a)) for a in ArchName}
+    budgets = {a: resolve_model(ModelConfig(), ArchConfig(a), (0, 0), 7) for a in ArchName}
     assert (budgets[ArchName.predicted].layers, budgets[ArchName.predicted].heads) == (1, 1)
-    assert all(budgets[a].skipped for a in ArchName if a != ArchName.predicted)
+    assert all(skip_reason(task, ArchConfig(a), budgets[a])
+               for a in ArchName if a != ArchName.predicted)
 
     src = tmp_path / "double.rasp"
     src.write_text(DOUBLE + "\n")

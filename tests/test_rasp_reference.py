@@ -14,25 +14,21 @@ from collections import Counter
 import pytest
 
 from rasp_hydra.rasp import evaluate as batched_evaluate
-from rasp_hydra.rasp import evaluate_batch
+from rasp_hydra.rasp import evaluate_batch, full_s, length, selector_width, selector_width_bos
 from rasp_hydra.rasp.evaluate import _Batch, encode
 from rasp_hydra.rasp.lang import (
     RASPEvalError,
     Select,
     aggregate,
     constant,
-    full_s,
     indicator,
     indices,
-    length,
     map,
     numerical_mean,
     sel_and,
     sel_not,
     sel_or,
     select,
-    selector_width,
-    selector_width_bos,
     sop_and,
     sop_not,
     sop_or,
@@ -369,7 +365,7 @@ def test_random_programs_take_every_primitive_and_strategy(random_runs):
 def test_aggregates_of_every_strategy_equal_the_reference():
     # shallow programs, many of them: one numeric aggregate over a comparison, of small
     # ints (narrow or 100-250 values), True beside ints, wide ints or floats, on short
-    # and long inputs (each strategy; see rasp_hydra.rasp.evaluate.SMALL_INT_RANGE)
+    # and long inputs (each strategy; see rasp_hydra.rasp.aggregates.SMALL_INT_RANGE)
     outcomes = Counter()
     for seed in range(AGGREGATES):
         program, inputs = random_case(seed, aggregate_only=True)

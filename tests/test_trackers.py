@@ -14,8 +14,8 @@ import pytest
 from conftest import TINY, cli, metrics
 
 from rasp_hydra import runs, trackers
+from rasp_hydra.config import ModelConfig
 from rasp_hydra.data import build_splits
-from rasp_hydra.model import ModelConfig
 from rasp_hydra.tasks import get_task
 from rasp_hydra.train import OptimizerConfig, TrainConfig, train
 
@@ -170,7 +170,7 @@ class Broken:
 def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tmp_path, caplog):
     task = get_task("hist_10_bos")
     splits = build_splits(task, sizes={"train": 100, "valid": 20, "test": 20}, max_len=5)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=1, heads=1,
+    cfg = ModelConfig(layers=1, heads=1,
                       d_model=16, ff=32, max_len=6)
     broken = Broken()
     group = trackers.TrackerGroup([trackers.Guarded(broken)])

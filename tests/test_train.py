@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rasp_hydra import runs
+from rasp_hydra.config import ModelConfig
 from rasp_hydra.data import build_splits
-from rasp_hydra.model import ModelConfig
 from rasp_hydra.tasks import get_task
 from rasp_hydra.train import (
     OptimizerConfig,
@@ -27,7 +27,7 @@ def setup(name="reverse_10", n_train=200, max_len=6, layers=1, heads=1, d=16, dr
     task = get_task(name)
     splits = build_splits(task, sizes={"train": n_train, "valid": 40, "test": 40},
                           min_len=1, max_len=max_len)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=layers, heads=heads,
+    cfg = ModelConfig(layers=layers, heads=heads,
                       d_model=d, ff=2 * d, dropout=dropout, max_len=max_len + int(task.bos))
     return task, splits, cfg
 
@@ -192,7 +192,7 @@ def test_hist_10_bos_one_layer_one_head_learns(tmp_path):
     task = get_task("hist_10_bos")
     splits = build_splits(task, sizes={"train": 3000, "valid": 200, "test": 500},
                           min_len=1, max_len=6)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=1, heads=1,
+    cfg = ModelConfig(layers=1, heads=1,
                       d_model=64, ff=128, max_len=7)
     out = train(task, splits, cfg, OptimizerConfig(lr=1e-3), ScheduleConfig(gamma=0.98),
                 TrainConfig(epochs=40, batch_size=50, num_threads=1), tmp_path, log=quiet)

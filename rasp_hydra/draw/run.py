@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rasp_hydra import runs
+from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 from rasp_hydra.draw.figures import draw_layer
 from rasp_hydra.draw.names import safe_name, token_label
 
@@ -21,25 +22,11 @@ class DrawError(Exception):
 
 # ---------------------------------------------------------------------------- run info
 
-def _get(cfg, dotted: str, default=None):
-    """cfg["a"]["b"] for "a.b", on an OmegaConf config or None."""
-    cur = cfg
-    for key in dotted.split("."):
-        if cur is None:
-            return default
-        try:
-            cur = cur.get(key)
-        except AttributeError:
-            return default
-    return default if cur is None else cur
-
-
 def config_summary(model_cfg, run_cfg, metrics: dict, short: bool = False) -> str:
     """The run's config in one line (``short``: for figure titles)."""
-    lr = _get(run_cfg, "optimizer.lr", metrics.get("lr"))
-    gamma = _get(run_cfg, "schedule.gamma", metrics.get("gamma"))
-    arch = _get(run_cfg, "arch.name", metrics.get("arch"))
-    arch = getattr(arch, "value", arch)
+    lr = dotted(run_cfg, "optimizer.lr", metrics.get("lr"))
+    gamma = dotted(run_cfg, "schedule.gamma", metrics.get("gamma"))
+    arch = dotted(run_cfg, "arch.name", metrics.get("arch"))
     if short:
         out = f"L{model_cfg.layers} H{model_cfg.heads} d{model_cfg.d_model}"
         out += f" lr {lr:g}" if lr is not None else ""
@@ -47,17 +34,17 @@ def config_summary(model_cfg, run_cfg, metrics: dict, short: bool = False) -> st
         return out + (f" ({arch})" if arch else "")
     items = [("layers", model_cfg.layers), ("heads", model_cfg.heads),
              ("d_model", model_cfg.d_model), ("ff", model_cfg.ff),
-             ("dropout", model_cfg.dropout), ("positions", model_cfg.positions),
+             ("dropout", model_cfg.dropout), ("positions", model_cfg.positions.value),
              ("max_len", model_cfg.max_len), ("arch", arch),
-             ("optimizer", _get(run_cfg, "optimizer.name", metrics.get("optimizer"))),
+             ("optimizer", dotted(run_cfg, "optimizer.name", metrics.get("optimizer"))),
              ("lr", lr), ("gamma", gamma),
-             ("epochs", _get(run_cfg, "train.epochs")),
-             ("batch_size", _get(run_cfg, "train.batch_size", metrics.get("batch_size"))),
-             ("attn_loss_c", _get(run_cfg, "train.attn_loss_c", metrics.get("attn_loss_c"))),
-             ("seed", _get(run_cfg, "train.seed", metrics.get("seed"))),
-             ("train_size", _get(run_cfg, "lang.train_size")),
-             ("lengths", None if _get(run_cfg, "lang.max_len") is None else
-              f"{_get(run_cfg, 'lang.min_len', 1)}-{_get(run_cfg, 'lang.max_len')}")]
+             ("epochs", dotted(run_cfg, "train.epochs")),
+             ("batch_size", dotted(run_cfg, "train.batch_size", metrics.get("batch_size"))),
+             ("attn_loss_c", dotted(run_cfg, "train.attn_loss_c", metrics.get("attn_loss_c"))),
+             ("seed", dotted(run_cfg, "train.seed", metrics.get("seed"))),
+             ("train_size", dotted(run_cfg, "lang.train_size")),
+             ("lengths", None if dotted(run_cfg, "lang.max_len") is None else
+              f"{dotted(run_cfg, 'lang.min_len', 1)}-{dotted(run_cfg, 'lang.max_len')}")]
     return " ".join(f"{k}={v}" for k, v in items if v is not None)
 
 
@@ -115,7 +102,7 @@ def _check_sequence(task, model, sequence, run_cfg) -> list[str]:
             + f" but the model covers at most {limit} positions"
             + (" (BOS included)" if task.bos else "") + f"; give at most "
             f"{limit - int(task.bos)} tokens.")
-    trained = _get(run_cfg, "lang.max_len")
+    trained = dotted(run_cfg, "lang.max_len")
     if trained is not None and len(body) > int(trained):
         notes.append(f"the sequence is longer than the training sequences (at most "
                      f"{trained} tokens): the model has not seen such lengths")

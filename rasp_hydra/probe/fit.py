@@ -35,16 +35,17 @@ def residual_streams(model, pos: Positions, batch: int = 256) -> list:
             for layer in range(len(parts[0]))]
 
 
-def initial_model(model_cfg, seed: int):
-    """The untrained model a run started from: the Trainer seeds torch with train.seed right
-    before building the Encoder (weights are drawn on the CPU on any device)."""
+def initial_model(trained, seed: int):
+    """The untrained model the run of `trained` started from: the Trainer seeds torch with
+    train.seed right before building the Encoder (weights are drawn on the CPU on any
+    device)."""
     import torch
 
     from rasp_hydra.model import Encoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = Encoder(model_cfg)
+        model = Encoder(trained.cfg, trained.vocab_size, trained.n_out, trained.pad_id)
     return model.eval()
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rasp_hydra import runs
+from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 from rasp_hydra.probe.fit import initial_model, probe_matrix, residual_streams
 from rasp_hydra.probe.output import summary_lines, write_outputs
 from rasp_hydra.probe.program import (
@@ -34,17 +35,9 @@ def _load(run_dir: Path, which: str):
         raise ProbeError(str(e)) from None
 
 
-def _lang_value(run_cfg, key: str, default):
-    lang = run_cfg.get("lang") if run_cfg is not None else None
-    value = lang.get(key) if lang is not None else None
-    return default if value is None else value
-
-
 def _seed(run_dir: Path, run_cfg) -> int:
-    train = run_cfg.get("train") if run_cfg is not None else None
-    if train is not None and train.get("seed") is not None:
-        return int(train.get("seed"))
-    return int(runs.read_metrics(run_dir).get("seed") or 0)
+    seed = dotted(run_cfg, "train.seed")
+    return int(seed if seed is not None else runs.read_metrics(run_dir).get("seed") or 0)
 
 
 def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | None = None,
@@ -62,7 +55,7 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
                          f"at least 2; got {positions}.")
     model, task, run_cfg, used = _load(run_dir, which)
     defaults = LangConfig(family="?")
-    get = lambda key: _lang_value(run_cfg, key, getattr(defaults, key))  # noqa: E731
+    get = lambda key: dotted(run_cfg, f"lang.{key}", getattr(defaults, key))  # noqa: E731
     prog_task = program_task(task, max_len=int(get("max_len")))
     known = program_sops(prog_task)
     if sops:
@@ -79,7 +72,7 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
                                       min_len=int(get("min_len")), max_len=int(get("max_len")))
         limit = int(positions) if split == "train" else int(positions) // 2
         data[split] = sample_positions(task, prog_task, tokens, lengths, limit, seed=0)
-    control = initial_model(model.cfg, _seed(run_dir, run_cfg))
+    control = initial_model(model, _seed(run_dir, run_cfg))
     return {"run_dir": run_dir, "model": model, "control": control, "task": task,
             "prog_task": prog_task, "sops": known, "data": data, "checkpoint": used,
             "run_cfg": run_cfg}

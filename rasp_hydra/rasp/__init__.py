@@ -1,7 +1,8 @@
 """RASP ("Restricted Access Sequence Processing", Weiss et al. 2021) programs: the object
 model and Python API (``lang``), batched evaluation (``evaluate``), compilation to an
-attention budget (``compile``), the paper's programs in Python (``library``), and the
-text syntax of the reference REPL (``parse``, ``interpret``; ``load`` reads a program).
+attention budget (``compile``), the text syntax of the reference REPL (``parse``,
+``interpret``; ``load`` reads a program), and the library's s-ops and the shipped
+programs in the Python API (``library``, built from their ``.rasp`` files).
 
     >>> from rasp_hydra.rasp import tokens, indices, select, aggregate, length, evaluate
     >>> reverse = aggregate(select(indices, length - indices - 1, "=="), tokens)
@@ -12,7 +13,7 @@ text syntax of the reference REPL (``parse``, ``interpret``; ``load`` reads a pr
 import sys
 import types
 
-from .compile import Compiled, compile_program
+from .compile import Budget, Compiled, compile_program
 from .lang import (
     SELECT_OPS,
     Aggregate,
@@ -27,18 +28,14 @@ from .lang import (
     SOp,
     aggregate,
     constant,
-    full_s,
     indicator,
     indices,
-    length,
     map,
     numerical_mean,
     sel_and,
     sel_not,
     sel_or,
     select,
-    selector_width,
-    selector_width_bos,
     sop_and,
     sop_not,
     sop_or,
@@ -90,6 +87,7 @@ __all__ = [
     "selector_width_bos",
     "numerical_mean",
     "Column",
+    "Budget",
     "Compiled",
     "compile_program",
     "evaluate",
@@ -100,9 +98,12 @@ __all__ = [
 ]
 
 
-# Imported on first use: the text side (so the core never depends on it) and the batched
-# evaluator (it imports torch, which loading, compiling and value sets do not need).
+# Imported on first use: the text side (so the core never depends on it), the library's
+# s-ops (built by loading their RASP definitions) and the batched evaluator (it imports
+# torch, which loading, compiling and value sets do not need).
 _LAZY = {"load": "interpret", "Program": "interpret", "RaspSyntaxError": "interpret",
+         "full_s": "library", "length": "library", "selector_width": "library",
+         "selector_width_bos": "library",
          "Column": "evaluate",
          "evaluate": "evaluate", "evaluate_batch": "evaluate"}
 

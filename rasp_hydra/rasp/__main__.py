@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .interpret import Interpreter, Program, Scope, load
-from .lang import RASPError, Select, SOp
+from .lang import ATOM_TYPES, RASPError, Select, SOp
 from .parse import parse
 
 FLOAT_DIGITS = 3  # the REPL shows floats rounded to 3 digits
@@ -80,7 +80,7 @@ def parse_input(text: str) -> str | list:
     scope = Scope(None)
     Interpreter().run(tree, scope, "INPUT")
     value = scope.vars["_input"]
-    if not value or not all(isinstance(v, bool | int | float | str) for v in value):
+    if not value or not all(isinstance(v, ATOM_TYPES) for v in value):
         raise RASPError(f"INPUT {text!r} must be a non-empty list of atoms "
                         "(ints, floats, strings, bools).")
     return value

@@ -18,19 +18,32 @@ two (as the reference, which compares selects by identity), and a select used by
 aggregates on two layers is a head on each. Heads are numbered in creation order. The
 budget is (layers, the most heads of any layer).
 
-    >>> from rasp_hydra.rasp.lang import tokens, indices, select, aggregate, length
+    >>> from rasp_hydra.rasp import tokens, indices, select, aggregate, length
     >>> flip = select(indices, length - indices - 1, "==").named("flip")
     >>> c = compile_program(aggregate(flip, tokens).named("reverse"))
-    >>> c.budget, c.heads, c.head_selects[(1, 0)].name
-    ((2, 1), (1, 1), 'flip')
+    >>> c.budget, c.budget.max_heads, c.head_selects[(1, 0)].name
+    (Budget(layers=2, heads=(1, 1)), 1, 'flip')
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .graph import ancestors
 from .lang import Aggregate, Input, Map, RASPExpr, RASPTypeError, Select, SOp
+
+
+class Budget(NamedTuple):
+    """What a program costs: attention layers and heads per layer; a model needs
+    ``layers`` layers of ``max_heads`` heads."""
+
+    layers: int
+    heads: tuple[int, ...]
+
+    @property
+    def max_heads(self) -> int:
+        return max(self.heads, default=0)
 
 
 def depths(outputs) -> dict[int, int]:
@@ -67,8 +80,8 @@ class Compiled:
     depth: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
-    def budget(self) -> tuple[int, int]:
-        return self.layers, max(self.heads, default=0)
+    def budget(self) -> Budget:
+        return Budget(self.layers, tuple(self.heads))
 
     def layer_of(self, node: RASPExpr) -> int:
         """The 0-based layer computing ``node`` (-1: the embedding)."""
@@ -77,9 +90,9 @@ class Compiled:
     def describe(self) -> str:
         """A few lines: the budget, then per layer its heads' selects and its s-ops."""
         names = ", ".join(o.name for o in self.outputs)
-        layers, heads = self.budget
         per = "/".join(str(h) for h in self.heads) or "-"
-        lines = [f"{names}: {layers} layers, {heads} heads (heads per layer {per})"]
+        lines = [f"{names}: {self.layers} layers, {self.budget.max_heads} heads (heads per "
+                 f"layer {per})"]
         for layer in range(-1, self.layers):
             sops = ", ".join(s.name for s in self.sops_by_layer.get(layer, []))
             if layer == -1:

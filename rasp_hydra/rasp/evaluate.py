@@ -16,7 +16,7 @@ queries: numbers numerically, strings by code point), so nothing is O(n^2) bytes
 Selector and/or/not are bitwise ops on the words. An aggregate counts the selected keys
 with a popcount, takes the one selected key's value where there is one (type kept), the
 default where there is none, and the mean ``sum * 1.0 / count`` (float64) where there
-are several, by one of three strategies (the same values; see ``SMALL_INT_RANGE``): by
+are several, by one of three strategies (the same values; see ``aggregates``): by
 (sum, count) pairs, by exact integer sums of bit planes, or by a float64 product with
 the unpacked selection. A computation written twice (the same select, or the same
 function of the same s-ops) is evaluated once per batch.
@@ -35,19 +35,29 @@ values it can differ from the reference's left-to-right sum in the last bit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from .aggregates import Aggregates
+from .columns import (
+    ALL,
+    Column,
+    lookup,
+    pack,
+    popcount,
+    single_index,
+    unique_inverse,
+    unpack,
+)
 from .graph import ancestors
 from .lang import (
+    ATOM_TYPES,
+    CONVERSIONS,
     SELECT_OPS,
     Aggregate,
     Input,
     Map,
-    RASPAggregateError,
     RASPError,
     RASPEvalError,
     RASPExpr,
@@ -57,24 +67,15 @@ from .lang import (
 )
 from .values import intern, value_key
 
-ATOM_TYPES = (bool, int, float, str)
-PRODUCT_LIMIT = 4096  # an elementwise op tabulates all combinations of up to this many
-# (and of at most a quarter of the batch's positions: small batches take distinct ones)
-# An aggregate takes one of three strategies, by its values (methods of ``_Batch``):
-# - ``aggregate_by_pairs``: ints spanning fewer than SMALL_INT_RANGE values, one table
-#   entry per int, while the table of possible (sum, count) pairs is small (the usual
-#   case: tokens, counts, indicators of short inputs): one bincount, one lookup;
-# - ``aggregate_by_int_sums``: the other small ints (True beside 1 in one table, or long
-#   inputs): exact sums from popcounts of the values' bit planes;
-# - ``aggregate_by_float_product``: any other values (strings, floats, ints over a wide
-#   range): the selection unpacked to float64 times the values, only where a query
-#   selects several keys.
-SMALL_INT_RANGE = 256  # ints spanning fewer values sum exactly by at most 8 bit planes:
-# 8 popcounts of a query's W words, less work than unpacking its n keys for a product
-PAIR_TABLE_PER_POSITION = 4  # the pairs strategy bincounts every possible (sum, count),
-PAIR_TABLE_MIN = 65536  # (max - min) * n * (n + 1) keys: worth it while they are at most
-# a few per position of the batch, or few anyway (65536 int64: 512 KiB)
-_CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
+# An elementwise op with several inputs codes the tuples of their values: it tabulates
+# every combination of the values (no unique needed, but the function runs on each) while
+# there are at most PRODUCT_LIMIT combinations and at most one per POSITIONS_PER_PRODUCT
+# positions of the batch (or PRODUCT_MIN, however small the batch), so that the function
+# is not run on many combinations that never occur; otherwise it finds the distinct
+# tuples that do occur (a unique over the positions).
+PRODUCT_LIMIT = 4096
+POSITIONS_PER_PRODUCT = 4
+PRODUCT_MIN = 64
 # a select's comparison of (key, query) as the torch op applied to (query, key)
 _FLIPPED = {"==": torch.eq, "!=": torch.ne, "<": torch.gt, ">": torch.lt, "<=": torch.ge,
             ">=": torch.le}
@@ -84,104 +85,7 @@ def _show(v: Any) -> str:
     return repr(v)
 
 
-@dataclass
-class Column:
-    """An s-op's values on a batch: ``table[codes[b, i]]`` at real positions."""
-
-    codes: torch.Tensor
-    table: list
-
-    def values(self, lengths: torch.Tensor) -> list[list]:
-        """The values of each row as Python lists (without padding)."""
-        return [[self.table[c] for c in row[: int(m)]]
-                for row, m in zip(self.codes.tolist(), lengths.tolist(), strict=True)]
-
-
-def unique_inverse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.unique(x, return_inverse=True)`` for a 1-d integer tensor; by counting
-    when the values span a small range (several times faster than sorting)."""
-    if x.numel() == 0:
-        return x.new_zeros(0), x.new_zeros(0)
-    lo, hi = int(x.min()), int(x.max())
-    if hi - lo > 4 * x.numel() + 1024:
-        return torch.unique(x, return_inverse=True)
-    present = torch.bincount(x - lo, minlength=hi - lo + 1) > 0
-    rank = present.cumsum(0) - 1
-    return present.nonzero()[:, 0] + lo, rank[x - lo]
-
-
-# Selections are packed: bit k % 64 of word k // 64 of a query's row says whether key k
-# is selected, so a [B, n, n] selection is an int64 tensor [B, n, ceil(n / 64)] (and
-# broadcasts: [B, 1, W] when no query matters, [B, n, 1] holding 0 or ALL when no key does).
-ALL = -1  # every bit of a word
-_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
-_BYTES = 0x0101010101010101
-_np_bitwise_count = getattr(np, "bitwise_count", None)
-
-
-def popcount(words: torch.Tensor) -> torch.Tensor:
-    """Set bits of each row of int64 words [..., W] -> int64 [...]: numpy's
-    ``bitwise_count`` (numpy >= 2, a machine instruction), else SWAR arithmetic (wrapping
-    int64 arithmetic is two's complement). The W words are added one by one (W is small,
-    and a reduction over a short last dimension is slow)."""
-    if _np_bitwise_count is not None:
-        per_word = torch.from_numpy(_np_bitwise_count(words.contiguous().numpy().view(
-            np.uint64)))
-    else:
-        x = words - ((words >> 1) & _M1)
-        x = (x & _M2) + ((x >> 2) & _M2)
-        x = (x + (x >> 4)) & _M4
-        per_word = ((x * _BYTES) >> 56) & 0xFF
-    out = per_word[..., 0]
-    if per_word.shape[-1] * 64 > 255:  # the sum may not fit a byte
-        out = out.long()
-    for w in range(1, per_word.shape[-1]):
-        out = out + per_word[..., w]
-    return out.long()
-
-
-def pack(bits: torch.Tensor) -> torch.Tensor:
-    """BoolTensor[..., n] -> int64 [..., ceil(n / 64)] (bytes of a word are little-endian)."""
-    n = bits.shape[-1]
-    W = -(-n // 64)
-    padded = torch.zeros(*bits.shape[:-1], W * 64, dtype=torch.uint8)
-    padded[..., :n] = bits
-    by = (padded.view(*bits.shape[:-1], W * 8, 8) << torch.arange(8, dtype=torch.uint8)).sum(
-        -1, dtype=torch.uint8)
-    return by.view(torch.int64)
-
-
-def lookup(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """``values[codes]`` for a 1-d ``values`` (``index_select`` is several times faster
-    than advanced indexing; codes broadcast over rows are looked up once)."""
-    if codes.dim() == 2 and codes.shape[0] > 1 and codes.stride(0) == 0:
-        return lookup(values, codes[:1]).expand(codes.shape)
-    return values.index_select(0, codes.reshape(-1)).view(codes.shape)
-
-
-_BYTE_BITS = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).bool()  # [256, 8]
-
-
-def unpack(words: torch.Tensor, n: int) -> torch.Tensor:
-    """int64 [..., W] -> BoolTensor[..., n] (bytes of a word are little-endian)."""
-    by = words.contiguous().view(torch.uint8)  # [..., W * 8]
-    bits = _BYTE_BITS.index_select(0, by.reshape(-1).long()).view(*by.shape, 8)
-    return bits.reshape(*words.shape[:-1], words.shape[-1] * 64)[..., :n]
-
-
-def single_index(words: torch.Tensor) -> torch.Tensor:
-    """For packed rows with exactly one bit set, its index (anything for other rows)."""
-    if words.shape[-1] == 1:
-        word, base = words, 0
-    else:
-        w_idx = (words != 0).to(torch.uint8).max(-1).indices
-        word, base = words.gather(-1, w_idx[..., None]), w_idx * 64
-    # a word with only bit b set, minus one, has exactly the bits below b set (bit 63:
-    # int64 wraps from the minimum to the maximum, 63 bits)
-    return base + popcount(word - 1)
-
-
-class _Batch:
+class _Batch(Aggregates):
     """One batch being evaluated: masks and the cache of evaluated nodes."""
 
     def __init__(self, ids: torch.Tensor, lengths: torch.Tensor, input_values: Sequence):
@@ -262,7 +166,7 @@ class _Batch:
         B, n = self.ids.shape
         if node.kind == "indices":
             return Column(torch.arange(n).expand(B, n), list(range(n)))
-        convert = _CONVERT[node.kind]
+        convert = CONVERSIONS[node.kind]
         try:  # every input value, else only those that occur
             col = Column(torch.where(self.real, self.ids, 0), self.input_values)
             table = [convert(v) for v in col.table]
@@ -299,7 +203,8 @@ class _Batch:
             m = len(col.table)
             if m == 1:  # one value (e.g. a constant): nothing to combine per position
                 tuples = [t + (col.table[0],) for t in tuples]
-            elif len(tuples) * m <= min(PRODUCT_LIMIT, max(64, codes.numel() // 4)):
+            elif len(tuples) * m <= min(PRODUCT_LIMIT, max(
+                    PRODUCT_MIN, codes.numel() // POSITIONS_PER_PRODUCT)):
                 codes = codes * m + col_codes
                 tuples = [t + (v,) for t in tuples for v in col.table]
             else:
@@ -430,163 +335,6 @@ class _Batch:
         return (lookup(rank_t[: len(k.table)], k.codes),
                 lookup(rank_t[len(k.table):].contiguous(), q.codes))
 
-    def aggregate(self, node: Aggregate) -> Column:
-        """Per query: the default if no key is selected, the key's value if one is, the
-        mean if several are; picks the strategy (see ``SMALL_INT_RANGE``)."""
-        col = self.cache[id(node.sop)]
-        B, n = col.codes.shape
-        sel = self.cache[id(node.select)] & self.key_mask  # [B, n or 1, W]
-        sel = sel.expand(B, sel.shape[1], self.W)
-        count = popcount(sel)  # [B, n or 1]
-        ints = [int(v) for v in col.table if isinstance(v, bool | int)]
-        if len(ints) < len(col.table) or max(ints) - min(ints) >= SMALL_INT_RANGE:
-            return self.aggregate_by_float_product(node, col, sel, count)
-        lo, hi = min(ints), max(ints)
-        sums = self.bit_plane_sums(col, sel, lo, hi)
-        # one table entry per int value (no True beside 1): an int sum names its entry
-        one_per_int = len(set(ints)) == len({value_key(v) for v in col.table})
-        if one_per_int and (hi - lo) * n * (n + 1) <= (PAIR_TABLE_PER_POSITION * B * n
-                                                       + PAIR_TABLE_MIN):
-            return self.aggregate_by_pairs(node, col, sums, count, lo)
-        return self.aggregate_by_int_sums(node, col, sel, sums, count, lo, one_per_int)
-
-    def bit_plane_sums(self, col: Column, sel: torch.Tensor, lo: int, hi: int
-                       ) -> torch.Tensor:
-        """Per query, the exact sum of (value - lo) over the selected keys: the popcount
-        of the selection and each bit plane of the values, shifted to its bit."""
-        w = lookup(torch.tensor([int(v) - lo for v in col.table]), col.codes)
-        rows = w[:1] if w.stride(0) == 0 else w  # positional values: one row
-        sums = None
-        for bit in range((hi - lo).bit_length()):
-            plane = pack(((rows >> bit) & 1).bool())[:, None, :]
-            part = popcount(sel & plane)
-            sums = part if sums is None else sums + (part << bit)
-        if sums is None:  # one value: every selected key adds 0
-            sums = torch.zeros(sel.shape[:2], dtype=torch.long)
-        return sums
-
-    def aggregate_by_int_sums(self, node: Aggregate, col: Column, sel: torch.Tensor,
-                              sums: torch.Tensor, count: torch.Tensor, lo: int,
-                              one_per_int: bool) -> Column:
-        """Small ints, from their exact sums: one selected key's value is the sum (looked
-        up in the table when it has one entry per int, else gathered at the key); the
-        means of the distinct (sum, count) pairs at queries selecting several."""
-        B, n = col.codes.shape
-        T = len(col.table)
-        total = sums + lo * count if lo else sums
-        if one_per_int:
-            ints = [int(v) for v in col.table]
-            lut = torch.zeros(max(ints) - lo + 1, dtype=torch.long)
-            lut[torch.tensor(ints) - lo] = torch.arange(T)
-            single = lookup(lut, (total - lo).clamp(0, len(lut) - 1))
-        else:
-            single = self.one_key_codes(col, sel)
-        codes, count, many = self.none_or_one(node, col, count, single)
-        table = col.table + [node.default]
-        if bool(many.any()):
-            self.check_numeric(node, col, many, count)
-            total = total.expand(B, n)
-            lo_total = int(total.min())
-            key = (total - lo_total) * (n + 1) + count
-            fill = key.view(-1)[many.view(-1).to(torch.uint8).argmax()]
-            pairs, inv = unique_inverse(torch.where(many, key, fill).view(-1))
-            means = ((pairs // (n + 1) + lo_total).to(torch.float64) / (pairs % (n + 1))
-                     ).tolist()
-            codes = torch.where(many, T + 1 + inv.view(B, n), codes)
-            table = table + means
-        out = self.dedupe(codes, table)
-        self.check_sequence_types(node, out)
-        return out
-
-    def aggregate_by_float_product(self, node: Aggregate, col: Column, sel: torch.Tensor,
-                                   count: torch.Tensor) -> Column:
-        """Any values: one selected key's value gathered at the key; where a query
-        selects several, the sum of the float64 values times the unpacked selection (a
-        batched matrix product), and the distinct means."""
-        B, n = col.codes.shape
-        codes, count, many = self.none_or_one(node, col, count, self.one_key_codes(col, sel))
-        table = col.table + [node.default]
-        if bool(many.any()):
-            self.check_numeric(node, col, many, count)
-            vals = torch.tensor([0.0 if isinstance(v, str) else float(v)  # unused here
-                                 for v in col.table], dtype=torch.float64)
-            dense = unpack(sel, n).to(torch.float64)
-            total = torch.bmm(dense, lookup(vals, col.codes)[:, :, None])[..., 0]
-            total = total.expand(B, n)
-            uniq, inv = torch.unique(total[many] / count[many], return_inverse=True)
-            codes = codes.clone()
-            codes[many] = len(col.table) + 1 + inv
-            table = table + uniq.tolist()
-        out = self.dedupe(codes, table)
-        self.check_sequence_types(node, out)
-        return out
-
-    def one_key_codes(self, col: Column, sel: torch.Tensor) -> torch.Tensor:
-        """Per query selecting one key, that key's code (anything elsewhere)."""
-        B, n = col.codes.shape
-        first = single_index(sel).clamp(0, n - 1)
-        first = first.expand(B, n) if first.shape[1] == 1 else first
-        return col.codes.gather(1, first)
-
-    def none_or_one(self, node: Aggregate, col: Column, count: torch.Tensor,
-                    single: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Codes into ``col.table + [default]``: the default where a query selects no key
-        (padded queries too), ``single`` where one; the count per query (0 at padding);
-        where several are selected."""
-        B, n = col.codes.shape
-        count = torch.where(self.real, count.expand(B, n), 0)
-        codes = torch.where(count == 0, len(col.table), single.expand(B, n))
-        return codes, count, count > 1
-
-    def aggregate_by_pairs(self, node: Aggregate, col: Column, sums: torch.Tensor,
-                           count: torch.Tensor, lo: int) -> Column:
-        """Small ints, one table entry per int value: the result at a query is a function
-        of (sum of value - lo, count) alone, so the pairs that occur are counted in one
-        pass, each gets its table entry (the default for no key, the one key's value, the
-        mean of several), and one lookup gives every position its code."""
-        B, n = col.codes.shape
-        pad = sums.new_tensor((max(int(v) for v in col.table) - lo) * n * (n + 1) + n + 1)
-        key = torch.where(self.real, sums * (n + 1) + count, pad)  # padding: its own key
-        present = torch.bincount(key.view(-1), minlength=int(pad) + 1)[:-1].nonzero()[:, 0]
-        pair_sum, pair_count = present // (n + 1), present % (n + 1)
-        many = pair_count > 1
-        if bool(many.any()) and any(isinstance(v, str | bool) for v in col.table):
-            self.check_numeric(node, col, key.remainder(n + 1) > 1, key.remainder(n + 1))
-        by_int = {int(v): v for v in col.table}
-        means = ((pair_sum + lo * pair_count).to(torch.float64)
-                 / pair_count.clamp(min=1)).tolist()
-        values = [node.default if c == 0 else by_int[s + lo] if c == 1 else m
-                  for s, c, m in zip(pair_sum.tolist(), pair_count.tolist(), means,
-                                     strict=True)]
-        if not values:
-            values = [node.default]
-        out = self.dedupe(torch.arange(len(values)), values)
-        lut = torch.zeros(int(pad) + 1, dtype=torch.long)
-        lut[present] = out.codes[: len(present)]
-        out = Column(lookup(lut, key), out.table)
-        self.check_sequence_types(node, out)
-        return out
-
-    def check_numeric(self, node: Aggregate, col: Column, many: torch.Tensor,
-                      count: torch.Tensor) -> None:
-        """The reference averages several keys only if the whole sequence is numbers
-        (ints and floats, bools mixed in allowed; strings or all-bools are an error)."""
-        if not any(isinstance(v, str | bool) for v in col.table):
-            return
-        is_str = lookup(torch.tensor([isinstance(v, str) for v in col.table]), col.codes)
-        is_bool = lookup(torch.tensor([isinstance(v, bool) for v in col.table]), col.codes)
-        bad = (is_str & self.real).any(1) | (is_bool | ~self.real).all(1)
-        bad &= many.any(1)
-        if bool(bad.any()):
-            b = int(bad.nonzero()[0, 0])
-            q = int(many[b].nonzero()[0, 0])
-            vals = [col.table[c] for c in col.codes[b, : int(self.lengths[b])].tolist()]
-            raise RASPAggregateError(
-                f"The aggregate {node.name!r} averages several keys (query {q} selects "
-                f"{int(count[b, q])}) of the non-numeric "
-                f"s-op {node.sop.name!r} on input {self.describe_row(b)}: {vals}. "
-                "Several selected keys are averaged, which needs numbers (not strings, not "
-                "only bools); select exactly one key per query to move other values.")
 
 
 def structure(node: RASPExpr, cache: dict) -> tuple:
@@ -674,4 +422,5 @@ def evaluate(expr: RASPExpr, inp: Sequence) -> list:
 
 
 __all__ = ["Column", "RASPError", "evaluate", "evaluate_batch", "encode", "ancestors",
-           "value_key", "SELECT_OPS"]
+           "value_key", "SELECT_OPS", "lookup", "pack", "popcount", "single_index",
+           "unique_inverse", "unpack"]

@@ -51,162 +51,32 @@ s-op operations themselves):
 
 from __future__ import annotations
 
-import difflib
-import operator
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from lark import Token, Tree
+from lark import Tree
 
 from . import lang
+from .compile import Budget, Compiled, compile_program
+from .expressions import Expressions
 from .lang import RASPError, RASPTypeError, Select, SOp
 from .parse import RaspSyntaxError, parse
-
-LIBRARY_PATH = Path(__file__).with_name("rasplib.rasp")
-BUILTINS: dict[str, Any] = {
-    "tokens_str": lang.tokens_str, "tokens_int": lang.tokens_int,
-    "tokens_float": lang.tokens_float, "tokens_bool": lang.tokens_bool,
-    "tokens_asis": lang.tokens_asis, "indices": lang.indices, "True": True, "False": False,
-}
-# Names no program may assign (the reference's reserved words that are not keywords).
-RESERVED = frozenset(BUILTINS) | {"out", "range", "zip", "len", "get"}
-ATOM_TYPES = (bool, int, float, str)
-
-BINARY_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-    "%": operator.mod, "^": operator.pow, "==": operator.eq, "!=": operator.ne,
-    "<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge,
-}
+from .scope import (
+    BUILTINS,
+    RESERVED,
+    RaspFunction,
+    RASPNameError,
+    RASPProgramError,
+    Scope,
+    describe,
+    name_of,
+)
+from .source import LIBRARY_PATH, RASPLoadError, is_source, read_source
 
 
-class RASPNameError(RASPError):
-    """A name that is not defined, or one that may not be assigned."""
-
-
-class RASPLoadError(RASPError):
-    """A ``load`` whose file cannot be found or read, or that loads itself."""
-
-
-class RASPProgramError(RASPError):
-    """An error while running a program, with the file and line of the statement."""
-
-    def __init__(self, message: str, where: str):
-        super().__init__(f"{where}: {message}")
-        self.message, self.where = message, where
-
-
-def is_atom(value: Any) -> bool:
-    return isinstance(value, ATOM_TYPES)
-
-
-def describe(value: Any) -> str:
-    """A value as error messages show it: its kind and (short) text."""
-    if isinstance(value, SOp):
-        return f"the s-op {value.name!r}"
-    if isinstance(value, Select):
-        return f"the selector {value.name!r}"
-    if isinstance(value, RaspFunction):
-        return f"the function {value.name!r}"
-    if isinstance(value, str):
-        return f'the string "{value}"'
-    if isinstance(value, bool):
-        return f"the bool {value}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    text = repr(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"the {type(value).__name__} {text}"
-
-
-# ----------------------------------------------------------------------------- scopes
-
-class Scope:
-    """Names of one file, function call or comprehension. ``export_to``: the loader's
-    scope, which also receives every non-private name assigned here (a loaded file)."""
-
-    def __init__(self, parent: Scope | None, reserved: frozenset[str] = RESERVED,
-                 export_to: Scope | None = None, path: Path | None = None,
-                 own_file: bool = False):
-        self.vars: dict[str, Any] = {}
-        self.parent, self.reserved, self.export_to = parent, reserved, export_to
-        # a file's scope has its own path (None: source text, loads from the current
-        # directory); function and comprehension scopes use their file's
-        self.path = path if own_file or parent is None else parent.path
-
-    def lookup(self, name: str) -> Any:
-        scope = self
-        while scope is not None:
-            if name in scope.vars:
-                return scope.vars[name]
-            scope = scope.parent
-        raise RASPNameError(self._unknown(name))
-
-    def visible_names(self) -> set[str]:
-        names, scope = set(), self
-        while scope is not None:
-            names |= set(scope.vars)
-            scope = scope.parent
-        return names
-
-    def _unknown(self, name: str) -> str:
-        close = difflib.get_close_matches(name, sorted(self.visible_names()), n=3)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        if name.startswith("_"):
-            hint += (" Names starting with '_' are private to the file that defines them"
-                     " (a load does not export them).")
-        return f"Unknown name {name!r}.{hint}"
-
-    def assign(self, name: str, value: Any, rename: bool = False) -> None:
-        """Bind ``name``; ``rename``: an assignment statement, which also names an s-op or
-        selector (parameters and loop names do not, as in the REPL)."""
-        if name in self.reserved:
-            raise RASPNameError(
-                f"Cannot assign {name!r}: it is a built-in or library name (reserved: "
-                "tokens_str/int/float/bool/asis, indices, True, False, out, range, zip, len,"
-                " get and the library's names). Use another name, or assign it inside a "
-                "function, where library names may be shadowed.")
-        if rename and isinstance(value, SOp | Select) and not isinstance(value, lang.Input):
-            value.name = name  # the REPL's setname: the last assignment names it
-        self.vars[name] = value
-        if self.export_to is not None and not name.startswith("_"):
-            self.export_to.assign(name, value)
-
-
-# ----------------------------------------------------------------------------- functions
-
-@dataclass
-class RaspFunction:
-    """A ``def``: called with a fresh scope inside the scope it was defined in."""
-
-    name: str
-    params: list[str]
-    body: list[Tree]
-    returns: Tree
-    scope: Scope
-    source_name: str = "<source>"  # the file it is defined in, for error messages
-
-    def __str__(self) -> str:
-        return f"function {self.name}({', '.join(self.params)})"
-
-
-class Budget(NamedTuple):
-    """What an s-op costs: attention layers and heads per layer (the max is the budget)."""
-
-    layers: int
-    heads: tuple[int, ...]
-
-    @property
-    def max_heads(self) -> int:
-        return max(self.heads, default=0)
-
-
-# ----------------------------------------------------------------------------- the interpreter
-
-class Interpreter:
-    """Runs parsed statements. One per program: the ``in`` operator's full select and
-    the load stack are per program."""
+class Interpreter(Expressions):
+    """Runs parsed statements (the expressions are ``Expressions``'). One per program:
+    the ``in`` operator's full select and the load stack are per program."""
 
     def __init__(self):
         self._in_full_s: Select | None = None
@@ -308,267 +178,6 @@ class Interpreter:
         finally:
             self._loading.pop()
 
-    # --- expressions
-    def expr(self, node: Tree | Token, scope: Scope) -> Any:
-        return getattr(self, "e_" + node.data)(node, scope)
-
-    def e_var(self, node, scope):
-        return scope.lookup(str(node.children[0]))
-
-    def e_int_(self, node, scope):
-        return int(node.children[0])
-
-    def e_float_(self, node, scope):
-        return float(node.children[0])
-
-    def e_string(self, node, scope):
-        return str(node.children[0])[1:-1]
-
-    def e_list_(self, node, scope):
-        exprs = node.children[0]
-        return [] if exprs is None else [self.expr(e, scope) for e in exprs.children]
-
-    def e_dict_(self, node, scope):
-        out = {}
-        for pair in node.children:
-            if pair is None:
-                continue
-            out[self.dict_key(pair.children[0], scope)] = self.expr(pair.children[1], scope)
-        return out
-
-    def dict_key(self, node, scope):
-        key = self.expr(node, scope)
-        if not is_atom(key):
-            raise RASPTypeError(f"Dict keys must be atoms (int, float, str, bool), got "
-                                f"{describe(key)}.")
-        return key
-
-    def comprehension(self, names, iterable, scope, make):
-        items = self.expr(iterable, scope)
-        if not isinstance(items, list | dict):
-            raise RASPTypeError(f"A comprehension goes over a list or dict, got "
-                                f"{describe(items)}.")
-        names = [str(t) for t in names.children]
-        out = []
-        for item in list(items):
-            inner = Scope(scope, reserved=frozenset(RESERVED))
-            self.bind(names, item, inner)
-            out.append(make(inner))
-        return out
-
-    def e_listcomp(self, node, scope):
-        val, names, iterable = node.children
-        return self.comprehension(names, iterable, scope, lambda s: self.expr(val, s))
-
-    def e_dictcomp(self, node, scope):
-        key, val, names, iterable = node.children
-        pairs = self.comprehension(
-            names, iterable, scope, lambda s: (self.dict_key(key, s), self.expr(val, s)))
-        return dict(pairs)
-
-    def e_range_(self, node, scope):
-        args = [self.expr(e, scope) for e in node.children[1].children]
-        if not 1 <= len(args) <= 3 or not all(
-                isinstance(a, int) and not isinstance(a, bool) for a in args):
-            raise RASPTypeError(f"range takes 1 to 3 ints, got "
-                                f"{', '.join(describe(a) for a in args)}.")
-        return list(range(*args))
-
-    def e_zip_(self, node, scope):
-        lists = [self.expr(e, scope) for e in node.children[1].children]
-        for i, v in enumerate(lists):
-            if not isinstance(v, list):
-                raise RASPTypeError(f"zip takes lists; argument {i + 1} is {describe(v)}.")
-        if len({len(v) for v in lists}) > 1:
-            raise RASPTypeError(f"zip takes lists of one length, got lengths "
-                                f"{[len(v) for v in lists]}.")
-        return [list(t) for t in zip(*lists, strict=True)]
-
-    def e_len_(self, node, scope):
-        value = self.expr(node.children[1], scope)
-        if not isinstance(value, list):
-            raise RASPTypeError(f"len takes a list, got {describe(value)}.")
-        return len(value)
-
-    def e_select(self, node, scope):
-        _, keys, queries, op = node.children
-        keys, queries = self.expr(keys, scope), self.expr(queries, scope)
-        for role, v in (("keys", keys), ("queries", queries)):
-            if not (isinstance(v, SOp) or is_atom(v)):
-                raise RASPTypeError(f"select's {role} must be an s-op or an atom, got "
-                                    f"{describe(v)}.")
-        return lang.select(keys, queries, str(op))
-
-    def e_aggregate(self, node, scope):
-        _, sel, values, default = node.children
-        sel, values = self.expr(sel, scope), self.expr(values, scope)
-        default = None if default is None else self.expr(default, scope)
-        if not isinstance(sel, Select):
-            raise RASPTypeError(f"aggregate's first argument must be a selector, got "
-                                f"{describe(sel)}.")
-        if not (isinstance(values, SOp) or is_atom(values)):
-            raise RASPTypeError(f"aggregate's second argument must be an s-op (or an atom), "
-                                f"got {describe(values)}.")
-        if default is not None and not is_atom(default):
-            raise RASPTypeError(f"aggregate's default must be an atom, got {describe(default)}.")
-        return lang.aggregate(sel, values, default)
-
-    def e_round_(self, node, scope):
-        value = self.expr(node.children[1], scope)
-        if isinstance(value, SOp):
-            return lang.map(round, value, name=f"round({value.name})")
-        if isinstance(value, int | float):
-            return round(value)
-        raise RASPTypeError(f"round takes a number or an s-op, got {describe(value)}.")
-
-    def e_indicator(self, node, scope):
-        value = self.expr(node.children[1], scope)
-        if not isinstance(value, SOp):
-            raise RASPTypeError(f"indicator takes an s-op, got {describe(value)}.")
-        return lang.indicator(value)
-
-    def e_unop(self, node, scope):
-        op, operand = str(node.children[0]), self.expr(node.children[1], scope)
-        if op == "not":
-            if isinstance(operand, Select):
-                return lang.sel_not(operand)
-            if isinstance(operand, SOp):
-                return lang.sop_not(operand)
-            return not operand
-        fn = operator.neg if op == "-" else operator.pos
-        if isinstance(operand, SOp):
-            return lang.map(fn, operand, name=f"({op}{operand.name})")
-        return self.python(fn, op, operand)
-
-    def python(self, fn, op, *args):
-        if any(isinstance(a, Select | RaspFunction) for a in args) or not all(
-                is_atom(a) or isinstance(a, list | dict) for a in args):
-            raise RASPTypeError(f"Cannot apply {op} to "
-                                f"{' and '.join(describe(a) for a in args)}.")
-        try:
-            return fn(*args)
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
-            raise RASPTypeError(f"Cannot apply {op} to "
-                                f"{' and '.join(describe(a) for a in args)} ({err}).") from None
-
-    def e_binop(self, node, scope):
-        left, op, right = node.children
-        op = str(op)
-        left, right = self.expr(left, scope), self.expr(right, scope)
-        sel_l, sel_r = isinstance(left, Select), isinstance(right, Select)
-        if op in ("and", "or"):
-            if sel_l or sel_r:
-                if not (sel_l and sel_r):
-                    raise RASPTypeError(f"Cannot apply {op} between a selector and "
-                                        f"something else ({describe(left)}, {describe(right)}).")
-                return (lang.sel_and if op == "and" else lang.sel_or)(left, right)
-            if isinstance(left, SOp) or isinstance(right, SOp):
-                self.check_elementwise(op, left, right)
-                return (lang.sop_and if op == "and" else lang.sop_or)(left, right)
-            return left and right if op == "and" else left or right
-        if sel_l or sel_r:
-            raise RASPTypeError(f"Cannot apply {op} to a selector ({describe(left)}, "
-                                f"{describe(right)}); selectors combine with and/or/not.")
-        fn = BINARY_OPS[op]
-        if isinstance(left, SOp) or isinstance(right, SOp):
-            self.check_elementwise(op, left, right)
-            return lang.map(fn, left, right, name=f"({name_of(left)} {op} {name_of(right)})")
-        return self.python(fn, op, left, right)
-
-    def check_elementwise(self, op, *operands):
-        for v in operands:
-            if not (isinstance(v, SOp) or is_atom(v)):
-                raise RASPTypeError(f"Cannot apply {op} elementwise to {describe(v)}: "
-                                    "an s-op combines with s-ops and atoms only.")
-
-    def e_ternary(self, node, scope):
-        yes, cond, no = node.children
-        c = self.expr(cond, scope)
-        if isinstance(c, Select):
-            raise RASPTypeError(f"The condition of 'x if c else y' cannot be a selector "
-                                f"({describe(c)}).")
-        if isinstance(c, SOp):
-            x, y = self.expr(yes, scope), self.expr(no, scope)
-            self.check_elementwise("'if ... else'", x, y)
-            return lang.where(c, x, y)
-        return self.expr(yes, scope) if c else self.expr(no, scope)
-
-    def e_contains(self, node, scope):
-        item, container = self.expr(node.children[0], scope), self.expr(node.children[1], scope)
-        if isinstance(item, SOp):
-            if not isinstance(container, list) or not all(is_atom(v) for v in container):
-                raise RASPTypeError(f"'s in X' with an s-op s needs X to be a list of atoms, "
-                                    f"got {describe(container)}.")
-            members = list(container)
-            return lang.map(lambda v: v in members, item,
-                            name=f"({item.name} in {describe(container)})")
-        if is_atom(item):
-            if isinstance(container, list):
-                return item in [v for v in container if not isinstance(v, SOp | Select)]
-            if isinstance(container, SOp):
-                if self._in_full_s is None:
-                    self._in_full_s = lang.select(1, 1, "==", name="full (for 'in')")
-                found = lang.aggregate(self._in_full_s,
-                                       lang.map(lambda v: int(v == item), container))
-                return lang.map(lambda f: f > 0, found, name=f"({item!r} in {container.name})")
-            raise RASPTypeError(f"'a in X' with an atom a needs X to be a list or an s-op, got "
-                                f"{describe(container)}.")
-        raise RASPTypeError(f"'a in X' needs a to be an s-op or an atom, got {describe(item)}.")
-
-    def e_index(self, node, scope):
-        target, index = self.expr(node.children[0], scope), self.expr(node.children[1], scope)
-        if isinstance(target, list | str):
-            kind = "list" if isinstance(target, list) else "string"
-            items = list(target) if isinstance(target, list) else target
-
-            def at(i):
-                if not isinstance(i, int) or isinstance(i, bool):
-                    raise RASPTypeError(f"A {kind} index must be an int, got {describe(i)}.")
-                if not -len(items) <= i < len(items):
-                    raise RASPTypeError(f"Index {i} is out of range for a {kind} of length "
-                                        f"{len(items)}.")
-                return items[i]
-            if isinstance(index, SOp):
-                return lang.map(at, index, name=f"{kind}[{index.name}]")
-            return at(index)
-        if isinstance(target, dict):
-            table = dict(target)
-
-            def get(k):
-                if k not in table:
-                    raise RASPTypeError(f"Key {describe(k)} is not in the dict (keys: "
-                                        f"{list(table)[:10]}).")
-                return table[k]
-            if isinstance(index, SOp):
-                return lang.map(get, index, name=f"dict[{index.name}]")
-            if not is_atom(index):
-                raise RASPTypeError(f"A dict index must be an atom or an s-op, got "
-                                    f"{describe(index)}.")
-            return get(index)
-        if isinstance(target, SOp):
-            if not isinstance(index, int) or isinstance(index, bool):
-                raise RASPTypeError(f"An s-op index must be an int, got {describe(index)}.")
-            where = index if index >= 0 else scope.lookup("length") + index
-            sel = lang.select(lang.indices, where, "==", name=f"load from {index}")
-            return lang.aggregate(sel, target, name=f"{target.name}[{index}]")
-        raise RASPTypeError(f"Only lists, strings, dicts and s-ops can be indexed, got "
-                            f"{describe(target)}.")
-
-    def e_call(self, node, scope):
-        callee = self.expr(node.children[0], scope)
-        args = [] if node.children[1] is None else [
-            self.expr(e, scope) for e in node.children[1].children]
-        if isinstance(callee, RaspFunction):
-            return self.call(callee, args)
-        if isinstance(callee, SOp | Select):
-            if len(args) != 1 or not isinstance(args[0], list | str) or not args[0]:
-                raise RASPTypeError(f"Applying {describe(callee)} needs one non-empty input "
-                                    f"(a string or a list), got {len(args)} arguments.")
-            from .evaluate import evaluate
-            return evaluate(callee, args[0])
-        raise RASPTypeError(f"Only functions can be called (and s-ops applied to an input); "
-                            f"{describe(callee)} is neither.")
-
     def call(self, fn: RaspFunction, args: list[Any]) -> Any:
         if len(args) != len(fn.params):
             raise RASPTypeError(f"{fn.name} takes {len(fn.params)} arguments "
@@ -589,14 +198,6 @@ class Interpreter:
         if isinstance(result, SOp | Select) and not isinstance(result, lang.Input):
             result.name = f"{fn.name}({', '.join(name_of(a) for a in args)})"
         return result
-
-
-def name_of(value: Any) -> str:
-    if isinstance(value, SOp | Select):
-        return value.name
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value) if len(str(value)) <= 20 else f"({type(value).__name__})"
 
 
 # ----------------------------------------------------------------------------- programs
@@ -636,15 +237,22 @@ class Program:
         from .evaluate import evaluate
         return evaluate(self.sop(name), inp if isinstance(inp, str) else list(inp))
 
-    def compile(self, name: str):
-        """The compiled program of ``name`` (``rasp_hydra.rasp.compile.Compiled``)."""
-        from .compile import compile_program
+    def call(self, name: str, *args: Any) -> Any:
+        """Call the function ``name`` (a ``def`` of the program or the library) with
+        Python values (s-ops, selectors, atoms, lists), as a statement of the program
+        would; an s-op or selector it returns is named after the call."""
+        fn = self.value(name)
+        if not isinstance(fn, RaspFunction):
+            raise RASPTypeError(f"{name!r} is {describe(fn)}, not a function.")
+        return Interpreter().call(fn, list(args))
+
+    def compile(self, name: str) -> Compiled:
+        """The compiled program of ``name``."""
         return compile_program(self.sop(name))
 
     def budget(self, name: str) -> Budget:
         """Attention layers and heads per layer that s-op ``name`` needs."""
-        compiled = self.compile(name)
-        return Budget(compiled.layers, tuple(compiled.heads))
+        return self.compile(name).budget
 
     def __repr__(self) -> str:
         return f"Program({self.source_name!r}, names={self.names()})"
@@ -669,36 +277,24 @@ def _parse_library() -> Tree:
     return _LIBRARY_TREE
 
 
-def _is_path(text: str) -> bool:
-    return "\n" not in text and ";" not in text and "{" not in text
-
-
-def read_source(path: Path) -> str:
-    """A .rasp file's text, or a RASPLoadError naming the file when it is not UTF-8 text
-    (a binary file, a Latin-1 one) or cannot be read."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise RASPLoadError(
-            f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-            f"{err.start} is not UTF-8), so it cannot be a RASP program: a .rasp file is "
-            "UTF-8 text. Give a RASP source file, or convert this one (e.g. `iconv -f "
-            "latin1 -t utf-8`).") from None
-    except OSError as err:
-        raise RASPLoadError(f"Cannot read {path}: {err.strerror or err}.") from None
+def load_library() -> Program:
+    """The library alone (``rasplib.rasp``), as a program: its names and functions."""
+    library = _library(Interpreter())
+    return Program(library, library, LIBRARY_PATH.name)
 
 
 def load(path_or_source: str | Path) -> Program:
     """Load a RASP program from a ``.rasp`` file or from source text.
 
-    A ``Path``, or a one-line string without ``;`` is a file name (``.rasp`` may be
-    left out); anything else is source (its loads are relative to the current directory).
+    A ``Path``, or a string that is not source text (``source.is_source``: no newline,
+    ``;`` or ``{``), is a file name (``.rasp`` may be left out); anything else is source
+    (its loads are relative to the current directory).
     Errors, all ``RASPError``: ``RaspSyntaxError`` (line and column), ``RASPProgramError``
     (file and line of the failing statement; unknown names suggest close ones),
     ``RASPLoadError`` (a file that is missing, unreadable or not UTF-8 text).
     """
     path = None
-    if isinstance(path_or_source, Path) or _is_path(path_or_source):
+    if isinstance(path_or_source, Path) or not is_source(path_or_source):
         path = Path(path_or_source)
         if not path.is_file() and path.with_name(path.name + ".rasp").is_file():
             path = path.with_name(path.name + ".rasp")
@@ -721,4 +317,4 @@ def load(path_or_source: str | Path) -> Program:
 
 
 __all__ = ["Budget", "Program", "RASPLoadError", "RASPNameError", "RASPProgramError",
-           "RaspFunction", "RaspSyntaxError", "load"]
+           "RaspFunction", "RaspSyntaxError", "load", "load_library"]

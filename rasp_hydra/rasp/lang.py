@@ -5,7 +5,7 @@ and selectors (``Select``: one boolean per (query, key) pair). Nodes are built b
 functions below, evaluated by ``rasp_hydra.rasp.evaluate`` and scheduled onto attention
 layers by ``rasp_hydra.rasp.compile``; this module knows nothing of either.
 
-    >>> from rasp_hydra.rasp import evaluate
+    >>> from rasp_hydra.rasp import evaluate, length
     >>> flip = select(indices, length - indices - 1, "==").named("flip")
     >>> reverse = aggregate(flip, tokens).named("reverse")
     >>> evaluate(reverse, "abc")
@@ -39,12 +39,9 @@ Semantics, matched to the reference REPL (github tech-srl/RASP, ``RASP_support/`
   side (``1 - x``). ``sop_and``/``sop_or``/``sop_not`` give bools from Python truthiness
   (the reference's ``tpland``/``tplor``/``tplnot``); ``where(c, x, y)`` is
   ``x if c else y`` with both branches computed; ``indicator(x)`` is ``1 if x else 0``.
-- ``full_s``, ``length`` and ``selector_width`` are written with the primitives exactly
-  as the reference's ``rasplib.rasp`` writes them, so they compile to the selects they
-  contain: ``length`` is one aggregate over ``full_s`` (a head), ``selector_width`` uses
-  two selects (``sel or at0`` and ``sel and at0``, at0 = "key index 0"), and
-  ``selector_width_bos`` (the paper's ``_with_bos_selector_width``, for programs whose
-  position 0 is BOS) uses one (``sel or at0``).
+- ``full_s``, ``length``, ``selector_width`` and ``selector_width_bos`` are not
+  primitives: ``rasp_hydra.rasp.library`` builds them from their RASP definitions
+  (``rasplib.rasp``, ``programs/bos.rasp``), so they compile to the selects they contain.
 
 Every node has a ``name`` (settable, ``x.named("foo")`` returns x): text programs name
 nodes by the variable they are assigned to; unnamed nodes get a readable default.
@@ -61,11 +58,11 @@ from typing import Any
 
 __all__ = [
     "RASPError", "RASPTypeError", "RASPEvalError", "RASPAggregateError",
-    "RASPExpr", "SOp", "Select", "Input", "Map", "Aggregate", "SELECT_OPS",
+    "RASPExpr", "SOp", "Select", "Input", "Map", "Aggregate", "SELECT_OPS", "ATOM_TYPES",
+    "CONVERSIONS",
     "tokens", "tokens_str", "tokens_int", "tokens_float", "tokens_bool", "tokens_asis",
     "indices", "constant", "map", "zipmap", "select", "aggregate", "sel_and", "sel_or",
-    "sel_not", "sop_and", "sop_or", "sop_not", "where", "indicator", "full_s", "length",
-    "selector_width", "selector_width_bos", "numerical_mean",
+    "sel_not", "sop_and", "sop_or", "sop_not", "where", "indicator", "numerical_mean",
 ]
 
 
@@ -84,6 +81,12 @@ class RASPEvalError(RASPError):
 class RASPAggregateError(RASPEvalError):
     """An aggregate that averages several keys of a non-numeric sequence."""
 
+
+# The values a sequence holds, and what each ``tokens_*`` input (``Input.kind``) applies to
+# an input element to get them.
+ATOM_TYPES = (bool, int, float, str)
+CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    "str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 
 _next_id = itertools.count()
 
@@ -130,7 +133,7 @@ def _as_sop(x: Any) -> SOp:
     if isinstance(x, Select):
         raise RASPTypeError(f"Expected an s-op or an atom, got the selector {x.name!r}; "
                             "a selector can only be aggregated or combined with and/or/not.")
-    if isinstance(x, bool | int | float | str):
+    if isinstance(x, ATOM_TYPES):
         return constant(x)
     raise RASPTypeError(f"Expected an s-op or an atom (bool, int, float, str), got {x!r} "
                         f"of type {type(x).__name__}.")
@@ -290,7 +293,7 @@ def constant(value: Any, name: str | None = None) -> Map:
     >>> evaluate(constant(3) + indices, "abc")
     [3, 4, 5]
     """
-    if not isinstance(value, bool | int | float | str):
+    if not isinstance(value, ATOM_TYPES):
         raise RASPTypeError(f"A constant must be a bool, int, float or str, got {value!r}.")
     return Map(lambda: value, (), repr(value) if name is None else name, value=value)
 
@@ -370,7 +373,7 @@ def aggregate(sel: Select, sop: Any, default: Any = None, name: str | None = Non
     sel = _as_select(sel, "aggregate")
     if isinstance(default, RASPExpr):
         raise RASPTypeError(f"An aggregate's default must be an atom, got {default.name!r}.")
-    if default is not None and not isinstance(default, bool | int | float | str):
+    if default is not None and not isinstance(default, ATOM_TYPES):
         raise RASPTypeError(f"An aggregate's default must be a bool, int, float or str, "
                             f"got {default!r}.")
     sop = _as_sop(sop)
@@ -412,45 +415,3 @@ def indicator(x: Any) -> Map:
 def numerical_mean(sel: Select, sop: Any, default: Any = 0) -> Aggregate:
     """``aggregate`` (named as tracr's numerical aggregate; the same operation)."""
     return aggregate(sel, sop, default)
-
-
-# --- rasplib: written with the primitives, as the reference's rasplib.rasp -----------------
-
-full_s = select(constant(1), constant(1), "==", name="full_s")
-length = builtins.round(
-    1 / aggregate(full_s, indicator(indices == 0))).named("length")
-
-
-def selector_width(sel: Select, name: str | None = None) -> SOp:
-    """How many keys ``sel`` selects per query, as rasplib.rasp computes it: two selects,
-    ``sel or at0`` and ``sel and at0`` (at0 = key index 0), on the layer after ``sel``'s
-    inputs.
-
-    >>> from rasp_hydra.rasp import evaluate
-    >>> evaluate(selector_width(select(tokens, tokens, "==")), "abba")
-    [2, 2, 2, 2]
-    """
-    sel = _as_select(sel, "selector_width")
-    at0 = select(indices, 0, "==", name="at0")
-    s_and0 = sel_and(sel, at0, name=f"({sel.name} and at0)")
-    s_or0 = sel_or(sel, at0, name=f"({sel.name} or at0)")
-    inverted = aggregate(s_or0, indicator(indices == 0))
-    except0 = (1 / inverted) - 1
-    valat0 = aggregate(s_and0, 1, 0)
-    out = builtins.round(except0 + valat0)
-    return out.named(name or f"selector_width({sel.name})")
-
-
-def selector_width_bos(sel: Select, name: str | None = None) -> SOp:
-    """The paper's ``_with_bos_selector_width``: for programs whose position 0 is BOS,
-    which every query may select, one select ``sel or at0``; counts the selected
-    positions other than 0 (i.e. the width not counting BOS).
-
-    >>> from rasp_hydra.rasp import evaluate
-    >>> evaluate(selector_width_bos(select(tokens, tokens, "==")), "§abba")
-    [0, 2, 2, 2, 2]
-    """
-    sel = _as_select(sel, "selector_width_bos")
-    s_or0 = sel_or(sel, select(indices, 0, "==", name="at0"), name=f"({sel.name} or at0)")
-    out = builtins.round(1 / aggregate(s_or0, indicator(indices == 0))) - 1
-    return out.named(name or f"selector_width_bos({sel.name})")

@@ -14,7 +14,7 @@ reference computes them; other means are not enumerable and make the set unknown
 values that never occur (a default that no query falls back to); it never misses one,
 except that values unknown make the set ``None``.
 
-    >>> from rasp_hydra.rasp.lang import tokens, indices, select, aggregate, length
+    >>> from rasp_hydra.rasp import tokens, indices, select, aggregate, length
     >>> sorted(value_set(length, "ab", max_len=4))
     [1, 2, 3, 4]
 """
@@ -26,10 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .graph import ancestors
-from .lang import Aggregate, Input, Map, RASPEvalError, RASPExpr, Select, SOp
+from .lang import CONVERSIONS, Aggregate, Input, Map, RASPEvalError, RASPExpr, Select, SOp
 
 MAX_COMBINATIONS = 2_000_000
-_CONVERT = {"str": str, "int": int, "float": float, "bool": bool, "asis": lambda v: v}
 
 ValueSet = dict  # value_key(v) -> v
 
@@ -84,7 +83,7 @@ def value_sets(outputs: Sequence[RASPExpr], input_values: Sequence, max_len: int
                 sets[id(node)] = _vs(range(max_len))
                 continue
             try:
-                sets[id(node)] = _vs(_CONVERT[node.kind](v) for v in input_values)
+                sets[id(node)] = _vs(CONVERSIONS[node.kind](v) for v in input_values)
             except (TypeError, ValueError) as e:
                 raise RASPEvalError(
                     f"{node.name} applies {node.kind}() to each input value, which fails "

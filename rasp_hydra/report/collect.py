@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from rasp_hydra import runs
-from rasp_hydra.config import ArchName, long_test_lengths
+from rasp_hydra.config import ArchConfig, ArchName, ModelConfig, long_test_lengths, resolve_model
 
 EPOCH_FOR_VAL = 20
 UNKNOWN_TASK = "(unknown)"
@@ -69,9 +69,11 @@ def _task_info(task: str | None, flat_cfg: dict) -> tuple[str | None, int | None
     except Exception:  # registry unavailable or unknown task: name from the config's parts
         if task or not lang.get("family"):
             return task, None, None
+        from rasp_hydra.tasks import task_name
+
         size = f"_{lang['size']}" if lang.get("size") is not None else ""
-        name = (f"{lang['family']}{size}{'_bos' if lang.get('bos') else ''}"
-                f"{'_with_attns' if lang.get('with_attns') else ''}")
+        name = task_name(f"{lang['family']}{size}", bool(lang.get("bos")),
+                         bool(lang.get("with_attns")))
         return name, None, None
 
 
@@ -115,10 +117,12 @@ def _model_of(metrics: dict, flat_cfg: dict) -> dict:
     d_model = _first(metrics.get("d_model"), flat_cfg.get("model.d_model"))
     if ("layers" not in metrics and arch in ARCH_ORDER and p_layers is not None
             and p_heads is not None):  # (0, 0: a program without aggregate)
-        # not started yet: the config's model.* is the base the arch variant rewrites
-        layers, heads, width = ArchName(arch).budget(int(p_layers), int(p_heads))
-        if d_model is not None:
-            d_model = width * d_model
+        # not started yet: the config's model.* is the base the arch variant rewrites, by
+        # the job's own rule (max_len is no column of the report: any longest will do)
+        shape = resolve_model(ModelConfig(d_model=int(d_model or 1)), ArchConfig(ArchName(arch)),
+                              (int(p_layers), int(p_heads)), longest=0)
+        layers, heads = shape.layers, shape.heads
+        d_model = None if d_model is None else shape.d_model
     if arch is None:
         arch = derive_arch(layers, heads, p_layers, p_heads)
     return {"task": task if task else UNKNOWN_TASK,

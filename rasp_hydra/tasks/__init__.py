@@ -11,7 +11,7 @@ RASP primitives in ``rasp``, the ``Family``/``Task`` classes in ``base`` and the
 grammar in ``registry``. ``python -m rasp_hydra.tasks list|peep`` shows them.
 """
 
-from .base import ALL_TOKENS, BOS, IGNORE, Family, Selector, Task
+from .base import ALL_TOKENS, BOS, IGNORE, Family, Selector, Task, task_name
 from .registry import (
     FAMILIES,
     UnknownTaskError,
@@ -36,6 +36,7 @@ __all__ = [
     "make_task",
     "register_family",
     "resolve_family",
+    "task_name",
     "task_names",
     "task_of_lang",
 ]

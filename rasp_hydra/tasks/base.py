@@ -30,7 +30,7 @@ import torch
 
 ALL_TOKENS = string.ascii_letters + string.digits + string.punctuation + string.whitespace
 BOS = "§"
-IGNORE = -100
+IGNORE = -100  # the target id of padding: cross_entropy's ignore_index default, which train.py uses
 BLOCK = 4096  # samples per independently seeded block (see Task.sample)
 OUTPUT_CHUNK = 2048  # rows per chunk in Task.outputs
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2, "test_long": 3}
@@ -123,6 +123,16 @@ class Family:
         return {h: table[h].fn(x, lengths) for h in heads}
 
 
+def task_name(base: str, bos: bool, with_attns: bool) -> str:
+    """A task's name from its base name (``hist2_26``) and variants, the one place names are
+    made (``registry.get_task`` parses them).
+
+    >>> task_name("hist2_26", bos=True, with_attns=True)
+    'hist2_26_bos_with_attns'
+    """
+    return base + ("_bos" if bos else "") + ("_with_attns" if with_attns else "")
+
+
 def _stable_crc(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
@@ -145,8 +155,7 @@ class Task:
                              f"BOS {BOS!r}; make its task with bos=True.")
         self._pass_bos = self.bos and impl.sees_bos
         self.base_name = impl.base_name(impl.size)
-        self.name = name or (self.base_name + ("_bos" if bos else "")
-                             + ("_with_attns" if with_attns else ""))
+        self.name = name or task_name(self.base_name, bos, with_attns)
         self.alphabet: str | tuple = impl.alphabet
         self.spaced = not isinstance(self.alphabet, str)  # tokens are values, written apart
         k = len(self.alphabet)

@@ -18,7 +18,10 @@ import torch
 from .base import Family, Selector
 from .rasp import select_same_token, token_counts
 
+# The largest count a class names: hist and hist2 output the classes "0".."10". (The shipped
+# programs state it in rasp/programs/; tests/test_rasp_text.py checks they agree.)
 CAP = 10
+COUNT_CLASSES = tuple(str(i) for i in range(CAP + 1))
 
 
 def hist(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -36,10 +39,10 @@ def hist(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class Hist(Family):
     name = "hist"
     layers, heads = 1, 1
-    description = "count of each position's token (capped at 10)"
+    description = f"count of each position's token (capped at {CAP})"
 
     def make_out_classes(self):
-        return tuple(str(i) for i in range(CAP + 1))
+        return COUNT_CLASSES
 
     def outputs(self, x, lengths):
         return hist(x, lengths)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .base import Family, Selector
+from .hist import CAP, COUNT_CLASSES
 from .rasp import (
     compare,
     first_occurrence,
@@ -26,8 +27,6 @@ from .rasp import (
     token_counts,
     valid,
 )
-
-CAP = 10
 
 
 def select_same_earlier(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -80,10 +79,10 @@ def hist2(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class Hist2(Family):
     name = "hist2"
     layers, heads = 2, 2
-    description = "number of distinct tokens with my token's count (capped at 10)"
+    description = f"number of distinct tokens with my token's count (capped at {CAP})"
 
     def make_out_classes(self):
-        return tuple(str(i) for i in range(CAP + 1))
+        return COUNT_CLASSES
 
     def outputs(self, x, lengths):
         return hist2(x, lengths)

@@ -2,7 +2,7 @@
 the predicted layers/heads, its compiled selects the heads' target selectors.
 
     >>> from rasp_hydra.rasp import library
-    >>> task = make_program_task(library.reverse(), alphabet="abc", name="reverse")
+    >>> task = make_program_task(library.program("reverse"), alphabet="abc", name="reverse")
     >>> task.name, task.predicted_layers, task.predicted_heads
     ('reverse_3', 2, 1)
     >>> tokens, lengths = task.encode(["abc", "ca"])
@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ALL_TOKENS, BOS, Family, Selector, Task
+from .base import ALL_TOKENS, BOS, Family, Selector, Task, task_name
 from .dyck import PAIRS, Dyck
 
 SAMPLERS = ("uniform", "dyck", "module:function")
@@ -215,7 +215,7 @@ class ProgramFamily(Family):
         self._classes = None if classes is None else _given_classes(classes)
         self.input_values = list(alphabet) + [BOS]  # id len(alphabet) is BOS
         self.compiled = compile_program(output)
-        self.layers, self.heads = self.compiled.layers, self.compiled.budget[1]  # 0, 0: no
+        self.layers, self.heads = self.compiled.layers, self.compiled.budget.max_heads  # 0, 0: no
         # aggregate (arch=predicted then trains the smallest model)
         self.description = f"RASP program {output.name!r}"
         self.sampler = _resolve_sampler(sampler, alphabet)
@@ -353,7 +353,7 @@ class ProgramFamily(Family):
 
 def _reads_numbers(sop) -> bool:
     """Whether the program reads its tokens as numbers (tokens_int or tokens_float)."""
-    from rasp_hydra.rasp.evaluate import ancestors
+    from rasp_hydra.rasp.graph import ancestors
     from rasp_hydra.rasp.lang import Input
     return any(isinstance(n, Input) and n.kind in ("int", "float") for n in ancestors([sop]))
 
@@ -408,9 +408,8 @@ def make_program_task(program: Any, output: str | None = None,
     if with_attns and not impl.compiled.head_selects:
         raise ProgramError(f"{sop.name!r} has no select, so it cannot be trained "
                            "with_attns.")
-    base_name = impl.base_name(impl.size)
-    task_name = base_name + ("_bos" if bos else "") + ("_with_attns" if with_attns else "")
-    task = Task(impl, "program", bos=bos, with_attns=with_attns, name=task_name)
+    task = Task(impl, "program", bos=bos, with_attns=with_attns,
+                name=task_name(impl.base_name(impl.size), bos, with_attns))
     try_inputs(task, min_len, max_len)
     return task
 

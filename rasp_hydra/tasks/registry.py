@@ -17,7 +17,10 @@ import importlib
 import re
 from pathlib import Path
 
-from .base import Family, Task
+from rasp_hydra.config import dotted
+from rasp_hydra.rasp.source import PROGRAMS, is_source
+
+from .base import Family, Task, task_name
 from .dyck import Dyck
 from .hist import Hist
 from .hist2 import Hist2
@@ -129,8 +132,7 @@ def make_task(family: str | type[Family], size: int | None = None, bos: bool = F
             f"{', '.join(_families_with_targets())}.")
     name = None
     if ":" in fam:
-        name = (f"{fam}_{size}" + ("_bos" if bos else "")
-                + ("_with_attns" if with_attns else ""))
+        name = task_name(f"{fam}_{size}", bos, with_attns)
     return Task(impl, fam, bos=bos, with_attns=with_attns, name=name)
 
 
@@ -167,12 +169,10 @@ def task_names(family: str | None = None, grouped: bool = False):
             continue
         impl = cls(cls.default_size)
         has_targets = any(not s.reference for s in impl.selectors().values())
-        names = []
-        for size in cls.sizes:
-            base = cls.base_name(size)
-            names += [base, base + "_bos"]
-            if has_targets:
-                names += [base + "_with_attns", base + "_bos_with_attns"]
+        variants = [(False, False), (True, False)] + (
+            [(False, True), (True, True)] if has_targets else [])
+        names = [task_name(cls.base_name(size), bos, attns)
+                 for size in cls.sizes for bos, attns in variants]
         out[fam] = names
     if grouped:
         return out
@@ -184,8 +184,9 @@ def task_of_lang(lang, base_dir=None) -> Task:
     dict): a family by name, or, with family "rasp", a RASP program's output
     (tasks.program). A relative program path is looked up in `base_dir` (default: the
     working directory), then among the shipped programs (rasp_hydra/rasp/programs/)."""
-    get = lang.get if hasattr(lang, "get") else (lambda key, default=None:
-                                                 getattr(lang, key, default))
+    def get(key: str):
+        return dotted(lang, key)
+
     if get("family") != "rasp":
         return make_task(get("family"), get("size"), bool(get("bos")), bool(get("with_attns")))
     from .program import make_program_task
@@ -221,14 +222,11 @@ def task_of_lang(lang, base_dir=None) -> Task:
                  else list(get("classes"))))
 
 
-PROGRAMS = Path(__file__).resolve().parents[1] / "rasp" / "programs"
-
-
 def find_program(program: str, base_dir=None) -> Path | str:
     """A .rasp file by path (relative to base_dir, default the working directory; ".rasp"
-    may be left out), else a shipped program by name (``sort_bos``); text with ";" or a
-    newline is inline source and returned as it is."""
-    if "\n" in program or ";" in program:
+    may be left out), else a shipped program by name (``sort_bos``); source text
+    (``rasp.source.is_source``: a newline, ";" or "{") is returned as it is."""
+    if is_source(program):
         return program
     given = Path(program).expanduser()
     if not given.is_absolute() and base_dir is not None:

@@ -2,13 +2,12 @@
 
     from rasp_hydra.tasks import get_task
     from rasp_hydra.data import build_splits
-    from rasp_hydra.model import ModelConfig
+    from rasp_hydra.config import ModelConfig
     from rasp_hydra.train import TrainConfig, train
 
     task = get_task("hist_10_bos")
     splits = build_splits(task, sizes={"train": 2000, "valid": 200, "test": 200}, max_len=10)
-    cfg = ModelConfig(task.vocab_size, task.n_out, task.pad_id, layers=1, heads=1,
-                      d_model=64, ff=128, max_len=11)
+    cfg = ModelConfig(layers=1, heads=1, d_model=64, ff=128, max_len=11)
     metrics = train(task, splits, cfg, train_cfg=TrainConfig(epochs=20), run_dir="out/run")
 
 The procedure (docs/tasks.md, "Training defaults"), once per epoch:

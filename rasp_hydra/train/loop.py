@@ -17,18 +17,21 @@ from pathlib import Path
 import torch
 
 from rasp_hydra import runs
-from rasp_hydra.config import (
-    ConfigError,
-    OptimizerConfig,
-    ScheduleConfig,
-    TrainConfig,
+from rasp_hydra.checks import (
     check_max_len,
     check_optimizer,
     check_supervision,
     check_train,
-    value,
 )
-from rasp_hydra.model import ModelConfig
+from rasp_hydra.config import (
+    Checkpoint,
+    ConfigError,
+    ModelConfig,
+    OptimizerConfig,
+    Positions,
+    ScheduleConfig,
+    TrainConfig,
+)
 from rasp_hydra.train.record import (
     NO_MODEL,
     ProgressBar,
@@ -87,9 +90,9 @@ class _StopFlag:
 def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     """The checkpoint to continue from: `resume_from` (a run directory or a .pt file), else
     this run directory's last.pt (or best.pt) when train.resume is on and it exists."""
-    name = runs.BEST if value(tc.resume_from) == "best" else runs.LAST
+    name = runs.BEST if tc.resume_from == "best" else runs.LAST
     if resume_from is None and tc.resume:
-        problem = runs.resume_problem(run_dir, value(tc.resume_from))
+        problem = runs.resume_problem(run_dir, Checkpoint(tc.resume_from).value)
         if problem:
             raise runs.CheckpointError(problem)
     if resume_from is not None:
@@ -101,7 +104,7 @@ def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     path = run_dir / name
     if tc.resume and path.is_file():
         return path
-    if tc.resume and value(tc.resume_from) == "best" and runs.has_run(run_dir):
+    if tc.resume and tc.resume_from == "best" and runs.has_run(run_dir):
         raise ConfigError(f"train.resume_from=best, but {run_dir} has no {runs.BEST}: the run "
                           "never finished an epoch. Start it over in a new directory.")
     return None
@@ -127,8 +130,8 @@ def _describe(trainer: Trainer, opt_cfg: OptimizerConfig, sched_cfg: ScheduleCon
     record = runs.RunRecord.describe(
         trainer.task, layers=model_cfg.layers, heads=model_cfg.heads, d_model=model_cfg.d_model,
         ff=model_cfg.ff, optimizer=opt_cfg, schedule=sched_cfg, train=tc,
-        dropout=model_cfg.dropout, positions=model_cfg.positions, params=params,
-        supervised_heads=[runs.head_key(h) for h in trainer.supervised],
+        dropout=model_cfg.dropout, positions=Positions(model_cfg.positions).value,
+        params=params, supervised_heads=[runs.head_key(h) for h in trainer.supervised],
         num_threads=torch.get_num_threads(), device=trainer.device.type)
     for k, v in (meta or {}).items():
         setattr(record, k, v)
@@ -179,7 +182,7 @@ def train(
         trainer = Trainer(task, splits, model_cfg, opt_cfg, sched_cfg, tc, device, run_dir)
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
-            trainer.restore(source, from_best=value(tc.resume_from) == "best")
+            trainer.restore(source, from_best=tc.resume_from == "best")
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)

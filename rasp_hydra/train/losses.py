@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from rasp_hydra import runs
-from rasp_hydra.model import ModelConfig
-
-IGNORE = -100
+from rasp_hydra.config import ModelConfig
+from rasp_hydra.tasks import IGNORE  # the target id of padding, which the loss skips
 
 
 def present_heads(heads, model_cfg: ModelConfig) -> tuple:

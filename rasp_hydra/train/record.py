@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from rasp_hydra import runs
-from rasp_hydra.model import ModelConfig
+from rasp_hydra.config import ModelConfig
 from rasp_hydra.train.trainer import Trainer, TrainState
 
 

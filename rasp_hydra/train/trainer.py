@@ -16,15 +16,16 @@ from pathlib import Path
 import torch
 
 from rasp_hydra import runs
+from rasp_hydra.checks import check_device
 from rasp_hydra.config import (
     ConfigError,
+    Device,
+    ModelConfig,
     OptimizerConfig,
     ScheduleConfig,
     TrainConfig,
-    check_device,
-    value,
 )
-from rasp_hydra.model import Encoder, ModelConfig
+from rasp_hydra.model import Encoder
 from rasp_hydra.train.losses import attention_terms, evaluate, present_heads, sequence_loss
 
 
@@ -54,35 +55,34 @@ class TrainState:
 
 # ------------------------------------------------------------------------------ pieces
 
-def resolve_device(name) -> torch.device:
-    name = value(name)
+def resolve_device(name: Device | str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name, torch.cuda.is_available())
-    return torch.device(name)
+    return torch.device(Device(name).value)
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     params = list(params)
-    if value(cfg.name) == "adam":
+    if cfg.name == "adam":  # an OptimizerName, or its value: a str enum equals it
         # fused: one kernel for all parameters (much less per-step overhead on CPU)
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if value(cfg.name) == "sgd":
+    if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optimizer.name={value(cfg.name)!r} is unknown; allowed: adam, sgd")
+    raise ConfigError(f"optimizer.name={cfg.name!r} is unknown; allowed: adam, sgd")
 
 
 def make_scheduler(opt, cfg: ScheduleConfig):
-    if value(cfg.name) not in ("exponential", "constant"):
-        raise ConfigError(f"schedule.name={value(cfg.name)!r} is unknown; allowed: "
+    if cfg.name not in ("exponential", "constant"):
+        raise ConfigError(f"schedule.name={cfg.name!r} is unknown; allowed: "
                           "exponential, constant")
-    gamma = cfg.gamma if value(cfg.name) == "exponential" else 1.0
+    gamma = cfg.gamma if cfg.name == "exponential" else 1.0
     return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
 
-def _checkpoint(model, model_cfg, task, epoch, **extra) -> dict:
-    return {"model": model.state_dict(), "model_config": model_cfg.to_dict(),
+def _checkpoint(model, task, epoch, **extra) -> dict:
+    return {"model": model.state_dict(), "model_config": model.config_dict(),
             "task": task.name,
             "task_spec": {"family": task.family, "size": int(task.size), "bos": bool(task.bos),
                           "with_attns": bool(task.with_attns)},
@@ -136,7 +136,7 @@ class Trainer:
         self.measured = present_heads(task.selector_heads, model_cfg)
         self.sup_layers = sorted({h[0] for h in self.supervised})
         torch.manual_seed(tc.seed)
-        self.model = Encoder(model_cfg).to(device)
+        self.model = Encoder(model_cfg, task.vocab_size, task.n_out, task.pad_id).to(device)
         self.opt = make_optimizer(self.model.parameters(), opt_cfg)
         self.sched = make_scheduler(self.opt, sched_cfg)
         self.sched_cfg = sched_cfg
@@ -148,7 +148,7 @@ class Trainer:
     def restore(self, path: Path, from_best: bool = False) -> None:
         """Continue from last.pt at `path` (exact), or from the best.pt beside it."""
         ck = runs.load_checkpoint(path, map_location=self.device)
-        runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+        runs.check_fits(path, ck, self.task.name, self.model.config_dict())
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if from_best:
@@ -247,7 +247,7 @@ class Trainer:
             st.best_val, st.best_epoch, st.since_best = val_loss, epoch, 0
             # save_best writes it (after last.pt) before the weights move on
             self.better = (_checkpoint(
-                self.model, self.model_cfg, self.task, epoch, optimizer=self.opt.state_dict(),
+                self.model, self.task, epoch, optimizer=self.opt.state_dict(),
                 val_loss=val_loss))
             return " *"
         st.since_best += 1
@@ -292,7 +292,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state()
         trainer = asdict(self.st)
         trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
-        ck = _checkpoint(self.model, self.model_cfg, self.task, self.st.epoch,
+        ck = _checkpoint(self.model, self.task, self.st.epoch,
                          optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                          trainer=trainer, rng=rng)
         runs.save_checkpoint(self.run_dir / runs.LAST, ck)
@@ -302,10 +302,10 @@ class Trainer:
         path = self.run_dir / runs.BEST
         if path.is_file():
             ck = runs.load_checkpoint(path, self.device)
-            runs.check_fits(path, ck, self.task.name, self.model_cfg.to_dict())
+            runs.check_fits(path, ck, self.task.name, self.model.config_dict())
             self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(path, _checkpoint(self.model, self.model_cfg, self.task,
+            runs.save_checkpoint(path, _checkpoint(self.model, self.task,
                                                    self.st.epoch,
                                                    optimizer=self.opt.state_dict()))
 
