@@ -2,7 +2,7 @@
 
 The config is composed from the project's own conf/ by Hydra and saved as Hydra saves it,
 so a key the schema does not have cannot appear in a fixture. The metrics record is the
-typed ``runs.RunRecord`` that train.py and job.py write, built the way they build it.
+typed ``runs.RunRecord`` that train() and job.py write, built the way they build it.
 History, log and curves are written by ``runs``' own writers.
 """
 
@@ -63,7 +63,7 @@ def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
 
 
 def _record(cfg: DictConfig, **fields) -> runs.RunRecord:
-    """The RunRecord that train.py / job.py would write for this config."""
+    """The RunRecord that train() / job.py would write for this config."""
     from rasp_hydra.job import as_config
 
     typed = as_config(cfg)

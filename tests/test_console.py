@@ -17,11 +17,11 @@ from pathlib import Path
 
 from conftest import TINY
 
-from rasp_hydra import train
+from rasp_hydra.train import record
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["-m", "lang=hist_10_bos", *TINY, "train.num_threads=1", "optimizer.lr=1e-3,3e-3"]
-BAR = re.compile(r"epoch \d+: +\d+%\|")  # a tqdm bar of train.py's _Bar
+BAR = re.compile(r"epoch \d+: +\d+%\|")  # a tqdm bar of train/record.py's ProgressBar
 EPOCH_LINE = re.compile(r"\] (\[\d+/\d+\] )?epoch +\d+/\d+ train_loss")
 
 
@@ -101,8 +101,8 @@ def test_a_pty_without_width_gets_no_bar_unless_asked(monkeypatch):
             raise OSError("no width")
 
     monkeypatch.setattr(sys, "stderr", Tty())
-    assert train._terminal_width() == 0
-    assert not train.show_progress("auto") and train.show_progress("true")
-    assert not train.show_progress("false")
-    monkeypatch.setattr(train, "_terminal_width", lambda: 120)
-    assert train.show_progress("auto")
+    assert record._terminal_width() == 0
+    assert not record.show_progress("auto") and record.show_progress("true")
+    assert not record.show_progress("false")
+    monkeypatch.setattr(record, "_terminal_width", lambda: 120)
+    assert record.show_progress("auto")

@@ -1,4 +1,4 @@
-"""Linear probes of a program's s-ops (rasp_hydra/probe.py) on a real tiny run: the labels
+"""Linear probes of a program's s-ops (rasp_hydra/probe/) on a real tiny run: the labels
 are the program's own values, tokens are decodable at layer 0, the control is the run's
 untrained model; the command line's outputs and its errors."""
 

@@ -5,7 +5,7 @@ basic sweeper makes them, with the partial states a real sweep leaves: `reverse_
 fewer_heads is skipped (0 heads), one run still running (metrics.json without final), one
 failed, one interrupted, one started without metrics.json yet, one job directory deleted.
 Each run directory holds the config Hydra composes from conf/ and a record with the keys
-train.py writes (tests/records.py).
+train() writes (tests/records.py).
 """
 
 from __future__ import annotations

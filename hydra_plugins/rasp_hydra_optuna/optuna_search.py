@@ -92,6 +92,15 @@ class OptunaSearchSweeper(Sweeper):
         pass_study = [] if self.pruner is None else [
             _env(search.STUDY_ENV, study.study_name),
             _env(search.STORAGE_ENV, search.storage_url(storage, sweep_dir))]
+        self._run_trials(study, space, fixed, pass_study, sweep_dir)
+        _save_best(study, sweep_dir)
+
+    def _run_trials(self, study, space: dict, fixed: dict, pass_study: list[str],
+                    sweep_dir: str) -> None:
+        """Ask for n_jobs trials at a time, launch them as one batch, tell Optuna how each
+        ended; stop (exit code 1) when too many of a batch failed."""
+        from rasp_hydra import search
+
         job_idx = 0
         while job_idx < self.n_trials:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - job_idx))]
@@ -109,20 +118,6 @@ class OptunaSearchSweeper(Sweeper):
                 _bad(f"{failed} of {len(trials)} trials of the batch failed, more than "
                      f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; stopping.",
                      code=1)
-
-        try:
-            best = study.best_trial
-        except ValueError:  # no trial of the study completed
-            print(search.no_completed_trial(study.study_name, sweep_dir), file=sys.stderr)
-            sys.exit(1)
-        OmegaConf.save(OmegaConf.create({
-            "name": "optuna", "study_name": study.study_name, "best_trial": best.number,
-            "best_params": best.params, "best_value": best.value,
-        }), Path(sweep_dir) / "optimization_results.yaml")
-        log.info("best trial %d of %d: value %.4f, %s", best.number,
-                 len(study.get_trials(deepcopy=False)), best.value,
-                 " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in best.params.items()))
 
     def _tell(self, study, trial, ret, run_dir: str) -> bool:
         """Tell Optuna how the trial's job ended; True for a failed trial."""
@@ -150,6 +145,28 @@ class OptunaSearchSweeper(Sweeper):
             return True
         study.tell(trial, value)
         return False
+
+
+def _save_best(study, sweep_dir: str) -> None:
+    """optimization_results.yaml, as Hydra's Optuna sweeper writes it, and the best trial's
+    line; exit code 1 when no trial of the study completed."""
+    from omegaconf import OmegaConf
+
+    from rasp_hydra import search
+
+    try:
+        best = study.best_trial
+    except ValueError:  # no trial of the study completed
+        print(search.no_completed_trial(study.study_name, sweep_dir), file=sys.stderr)
+        sys.exit(1)
+    OmegaConf.save(OmegaConf.create({
+        "name": "optuna", "study_name": study.study_name, "best_trial": best.number,
+        "best_params": best.params, "best_value": best.value,
+    }), Path(sweep_dir) / "optimization_results.yaml")
+    log.info("best trial %d of %d: value %.4f, %s", best.number,
+             len(study.get_trials(deepcopy=False)), best.value,
+             " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in best.params.items()))
 
 
 def _env(name: str, value: Any) -> str:

@@ -21,7 +21,8 @@ docs/design.md; every file in it is read through ``rasp_hydra.runs``) and writes
 
 The Markdown Table 1 is also printed to the terminal. The package in three parts:
 ``collect`` (run directories -> the runs DataFrame), ``tables`` (pure DataFrame functions)
-and ``render`` (the files); ``__main__`` is the command line.
+and the writers: ``text`` (the tables as strings), ``figure`` (the PNG), ``page`` (the HTML)
+and ``render`` (every file); ``__main__`` is the command line.
 
 Choices, written down:
 
@@ -85,15 +86,8 @@ from rasp_hydra.report.collect import (
     load_sweep,
     read_run,
 )
-from rasp_hydra.report.render import (
-    display_summary,
-    display_table1,
-    notes,
-    plot_table1,
-    sweep_name,
-    to_markdown,
-    write_report,
-)
+from rasp_hydra.report.figure import plot_table1
+from rasp_hydra.report.render import notes, write_report
 from rasp_hydra.report.tables import (
     SOLVED,
     choose_on_validation,
@@ -108,6 +102,7 @@ from rasp_hydra.report.tables import (
     table1,
     task_order,
 )
+from rasp_hydra.report.text import display_summary, display_table1, sweep_name, to_markdown
 
 __all__ = [
     "SOLVED", "ReportError", "choose_on_validation", "chosen_among", "collect_runs", "counted",

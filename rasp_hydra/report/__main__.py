@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rasp_hydra.report.collect import ReportError, collect_runs
-from rasp_hydra.report.render import display_table1, sweep_name, to_markdown, write_report
+from rasp_hydra.report.render import write_report
 from rasp_hydra.report.tables import SOLVED, status_counts, table1
+from rasp_hydra.report.text import display_table1, sweep_name, to_markdown
 
 
 def cannot_write(out: Path, err: OSError, given: bool) -> str:

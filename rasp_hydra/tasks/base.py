@@ -30,7 +30,7 @@ import torch
 
 ALL_TOKENS = string.ascii_letters + string.digits + string.punctuation + string.whitespace
 BOS = "§"
-IGNORE = -100  # the target id of padding: cross_entropy's ignore_index default, which train.py uses
+IGNORE = -100  # the target id of padding: cross_entropy's ignore_index default, which the loss uses
 BLOCK = 4096  # samples per independently seeded block (see Task.sample)
 OUTPUT_CHUNK = 2048  # rows per chunk in Task.outputs
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2, "test_long": 3}

@@ -1,96 +1,23 @@
-"""Attention heatmaps from a run directory: ``python -m rasp_hydra.draw RUN_DIR --sequence abcde``.
-
-Loads the run's best checkpoint (or the last one when the run is unfinished or was cut
-short, and says which), runs one input sequence (BOS added when the task has it) and
-writes, under ``RUN_DIR/maps/<sequence>/``:
-
-- ``attention_layer{L}.png``: one heatmap per head of the attention probabilities (query
-  rows, key columns, both labelled with the tokens, colorbar). Heads with a target or
-  reference selector (``task.selector_heads``) get the selector drawn below them, so a
-  trained head and the RASP selector it should follow sit in one column;
-- ``scores_layer{L}.png``: the same for the pre-softmax scores (scaled q.k);
-- ``in_out.txt``: the run, its config in one line, epochs run, test accuracy (or "not
-  finished"), the input, the model's output, the task's correct output and each selector
-  head's attention match on this sequence, raw and above chance (``runs.match_above_chance``;
-  "-" for a select that picks every key), also printed.
-
-``--numbers 2`` overlays the values with two decimals; ``--all`` draws every run below a
-sweep directory. A task whose vocabulary is numbers or words (a RASP program over
-``tokens_int``, ``tasks.program``) takes its tokens separated by spaces or commas
-(``--sequence "10 2 33"``), labels the axes with them and draws under ``maps/10_2_33/``.
-Directory names escape every character outside ``[A-Za-z0-9_-]`` as
-``%XX`` (the 100-token alphabet holds ``/``, ``\\``, whitespace, ...), and names that
-could collide on a case-insensitive file system (upper-case letters) or are too long get a
-short hash suffix. Figures stay readable up to length 100: they grow with the sequence
-and tick labels thin out to every k-th token; whitespace tokens are shown escaped
-(``␣``, ``\\t``, ``\\n``, ...).
-
-From Python::
-
-    from rasp_hydra.draw import draw_run
-    out = draw_run("outputs/runs/DATE/TIME", "abcde", numbers=2)
-    out["files"]["attention"], out["record"]["output"]
+"""One run on one sequence: load its model (the checkpoint chosen and why), check the
+sequence, run it, and gather what in_out.txt says (config, accuracy, output, attention
+match); then draw it, or every run below a sweep directory. Its one reason to change: what
+is read from a run and what is drawn of it.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import math
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from rasp_hydra import runs
 from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
+from rasp_hydra.draw.figures import draw_layer
+from rasp_hydra.draw.names import safe_name, token_label
 
 IN_OUT = "in_out.txt"
-MAX_TICKS = 40  # at most this many labelled ticks per axis; beyond, every k-th token
-MAX_NAME = 100  # longest escaped sequence kept whole in a directory name
-VISIBLE = {" ": "␣", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x0b": "\\v", "\x0c": "\\f"}
-SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 class DrawError(Exception):
     """A problem with the drawer's input, shown to the user as one paragraph (exit code 2)."""
-
-
-# ----------------------------------------------------------------------------- names
-
-def token_label(tok: str) -> str:
-    """A token as it is shown in figures and in_out.txt: whitespace made visible."""
-    return VISIBLE.get(tok, tok)
-
-
-def visible(sequence: str) -> str:
-    return "".join(token_label(c) for c in sequence)
-
-
-def safe_name(sequence: str, spaced: bool = False) -> str:
-    """A file-system-safe, injective directory name for a sequence.
-
-    ``[A-Za-z0-9_-]`` stay as they are; every other character becomes ``%XX`` (or
-    ``%uXXXX``) of its code point. A name with upper-case letters (which a
-    case-insensitive file system would merge with its lower-case twin) or longer than
-    MAX_NAME characters gets ``~`` and 8 hex digits of the sequence's SHA-1 appended
-    (and is cut to MAX_NAME first). ``spaced``: the sequence is tokens separated by
-    single spaces (a vocabulary of numbers or words), written joined by ``_`` ("10 2 33"
-    -> ``10_2_33``), and a ``_`` inside a token is escaped.
-    """
-    if not sequence:
-        raise ValueError("empty sequence")
-    name, cut = "", False
-    for c in sequence:
-        keep = c in SAFE and not (spaced and c == "_")
-        part = ("_" if spaced and c == " " else c if keep else f"%{ord(c):02X}"
-                if ord(c) < 256 else f"%u{ord(c):04X}")
-        if len(name) + len(part) > MAX_NAME:  # cut between characters, never in an escape
-            cut = True
-            break
-        name += part
-    if cut or any(c.isupper() for c in sequence):
-        name += "~" + hashlib.sha1(sequence.encode("utf-8")).hexdigest()[:8]
-    return name
 
 
 # ---------------------------------------------------------------------------- run info
@@ -225,142 +152,6 @@ def run_sequence(model, task, sequence) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------ figures
-
-def _panel_inches(n: int) -> float:
-    return min(12.0, max(3.0, 1.2 + 0.11 * n))
-
-
-def _ticks(ax, labels: list[str]) -> None:
-    n = len(labels)
-    k = max(1, math.ceil(n / MAX_TICKS))
-    pos = list(range(0, n, k))
-    shown = [token_label(labels[i]) if k == 1 else f"{token_label(labels[i])} {i}"
-             for i in pos]
-    size = 9 if n <= 20 else 7
-    ax.set_xticks(pos, shown, rotation=90 if k > 1 else 0, fontsize=size)
-    ax.set_yticks(pos, shown, fontsize=size)
-    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
-    ax.set_xlabel("key" + (f" (every {k}th token, with its position)" if k > 1 else ""),
-                  fontsize=8)
-    ax.set_ylabel("query", fontsize=8)
-
-
-def _overlay(ax, values, numbers: int, inches: float, vmin: float, vmax: float) -> None:
-    n = values.shape[0]
-    cell_pt = inches * 72 / n
-    size = max(1.5, min(9.0, cell_pt / (0.62 * (numbers + 2) + 0.4)))  # the text fits a cell
-    mid = (vmin + vmax) / 2
-    for i in range(n):
-        for j in range(values.shape[1]):
-            v = float(values[i, j])
-            ax.text(j, i, f"{v:.{numbers}f}", ha="center", va="center", fontsize=size,
-                    color="black" if v > mid else "white")
-
-
-def _heatmap(fig, ax, cax, values, labels, title, cmap, vmin, vmax, numbers, inches):
-    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                   aspect="auto")
-    fig.colorbar(im, cax=cax)
-    cax.tick_params(labelsize=8)
-    _ticks(ax, labels)
-    ax.set_title(title, fontsize=10)
-    if numbers is not None:
-        _overlay(ax, values, numbers, inches, vmin, vmax)
-
-
-def _dpi(n: int, numbers: int | None) -> int:
-    if numbers is None or n <= 30:
-        return 100
-    return 200 if n <= 60 else 300
-
-
-# Fixed margins in inches around each square panel (no layout engine: it would cost a
-# full extra draw per figure): left for y tick labels, top for x tick labels and the
-# title, then the colorbar to the right.
-_LEFT, _BOTTOM, _PAD, _CBAR, _RIGHT, _SUPTITLE = 1.0, 0.4, 0.12, 0.18, 0.7, 1.0
-
-
-def _grid(rows: int, cols: int, n: int, inches: float):
-    """(figsize, [[(panel rect, colorbar rect)] per column] per row) in figure fractions."""
-    top = 0.75 if n <= MAX_TICKS else 1.05  # rotated "token position" labels are taller
-    cell_w = _LEFT + inches + _PAD + _CBAR + _RIGHT
-    cell_h = top + inches + _BOTTOM
-    W, Hh = cols * cell_w, _SUPTITLE + rows * cell_h
-    grid = []
-    for r in range(rows):
-        row = []
-        for c in range(cols):
-            x = c * cell_w + _LEFT
-            y = Hh - _SUPTITLE - (r + 1) * cell_h + _BOTTOM
-            row.append(((x / W, y / Hh, inches / W, inches / Hh),
-                        ((x + inches + _PAD) / W, y / Hh, _CBAR / W, inches / Hh)))
-        grid.append(row)
-    return (W, Hh), grid
-
-
-def draw_layer(path: Path, kind: str, layer: int, values, labels: list[str], task,
-               summary: str, sequence: str, selectors: dict, selector_names: dict,
-               match: dict, numbers: int | None) -> Path:
-    """One PNG: a heatmap per head of ``values`` [H, n, n] (kind "attention" or "scores");
-    for "attention", heads with a selector get it drawn below them."""
-    # The Agg canvas on a bare Figure: no pyplot, so a notebook's backend and figure
-    # list stay as they are.
-    from matplotlib import rc_context
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    H, n = values.shape[0], values.shape[1]
-    sel_heads = [h for h in range(H) if (layer, h) in selectors] if kind == "attention" else []
-    rows = 2 if sel_heads else 1
-    inches = _panel_inches(n)
-    figsize, grid = _grid(rows, H, n, inches)
-    with rc_context({"text.parse_math": False}):
-        fig = Figure(figsize=figsize)
-        FigureCanvasAgg(fig)
-        for h in range(H):
-            v = values[h]
-            if kind == "attention":
-                title = f"head {h}: attention"
-                if (layer, h) in match:
-                    title += f" (match {match[(layer, h)]:.3f})"
-                # 0 to the largest value: long sequences spread attention thin
-                vmin, vmax, cmap = 0.0, max(float(v.max()), 1e-6), "viridis"
-            else:
-                title = f"head {h}: pre-softmax scores"
-                vmin, vmax, cmap = float(v.min()), float(v.max()), "magma"
-                if vmin == vmax:
-                    vmax = vmin + 1e-6
-            rect, crect = grid[0][h]
-            _heatmap(fig, fig.add_axes(rect), fig.add_axes(crect), v, labels, title,
-                     cmap, vmin, vmax, numbers, inches)
-            if rows == 2:
-                rect, crect = grid[1][h]
-                if h in sel_heads:
-                    ref = (layer, h) in getattr(task, "reference_heads", ())
-                    name = selector_names.get((layer, h), "")
-                    what = "reference" if ref else "target"
-                    _heatmap(fig, fig.add_axes(rect), fig.add_axes(crect),
-                             selectors[(layer, h)].astype(float), labels,
-                             f"head {h}: {what} selector {name}".rstrip(), "Greys",
-                             0.0, 1.0, None, inches)
-                else:
-                    fig.text(rect[0] + rect[2] / 2, rect[1] + rect[3] / 2,
-                             f"head {h}: no selector", ha="center", va="center")
-        what = "attention" if kind == "attention" else "pre-softmax scores"
-        seq = sequence if task.spaced else visible(sequence)  # "10 2 33": spaces separate
-        room = int(figsize[0] * 10)
-        if len(seq) > room:
-            seq = seq[: room - 3] + "..."
-        fig.suptitle(f"{task.name}, layer {layer}: {what}\n{summary}\ninput {seq}",
-                     fontsize=11, y=1 - 0.12 / figsize[1], va="top")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=_dpi(n, numbers))
-        tmp.replace(path)
-    return path
-
-
 # ------------------------------------------------------------------------------ one run
 
 def in_out_text(rec: dict) -> str:
@@ -414,12 +205,7 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
     notes = _check_sequence(task, model, sequence, run_cfg)
     metrics = runs.read_metrics(run_dir)
     status = metrics.get("status", "unknown")
-    if which == "auto":
-        why = ("auto: the run completed" if used == "best" and status == "completed" else
-               f"auto: the run is {status}" if used == "last" else
-               f"auto: the run is {status} and has no last checkpoint")
-    else:
-        why = f"asked for {which}"
+    why = _why(which, used, status)
     r = run_sequence(model, task, sequence)
     test_acc, test_text = _test_accuracy(metrics)
     refs = set(getattr(task, "reference_heads", ()))
@@ -447,12 +233,29 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
     maps = Path(maps_dir) if maps_dir is not None else run_dir / runs.MAPS
     out = Path(out_dir) if out_dir is not None else maps / safe_name(body, spaced=task.spaced)
     summary = config_summary(model.cfg, run_cfg, metrics, short=True)
+    text = in_out_text(rec)
+    files = _write(out, r, task, model.cfg.layers, summary, body, numbers, text)
+    return {"dir": out, "files": files, "record": rec, "text": text}
+
+
+def _why(which: str, used: str, status: str) -> str:
+    """Why this checkpoint was drawn, as in_out.txt says it."""
+    if which == "auto":
+        return ("auto: the run completed" if used == "best" and status == "completed" else
+                f"auto: the run is {status}" if used == "last" else
+                f"auto: the run is {status} and has no last checkpoint")
+    return f"asked for {which}"
+
+
+def _write(out: Path, r: dict, task, layers: int, summary: str, body: str,
+           numbers: int | None, text: str) -> dict:
+    """The figures of every layer and in_out.txt under `out`; DrawError if it cannot be
+    written."""
     sel_names = getattr(task, "selector_names", {})
     files = {"attention": [], "scores": []}
-    text = in_out_text(rec)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for layer in range(model.cfg.layers):
+        for layer in range(layers):
             for kind, values in (("attention", r["attention"][layer]),
                                  ("scores", r["scores"][layer])):
                 files[kind].append(draw_layer(
@@ -470,7 +273,7 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
             f"the figures cannot be written to {out}: {e.filename or out} {why}. Give a "
             "folder you can write with --out DIR (from Python: maps_dir=DIR); the figures "
             "then go to DIR/<sequence>/, and the run itself is only read.") from None
-    return {"dir": out, "files": files, "record": rec, "text": text}
+    return files
 
 
 # ------------------------------------------------------------------------------ sweeps
@@ -501,50 +304,3 @@ def draw_all(root, sequence: str, numbers: int | None = None, which: str = "auto
         drawn.append(res)
         echo(res["text"] + f"figures: {res['dir']}\n")
     return {"drawn": drawn, "passed": passed}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rasp_hydra.draw",
-        description="Draw attention heatmaps (and pre-softmax scores and RASP selectors) of a "
-                    "trained run on one sequence, under RUN_DIR/maps/<sequence>/.")
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a run directory (or, with --all, a sweep directory)")
-    parser.add_argument("--sequence", required=True,
-                        help="input tokens from the task's alphabet, e.g. abcde, or "
-                             "'10 2 33' (separated by spaces or commas) for a vocabulary of "
-                             "numbers or words; BOS is added when the task has it")
-    parser.add_argument("--numbers", type=int, metavar="DECIMALS", default=None,
-                        help="overlay the values with this many decimals, e.g. 2")
-    parser.add_argument("--which", choices=("auto", "best", "last"), default="auto",
-                        help="checkpoint: best, last, or auto (best if the run completed, "
-                             "else last); default auto")
-    parser.add_argument("--all", action="store_true",
-                        help="draw every run below RUN_DIR (a sweep directory)")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="write the figures under DIR/<sequence>/ (with --all, "
-                             "DIR/<run>/<sequence>/) instead of RUN_DIR/maps/, e.g. for a "
-                             "run you cannot write")
-    args = parser.parse_args(argv)
-    try:
-        if args.all:
-            res = draw_all(args.run_dir, args.sequence, args.numbers, args.which,
-                           maps_dir=args.out)
-            print(f"drew {len(res['drawn'])} runs, passed over {len(res['passed'])}")
-            if not res["drawn"]:
-                raise DrawError(f"no run below {args.run_dir} could be drawn (see above).")
-        else:
-            res = draw_run(args.run_dir, args.sequence, args.numbers, args.which,
-                           maps_dir=args.out)
-            print(res["text"], end="")
-            print(f"figures: {res['dir']} ("
-                  + ", ".join(p.name for k in ("attention", "scores")
-                              for p in res["files"][k]) + ", in_out.txt)")
-    except DrawError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What the probes write and print: probes.csv, the probes.png heatmap (trained minus
+control per s-op and layer, the compiled layer outlined) and one summary line per s-op. Its
+one reason to change: how the probes' results are shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_outputs(df, out_dir: Path, title: str) -> dict:
+    """probes.csv and probes.png under out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = out_dir / "probes.csv"
+    tmp = csv.with_suffix(".csv.tmp")
+    df.to_csv(tmp, index=False, float_format="%.4f")
+    tmp.replace(csv)
+    png = draw_matrix(df, out_dir / "probes.png", title)
+    return {"csv": csv, "png": png}
+
+
+def draw_matrix(df, path: Path, title: str) -> Path:
+    """Heatmap: rows s-ops, columns layers, colour trained minus control, each cell
+    labelled "trained / control", the compiled layer outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    sops = list(dict.fromkeys(df["sop"]))
+    layers = sorted(df["layer"].unique())
+    diff = df.pivot(index="sop", columns="layer", values="difference").loc[sops, layers]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(layers), 1.2 + 0.45 * len(sops)))
+    im = ax.imshow(diff.to_numpy(dtype=float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    for r in df.itertuples():
+        y, x = sops.index(r.sop), layers.index(r.layer)
+        text = "-" if r.kind == "constant" else f"{r.trained:.2f}\n{r.control:.2f}"
+        ax.text(x, y, text, ha="center", va="center", fontsize=7,
+                fontweight="bold" if r.decodable else "normal")
+        if r.layer == r.compiled_layer:
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+    metric = {name: m for name, m in zip(df["sop"], df["metric"], strict=True)}
+    ax.set_yticks(range(len(sops)), [f"{s} ({'R²' if metric[s] == 'r2' else 'acc'})"
+                                     for s in sops], fontsize=8)
+    ax.set_xticks(range(len(layers)), [f"{x}" + (" (emb)" if x == 0 else "") for x in layers])
+    ax.set_xlabel("residual stream after layer")
+    ax.set_title(title + "\ncells: trained / control (bold: decodable); box: compiled layer",
+                 fontsize=8)
+    fig.colorbar(im, ax=ax, label="trained - control")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summary_lines(df, layers: int) -> list[str]:
+    """One line per s-op: kind, compiled layer, trained and control per layer, and where
+    it first becomes decodable."""
+    lines = []
+    width = max(len(s) for s in df["sop"])
+    for name, g in df.groupby("sop", sort=False):
+        g = g.sort_values("layer")
+        r = g.iloc[0]
+        head = f"{name:<{width}}  compiled {r.compiled_layer}"
+        if r.kind == "constant":
+            lines.append(f"{head}  one value on the train sequences: not probed")
+            continue
+        metric = "R2" if r.metric == "r2" else f"acc (baseline {r.baseline:.2f})"
+        scores = " ".join(f"{v:.2f}" for v in g["trained"])
+        controls = " ".join(f"{v:.2f}" for v in g["control"])
+        first = g[g["decodable"]]
+        if len(first):
+            f = first.iloc[0]
+            where = (f"decodable from layer {int(f.layer)}"
+                     + ("" if f.over_control else ", as in the untrained model"))
+        elif r.compiled_layer > layers:
+            where = f"not decodable (compiled beyond this model's {layers} layers)"
+        else:
+            where = "not decodable"
+        lines.append(f"{head}  {metric}: trained {scores} | control {controls}  {where}")
+    return lines
