@@ -99,13 +99,6 @@ def _check_launcher(launcher) -> None:
               "default), -2 for all cores but one.", file=sys.stderr)
         sys.exit(2)
 
-    def on_multirun_end(self, config, **kwargs) -> None:
-        # the submitit launcher makes its folder template `.submitit/%j` itself, and
-        # leaves it empty beside the real `.submitit/JOB_ID/` folders
-        template = Path(str(config.hydra.sweep.dir)) / ".submitit" / "%j"
-        if template.is_dir() and not any(template.iterdir()):
-            template.rmdir()
-
 
 def _check_creatable(path: str, key: str) -> None:
     problem = _not_creatable(Path(path).absolute())

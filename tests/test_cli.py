@@ -362,6 +362,7 @@ def test_sweep_on_submitit_local(cli_cwd):
                f"hydra.sweep.dir={sweep}", cwd=cli_cwd)
     assert_one_job_failed(proc, sweep)
     assert (sweep / ".submitit").is_dir()
+    assert not (sweep / ".submitit" / "%j").exists()  # submitit's empty template folder
     check_sweep(sweep, threads=1)
 
 

@@ -146,13 +146,21 @@ def _killed_job(args, pid: int, code: int):
 
 
 class SweepSummary(Callback):
-    """After a sweep: if some job did not complete (failed, killed, crashed, cut short),
-    one last line that counts them and says how to finish them, and exit code 1."""
+    """After a sweep: submitit's empty `.submitit/%j` folder goes; if some job did not complete
+    (failed, killed, crashed, cut short), one last line that counts them and says how to
+    finish them, and exit code 1."""
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         from rasp_hydra import runs
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        # Here, not in RunDirCheck: Hydra calls on_multirun_end in reverse order, so this
+        # callback (listed last) runs first and may end the process. The submitit launcher
+        # makes its folder template `.submitit/%j` itself and leaves it empty beside the real
+        # `.submitit/JOB_ID/` folders.
+        template = sweep_dir / ".submitit" / "%j"
+        if template.is_dir() and not any(template.iterdir()):
+            template.rmdir()
         try:  # the basic sweeper's numbered jobs, started or not
             jobs = runs.sweep_jobs(sweep_dir) or []
         except Exception:  # an Optuna study's trials are whatever it asked for
