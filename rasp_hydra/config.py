@@ -27,9 +27,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message is meant for the user as it is."""
+from rasp_hydra.errors import ConfigError  # noqa: F401  (re-exported: the checks raise it)
 
 
 class Positions(str, Enum):
