@@ -143,6 +143,9 @@ def draw_layer(path: Path, kind: str, layer: int, values, labels: list[str], tas
                      fontsize=11, y=1 - 0.12 / figsize[1], va="top")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=_dpi(n, numbers))
-        tmp.replace(path)
+        try:
+            fig.savefig(tmp, dpi=_dpi(n, numbers))
+            tmp.replace(path)
+        finally:  # a failed write (a full disk) leaves no temporary figure behind
+            tmp.unlink(missing_ok=True)
     return path

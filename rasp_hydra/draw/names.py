@@ -24,8 +24,10 @@ def visible(sequence: str) -> str:
 def safe_name(sequence: str, spaced: bool = False) -> str:
     """A file-system-safe, injective directory name for a sequence.
 
-    ``[A-Za-z0-9_-]`` stay as they are; every other character becomes ``%XX`` (or
-    ``%uXXXX``) of its code point. A name with upper-case letters (which a
+    ``[A-Za-z0-9_-]`` stay as they are; every other character becomes the escape of its
+    code point at a fixed width, ``%XX`` below 256, ``%uXXXX`` below 65,536 and
+    ``%UXXXXXXXX`` above, so that no escape is the start of another (a variable-width
+    ``%u1F600`` would also be ``%u1F60`` followed by ``0``). A name with upper-case letters (which a
     case-insensitive file system would merge with its lower-case twin) or longer than
     MAX_NAME characters gets ``~`` and 8 hex digits of the sequence's SHA-1 appended
     (and is cut to MAX_NAME first). ``spaced``: the sequence is tokens separated by
@@ -37,8 +39,7 @@ def safe_name(sequence: str, spaced: bool = False) -> str:
     name, cut = "", False
     for c in sequence:
         keep = c in SAFE and not (spaced and c == "_")
-        part = ("_" if spaced and c == " " else c if keep else f"%{ord(c):02X}"
-                if ord(c) < 256 else f"%u{ord(c):04X}")
+        part = "_" if spaced and c == " " else c if keep else _escape(c)
         if len(name) + len(part) > MAX_NAME:  # cut between characters, never in an escape
             cut = True
             break
@@ -46,3 +47,9 @@ def safe_name(sequence: str, spaced: bool = False) -> str:
     if cut or any(c.isupper() for c in sequence):
         name += "~" + hashlib.sha1(sequence.encode("utf-8")).hexdigest()[:8]
     return name
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"%{code:02X}" if code < 0x100 else f"%u{code:04X}" if code < 0x10000 else \
+        f"%U{code:08X}"
