@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from omegaconf import MISSING
-
 from rasp_hydra.errors import ConfigError  # noqa: F401  (re-exported: the checks raise it)
+
+MISSING = "???"  # OmegaConf's mark of a value that must be given (omegaconf.MISSING)
 
 
 class Positions(str, Enum):
@@ -263,33 +263,6 @@ def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tupl
 RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
                     "train.resume_from", "train.progress", "train.eval_batch_size",
                     "train.check_memory", "logger")
-
-
-def register_configs() -> None:
-    """Put the schema and every code-defined group option into Hydra's ConfigStore."""
-    from hydra.core.config_store import ConfigStore
-
-    from rasp_hydra.tasks import get_task, task_names
-
-    cs = ConfigStore.instance()
-    cs.store(name="rasp_hydra_schema", node=Config)
-    for name in task_names():
-        task = get_task(name)
-        # Plain dicts: the schema validates them when they merge, and storing 80
-        # dataclass instances would cost a second at every start.
-        cs.store(group="lang", name=name, node={
-            "family": task.family, "size": task.size, "bos": task.bos,
-            "with_attns": task.with_attns})
-    cs.store(group="lang", name="rasp", node={"family": "rasp"})
-    cs.store(group="model", name="default", node=ModelConfig())
-    cs.store(group="optimizer", name="adam", node=OptimizerConfig(name=OptimizerName.adam))
-    cs.store(group="optimizer", name="sgd",
-             node=OptimizerConfig(name=OptimizerName.sgd, lr=1e-2, momentum=0.9))
-    cs.store(group="schedule", name="exponential",
-             node=ScheduleConfig(name=ScheduleName.exponential))
-    cs.store(group="schedule", name="constant", node=ScheduleConfig(name=ScheduleName.constant))
-    for arch in ArchName:
-        cs.store(group="arch", name=arch.value, node=ArchConfig(name=arch))
 
 
 def long_test_lengths(max_len: int, long_min_len: int | None,

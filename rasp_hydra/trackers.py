@@ -46,6 +46,7 @@ from typing import Any
 
 from rasp_hydra import runs
 from rasp_hydra.config import LoggerConfig
+from rasp_hydra.errors import UserError
 
 logger = logging.getLogger("rasp_hydra.trackers")
 
@@ -54,7 +55,7 @@ DEFAULT_EXPERIMENT = "rasp_hydra"
 RUN_DIR_TAG = "rasp_hydra.run_dir"  # finds a resumed run's MLflow run again
 
 
-class TrackerUnavailable(ImportError):
+class TrackerUnavailable(UserError, ImportError):
     """A chosen tracker's library is not installed; the message is meant for the user."""
 
 

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from rasp_hydra import runs
-from rasp_hydra.config import register_configs
+from rasp_hydra.cli.store import register_configs
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

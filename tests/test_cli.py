@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from rasp_hydra import job
-from rasp_hydra.config import register_configs
+from rasp_hydra.cli.store import register_configs
 from tests.conftest import TINY, cli, metrics
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

@@ -16,7 +16,7 @@ import pytest
 from conftest import TINY, cli, metrics
 from omegaconf import OmegaConf
 
-from rasp_hydra import search
+from rasp_hydra.cli import search
 from rasp_hydra.report import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

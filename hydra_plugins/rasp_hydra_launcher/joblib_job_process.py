@@ -29,6 +29,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
+from rasp_hydra.cli.errors import exits
+from rasp_hydra.errors import FailedError
+
 log = logging.getLogger("rasp_hydra")
 SWEEP_PID = "RASP_HYDRA_SWEEP_PID"  # the sweep's own process, where no job is forked
 
@@ -150,6 +153,7 @@ class SweepSummary(Callback):
     (failed, killed, crashed, cut short), one last line that counts them and says how to
     finish them, and exit code 1."""
 
+    @exits
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         from rasp_hydra import runs
 
@@ -172,18 +176,17 @@ class SweepSummary(Callback):
         if not left:
             return
         counts = ", ".join(f"{left.count(s)} {s}" for s in dict.fromkeys(left))
-        print(f"error: {len(left)} of {len(statuses)} jobs of {sweep_dir} did not complete "
+        raise FailedError(f"{len(left)} of {len(statuses)} jobs of {sweep_dir} did not complete "
               f"({counts}); each one's metrics.json and train.log say why. Run the same "
               f"command with hydra.sweep.dir={sweep_dir} to finish them (completed jobs are "
-              "kept).", file=sys.stderr)
-        sys.exit(1)
+              "kept).")
 
 
 def _job_status(job_dir: Path) -> str:
     """A job's status; "missing" if it never started, "incomplete" if it died before it
     wrote anything but its directory (unless another process holds it now)."""
     from rasp_hydra import runs
-    from rasp_hydra.search import PRUNED
+    from rasp_hydra.cli.search import PRUNED
 
     if runs.is_run_dir(job_dir):
         status, reason = runs.run_status(job_dir)

@@ -3,7 +3,7 @@
 It asks Optuna (4 or newer) for `n_jobs` trials at a time, runs them as one batch on the
 configured launcher (joblib, submitit, basic), and tells Optuna each job's return value;
 a NaN (skipped, failed, diverged run) is a failed trial, a run stopped by the pruner a
-pruned one. See rasp_hydra/search.py for the pieces.
+pruned one. See rasp_hydra/cli/search.py for the pieces.
 
 Hydra imports every module under `hydra_plugins` at startup, so this one imports only
 Hydra at the top: optuna and rasp_hydra load when a search starts.
@@ -13,27 +13,29 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 
+from rasp_hydra.cli.errors import exits
+from rasp_hydra.errors import ConfigError, FailedError
+
 log = logging.getLogger("rasp_hydra.search")
 
 
 class OptunaSearchSweeper(Sweeper):
+    @exits  # Hydra wraps an exception raised while it builds the sweeper
     def __init__(self, sampler: Any = None, direction: str = "maximize",
                  storage: str | None = None, study_name: str | None = None,
                  n_trials: int = 20, n_jobs: int = 2, max_failure_rate: float = 1.0,
                  params: Any = None, pruner: Any = None) -> None:
-        from rasp_hydra.search import missing_optuna
+        from rasp_hydra.cli.search import missing_optuna
 
         problem = missing_optuna("hydra/sweeper=optuna_search (+search=optuna_lr)")
         if problem:  # before the launcher or any job starts
-            print(f"error: {problem}", file=sys.stderr)
-            sys.exit(2)
+            raise ConfigError(problem)
         self.sampler, self.direction, self.storage = sampler, str(direction), storage
         self.study_name, self.n_trials, self.n_jobs = study_name, int(n_trials), int(n_jobs)
         self.max_failure_rate, self.params, self.pruner = max_failure_rate, params, pruner
@@ -48,7 +50,7 @@ class OptunaSearchSweeper(Sweeper):
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
-        from rasp_hydra import search
+        from rasp_hydra.cli import search
 
         sweep_dir = str(self.config.hydra.sweep.dir)
         if self.n_trials < 1 or self.n_jobs < 1:
@@ -99,7 +101,7 @@ class OptunaSearchSweeper(Sweeper):
                     sweep_dir: str) -> None:
         """Ask for n_jobs trials at a time, launch them as one batch, tell Optuna how each
         ended; stop (exit code 1) when too many of a batch failed."""
-        from rasp_hydra import search
+        from rasp_hydra.cli import search
 
         job_idx = 0
         while job_idx < self.n_trials:
@@ -123,7 +125,8 @@ class OptunaSearchSweeper(Sweeper):
         """Tell Optuna how the trial's job ended; True for a failed trial."""
         from optuna.trial import TrialState
 
-        from rasp_hydra import runs, search
+        from rasp_hydra import runs
+        from rasp_hydra.cli import search
 
         hydra_cfg = getattr(ret, "hydra_cfg", None)  # the job's own config, for its run dir
         if hydra_cfg is not None:
@@ -152,13 +155,12 @@ def _save_best(study, sweep_dir: str) -> None:
     line; exit code 1 when no trial of the study completed."""
     from omegaconf import OmegaConf
 
-    from rasp_hydra import search
+    from rasp_hydra.cli import search
 
     try:
         best = study.best_trial
     except ValueError:  # no trial of the study completed
-        print(search.no_completed_trial(study.study_name, sweep_dir), file=sys.stderr)
-        sys.exit(1)
+        raise FailedError(search.no_completed_trial(study.study_name, sweep_dir)) from None
     OmegaConf.save(OmegaConf.create({
         "name": "optuna", "study_name": study.study_name, "best_trial": best.number,
         "best_params": best.params, "best_value": best.value,
@@ -176,5 +178,4 @@ def _env(name: str, value: Any) -> str:
 
 
 def _bad(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+    raise (FailedError if code == 1 else ConfigError)(message)

@@ -6,9 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rasp_hydra.cli.errors import command
 from rasp_hydra.draw.run import DrawError, draw_all, draw_run
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rasp_hydra.draw",
@@ -32,23 +34,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "DIR/<run>/<sequence>/) instead of RUN_DIR/maps/, e.g. for a "
                              "run you cannot write")
     args = parser.parse_args(argv)
-    try:
-        if args.all:
-            res = draw_all(args.run_dir, args.sequence, args.numbers, args.which,
-                           maps_dir=args.out)
-            print(f"drew {len(res['drawn'])} runs, passed over {len(res['passed'])}")
-            if not res["drawn"]:
-                raise DrawError(f"no run below {args.run_dir} could be drawn (see above).")
-        else:
-            res = draw_run(args.run_dir, args.sequence, args.numbers, args.which,
-                           maps_dir=args.out)
-            print(res["text"], end="")
-            print(f"figures: {res['dir']} ("
-                  + ", ".join(p.name for k in ("attention", "scores")
-                              for p in res["files"][k]) + ", in_out.txt)")
-    except DrawError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.all:
+        res = draw_all(args.run_dir, args.sequence, args.numbers, args.which,
+                       maps_dir=args.out)
+        print(f"drew {len(res['drawn'])} runs, passed over {len(res['passed'])}")
+        if not res["drawn"]:
+            raise DrawError(f"no run below {args.run_dir} could be drawn (see above).")
+    else:
+        res = draw_run(args.run_dir, args.sequence, args.numbers, args.which,
+                       maps_dir=args.out)
+        print(res["text"], end="")
+        print(f"figures: {res['dir']} ("
+              + ", ".join(p.name for k in ("attention", "scores")
+                          for p in res["files"][k]) + ", in_out.txt)")
     return 0
 
 

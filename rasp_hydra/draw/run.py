@@ -12,11 +12,12 @@ from rasp_hydra import runs
 from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 from rasp_hydra.draw.figures import draw_layer
 from rasp_hydra.draw.names import safe_name, token_label
+from rasp_hydra.errors import UserError
 
 IN_OUT = "in_out.txt"
 
 
-class DrawError(Exception):
+class DrawError(UserError):
     """A problem with the drawer's input, shown to the user as one paragraph (exit code 2)."""
 
 

@@ -6,10 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rasp_hydra.cli.errors import command
 from rasp_hydra.probe.program import ProbeError
 from rasp_hydra.probe.run import DEFAULT_SEQUENCES, MAX_POSITIONS, probe_all, probe_run
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rasp_hydra.probe",
@@ -33,22 +35,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="probe every completed run below RUN_DIR (a sweep directory)")
     args = parser.parse_args(argv)
     sops = [s.strip() for s in args.sops.split(",") if s.strip()] if args.sops else None
-    try:
-        if args.all:
-            res = probe_all(args.run_dir, args.sequences, sops, args.which,
-                            positions=args.positions)
-            print(f"probed {len(res['probed'])} runs, passed over {len(res['passed'])}")
-            if not res["probed"]:
-                raise ProbeError(f"no run below {args.run_dir} could be probed (see above).")
-        else:
-            res = probe_run(args.run_dir, args.sequences, sops, args.which,
-                            positions=args.positions)
-            print("\n".join(res["lines"]))
-            print(f"wrote {res['files']['csv']} and {res['files']['png'].name} "
-                  f"({res['checkpoint']} checkpoint)")
-    except ProbeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.all:
+        res = probe_all(args.run_dir, args.sequences, sops, args.which,
+                        positions=args.positions)
+        print(f"probed {len(res['probed'])} runs, passed over {len(res['passed'])}")
+        if not res["probed"]:
+            raise ProbeError(f"no run below {args.run_dir} could be probed (see above).")
+    else:
+        res = probe_run(args.run_dir, args.sequences, sops, args.which,
+                        positions=args.positions)
+        print("\n".join(res["lines"]))
+        print(f"wrote {res['files']['csv']} and {res['files']['png'].name} "
+              f"({res['checkpoint']} checkpoint)")
     return 0
 
 

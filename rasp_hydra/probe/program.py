@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rasp_hydra.errors import UserError
 
-class ProbeError(Exception):
+
+class ProbeError(UserError):
     """A problem with the probe's input, shown as one paragraph (exit code 2)."""
 
 

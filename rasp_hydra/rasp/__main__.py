@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rasp_hydra.cli.errors import command
+
 from .interpret import Interpreter, Program, Scope, load
 from .lang import ATOM_TYPES, RASPError, Select, SOp
 from .parse import parse
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -262,17 +265,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd_draw(prog, args.draw, args.input, args.out)
         else:
             cmd_names(prog)
-    except RASPError as err:  # syntax errors included
-        text = " ".join(str(err).split())
-        print(f"error: {text}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
         sys.stdout = None
         return 0
     except RecursionError:
-        print("error: the program nests too deeply (a function that calls itself?).",
-              file=sys.stderr)
-        return 2
+        raise RASPError("the program nests too deeply (a function that calls itself?).") from None
     return 0
 
 

@@ -56,6 +56,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from rasp_hydra.errors import UserError
+
 __all__ = [
     "RASPError", "RASPTypeError", "RASPEvalError", "RASPAggregateError",
     "RASPExpr", "SOp", "Select", "Input", "Map", "Aggregate", "SELECT_OPS", "ATOM_TYPES",
@@ -66,7 +68,7 @@ __all__ = [
 ]
 
 
-class RASPError(Exception):
+class RASPError(UserError):
     """Any error of a RASP program; the message is one paragraph for the user."""
 
 

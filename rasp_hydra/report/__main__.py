@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rasp_hydra.cli.errors import command
 from rasp_hydra.report.collect import ReportError, collect_runs
 from rasp_hydra.report.render import write_report
 from rasp_hydra.report.tables import SOLVED, status_counts, table1
@@ -27,6 +28,7 @@ def cannot_write(out: Path, err: OSError, given: bool) -> str:
             "themselves were only read.")
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rasp_hydra.report",
@@ -44,23 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a replicate solves its task at this test token accuracy or "
                              f"above, a fraction (default {SOLVED})")
     args = parser.parse_args(argv)
-    try:
-        if not 0.0 < args.solved <= 1.0:
-            raise ReportError(
-                f"--solved {args.solved}: the threshold is a fraction of tokens right, above 0 "
-                f"and at most 1 (default {SOLVED}, i.e. 99%).")
-        df = collect_runs(args.paths)
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not 0.0 < args.solved <= 1.0:
+        raise ReportError(
+            f"--solved {args.solved}: the threshold is a fraction of tokens right, above 0 "
+            f"and at most 1 (default {SOLVED}, i.e. 99%).")
+    df = collect_runs(args.paths)
     out = Path(args.out) if args.out else Path("multirun_reports") / sweep_name(args.paths)
     try:
         files = write_report(df, out, sources=[str(p) for p in args.paths],
                              include_interrupted=args.include_interrupted,
                              self_contained=args.self_contained, solved=args.solved)
     except OSError as e:  # a read-only place, a full disk, no permission
-        print(f"error: {cannot_write(out, e, given=bool(args.out))}", file=sys.stderr)
-        return 2
+        raise ReportError(cannot_write(out, e, given=bool(args.out))) from None
     t1 = table1(df, args.include_interrupted, args.solved)
     print(to_markdown(display_table1(t1, args.include_interrupted)))
     if "long_csv" in files:

@@ -16,13 +16,14 @@ import pandas as pd
 
 from rasp_hydra import runs
 from rasp_hydra.config import ArchConfig, ArchName, ModelConfig, long_test_lengths, resolve_model
+from rasp_hydra.errors import UserError
 
 EPOCH_FOR_VAL = 20
 UNKNOWN_TASK = "(unknown)"
 ARCH_ORDER = tuple(a.value for a in ArchName)
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A problem with the report's input, shown to the user as one paragraph (exit code 2)."""
 
 

@@ -14,6 +14,8 @@ import re
 import time
 from pathlib import Path
 
+from rasp_hydra.errors import FailedError
+
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 LOG = "train.log"
@@ -34,7 +36,7 @@ def run_files(run_dir) -> list[Path]:
     run_dir = Path(run_dir)
     return [run_dir / f for f in (METRICS, LOG, HISTORY, CURVES) if (run_dir / f).is_file()]
 
-class WriteError(Exception):
+class WriteError(FailedError):
     """A file of the run directory could not be written (disk full, I/O error, read-only);
     the message names the file, says what was kept and the way on."""
 

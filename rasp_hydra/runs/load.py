@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rasp_hydra.errors import UserError
 from rasp_hydra.runs.checkpoints import (
     CheckpointError,
     check_fits,
@@ -22,7 +23,7 @@ from rasp_hydra.runs.record import read_metrics
 from rasp_hydra.runs.sweeps import find_runs, is_run_dir
 
 
-class NoModelError(Exception):
+class NoModelError(UserError):
     """A run directory that gives no model to read back; the message is one paragraph."""
 
 def open_model(run_dir, which: str, verb: str, all_hint: str):

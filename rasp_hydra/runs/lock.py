@@ -16,6 +16,7 @@ import os
 import socket
 from pathlib import Path
 
+from rasp_hydra.errors import HeldError
 from rasp_hydra.runs.checkpoints import (
     CheckpointError,
     _way_out,
@@ -36,7 +37,7 @@ from rasp_hydra.runs.record import (
 )
 
 
-class RunLocked(Exception):
+class RunLocked(HeldError):
     """Another live process holds the run directory; the message names it."""
 
 class RunLock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rasp_hydra.cli.errors import command
+
 from .base import BOS, SPLIT_IDS
 from .registry import FAMILIES, get_task, task_names
 
@@ -104,6 +106,7 @@ def cmd_peep(args) -> int:
     return 0
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rasp_hydra.tasks",
@@ -128,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     peep.add_argument("--min-len", type=int, default=1)
     peep.add_argument("--max-len", type=int, default=100)
     args = parser.parse_args(argv)
-    from rasp_hydra.rasp import RASPError
-    from rasp_hydra.rasp.parse import RaspSyntaxError
+    from rasp_hydra.errors import UserError
     try:
         return cmd_list(args) if args.cmd == "list" else cmd_peep(args)
-    except (ValueError, KeyError, RASPError, RaspSyntaxError) as e:  # UnknownTaskError too
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, KeyError) as e:  # a bad option of peep: said as a user's error
+        if isinstance(e, UserError):
+            raise
+        raise UserError(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rasp_hydra.errors import UserError
+
 from .base import ALL_TOKENS, BOS, Family, Selector, Task, task_name
 from .dyck import PAIRS, Dyck
 
@@ -76,7 +78,7 @@ CHUNK_ELEMENTS = 1 << 19  # rows * n * words per evaluated chunk: 4 MB per selec
 # chunk's working set stays near the caches (1.3-1.7x faster than 16 MB chunks on a CPU)
 
 
-class ProgramError(ValueError):
+class ProgramError(UserError, ValueError):
     """A program task that cannot be built; the message says what is allowed."""
 
 

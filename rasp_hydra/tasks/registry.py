@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from rasp_hydra.config import dotted
+from rasp_hydra.errors import UserError
 from rasp_hydra.rasp.source import PROGRAMS, is_source
 
 from .base import Family, Task, task_name
@@ -31,7 +32,7 @@ from .sort_by_freq import SortByFreq
 FAMILIES: dict[str, type[Family]] = {}
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UserError, ValueError):
     """A task name or family that does not exist; the message suggests close names."""
 
 

@@ -280,7 +280,7 @@ PRUNED = "pruned by Optuna"  # how a pruned run's reason starts
 
 def no_completed_trial(study_name: str | None, sweep_dir: str) -> str:
     return (
-        f"error: no trial of the Optuna study {study_name!r} has completed: every trial so "
+        f"no trial of the Optuna study {study_name!r} has completed: every trial so "
         f"far was skipped, failed, diverged or pruned, so there is no best value (each "
         f"trial's run directory {sweep_dir}/N has a metrics.json whose status and reason say "
         "why, and train.log the details). Fix the config and run the search again; with a "

@@ -23,8 +23,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from rasp_hydra.claim import CLAIMS, Claim, remove_traces
-from rasp_hydra.config import ConfigError
+from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
+from rasp_hydra.cli.errors import exits
+from rasp_hydra.errors import ConfigError, HeldError, Interrupted
 from rasp_hydra.job import as_config, check_ahead, default_threads, objective, run_job
 
 log = logging.getLogger("rasp_hydra")
@@ -37,6 +38,7 @@ class RunDirCheck(Callback):
     with no workers. After a sweep it exits 3 when jobs were not run because another
     process held their directories (a sweep relaunched into a running one)."""
 
+    @exits
     def on_run_start(self, config, **kwargs) -> None:
         _refuse_bad_config(config)
         run_dir = Path(str(config.hydra.run.dir)).absolute()
@@ -45,6 +47,7 @@ class RunDirCheck(Callback):
         missing = [a for a in (run_dir, *run_dir.parents) if not a.exists()]
         CLAIMS.new_since_start = missing[-1] if missing else None
 
+    @exits
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
@@ -52,18 +55,17 @@ class RunDirCheck(Callback):
         # where this sweep's jobs (in other processes) note a refusal for a held lock
         os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
 
+    @exits
     def on_multirun_end(self, config, **kwargs) -> None:
         held = os.environ.pop(HELD_ENV, None)
         if not held or not os.path.isfile(held):
             return
         dirs = Path(held).read_text().split("\n")[:-1]
         Path(held).unlink(missing_ok=True)
-        print(f"error: {len(dirs)} job{'s' if len(dirs) != 1 else ''} of this sweep did not "
+        raise HeldError(f"{len(dirs)} job{'s' if len(dirs) != 1 else ''} of this sweep did not "
               "run, because another process holds their run directories (a sweep relaunched "
               f"into one that is still running?): {', '.join(dirs)}. Nothing of theirs was "
-              "changed. Once that process has ended, the same command runs what is left.",
-              file=sys.stderr)
-        sys.exit(3)
+              "changed. Once that process has ended, the same command runs what is left.")
 
 
 HELD_ENV = "RASP_HYDRA_HELD_FILE"
@@ -81,11 +83,7 @@ def _refuse_bad_config(config) -> None:
     """Run a single run's checks on its composed config before Hydra creates the directory."""
     from omegaconf import OmegaConf
 
-    try:
-        check_ahead(as_config(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    check_ahead(as_config(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])))
 
 
 def _check_launcher(launcher) -> None:
@@ -93,20 +91,18 @@ def _check_launcher(launcher) -> None:
         return
     n_jobs = launcher.get("n_jobs")
     if n_jobs is None or n_jobs == 0:
-        print(f"error: hydra.launcher.n_jobs={n_jobs}: the sweep would have no worker to run "
+        raise ConfigError(f"hydra.launcher.n_jobs={n_jobs}: the sweep would have no worker to run "
               "its jobs. Give a number of parallel jobs (1 runs them one after another), "
               "or a negative number as joblib counts it: -1 for one job per core (the "
-              "default), -2 for all cores but one.", file=sys.stderr)
-        sys.exit(2)
+              "default), -2 for all cores but one.")
 
 
 def _check_creatable(path: str, key: str) -> None:
     problem = _not_creatable(Path(path).absolute())
     if problem:
-        print(f"error: {key}={path} cannot be created: {problem}. Give a directory that "
+        raise ConfigError(f"{key}={path} cannot be created: {problem}. Give a directory that "
               "exists and is writable, or one whose nearest existing parent is "
-              f"(e.g. {key}=outputs/my_run).", file=sys.stderr)
-        sys.exit(2)
+              f"(e.g. {key}=outputs/my_run).")
 
 
 def _not_creatable(p: Path) -> str | None:
@@ -143,6 +139,7 @@ def _not_creatable(p: Path) -> str | None:
     return None
 
 
+@exits  # Hydra would log a single run's exception as a failed job, then reraise it
 def run_from_hydra(cfg: Any) -> float:
     """The Hydra task function: returns the job's `objective` (for sweepers)."""
     from hydra.core.hydra_config import HydraConfig
@@ -177,7 +174,7 @@ def run_from_hydra(cfg: Any) -> float:
 
 def _trial_number() -> int | None:
     """Optuna's number of the trial this job is (set by the project's Optuna sweeper)."""
-    from rasp_hydra.search import TRIAL_ENV
+    from rasp_hydra.cli.search import TRIAL_ENV
 
     number = os.environ.get(TRIAL_ENV, "")
     return int(number) if number.isdigit() else None
@@ -211,8 +208,7 @@ def _refused(claim: Claim, multirun: bool) -> float:
     if not multirun:
         if not claim.existing and not claim.locked:
             remove_traces(claim)
-        print(f"error: {claim.refusal}", file=sys.stderr)
-        sys.exit(3 if claim.locked else 2)
+        raise (HeldError if claim.locked else ConfigError)(claim.refusal)
     if claim.locked:
         _note_held(claim.run_dir)
     log.error("job not run: %s", claim.refusal)
@@ -234,7 +230,7 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
         if multirun and trial is not None:
             from hydra.core.hydra_config import HydraConfig
 
-            from rasp_hydra.search import TrialPruning
+            from rasp_hydra.cli.search import TrialPruning
 
             try:
                 pruning = TrialPruning.from_hydra(HydraConfig.get(), stop)
@@ -253,8 +249,7 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
         if multirun:
             log.error("job failed: %s", err)
             return math.nan
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2 if isinstance(err, runs.CheckpointError) else 1)
+        raise  # CheckpointError: the user's to fix (2); WriteError: failed (1)
     except Exception as err:
         text = traceback.format_exc()
         log.error("job failed: %s\n%s", err, text)
@@ -270,7 +265,22 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
         raise
     runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
                            reason=metrics.get("reason"))
+    if not multirun:
+        _raise_if_signalled(metrics, run_dir)
     return objective(metrics)
+
+
+def _raise_if_signalled(metrics: dict, run_dir: Path) -> None:
+    """A single run stopped by SIGINT or SIGTERM exits 130 or 143 once its record says
+    `interrupted`, so that `python -m rasp_hydra ... && next` stops with it."""
+    import signal
+
+    reason = str(metrics.get("reason") or "")
+    if metrics.get("status") != "interrupted" or reason not in ("SIGINT", "SIGTERM"):
+        return
+    raise Interrupted(f"{reason}: the run stopped after its current batch and wrote its "
+                      f"record as interrupted; continue it with --resume {run_dir}.",
+                      signum=int(getattr(signal, reason)))
 
 
 def _best_effort(write, *args, **kwargs) -> None:
@@ -305,7 +315,6 @@ def _config_error(claim: Claim, err: ConfigError, multirun: bool) -> float:
                                                    error=str(err)))
         runs.append_invocation(run_dir, event="end", outcome="config error", error=str(err))
     if not multirun:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        raise err
     log.error("config error: %s", err)
     return math.nan
