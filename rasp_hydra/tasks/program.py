@@ -425,7 +425,7 @@ def try_inputs(task: Task, min_len: int, max_len: int) -> None:
     longest = max(min(max_len, TRIAL_LEN), min_len)
     task.outputs(*task.sample(TRIAL_INPUTS, seed=0, split="trial", min_len=min_len,
                               max_len=longest))
-    if task.impl.sampler is None:
+    if task.family_impl.sampler is None:
         a = list(task.alphabet)  # characters, numbers or words: each word a list of tokens
         words = [[c] * max(min_len, 1) for c in a]
         words += [(a * longest)[:longest], (a[::-1] * longest)[:longest]]
