@@ -204,7 +204,7 @@ class ArchConfig:
     name: ArchName = ArchName.predicted
 
 
-# --- experiment trackers (issue 14; conf/logger/, rasp_hydra/trackers.py) ---------------
+# --- experiment trackers (conf/logger/, rasp_hydra/trackers.py) ---------------
 @dataclass
 class TensorBoardConfig:
     subdir: str = "tb"  # event files in RUN_DIR/tb
@@ -233,7 +233,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     arch: ArchConfig | None = None
-    logger: LoggerConfig = field(default_factory=LoggerConfig)  # issue 14: trackers
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers
 
 
 def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tuple[int, int],
