@@ -259,7 +259,7 @@ def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tupl
 
 
 # Keys that may differ when a run is resumed: they change neither the model, the data nor
-# the optimizer (README, "What a run directory promises").
+# the optimizer (docs/run-directory.md, its promises).
 RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
                     "train.resume_from", "train.progress", "train.eval_batch_size",
                     "train.check_memory", "logger")
