@@ -341,7 +341,7 @@ def _f(x, fmt: str, none: str = "n/a") -> str:
 
 
 def summarize(fig: dict, say: Log) -> None:
-    """The figures as the README's table wants them, one line each."""
+    """The figures as docs/gpu.md's table wants them, one line each."""
     mach, tp, ep, sw = fig["machine"], fig["throughput"], fig["epoch"], fig["sweep"]
     say("\n== summary ==")
     say(f"device: {mach.get('gpu', 'cpu')}" + (f" ({mach['gpu_memory_gib']} GiB)"

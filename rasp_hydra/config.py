@@ -204,7 +204,7 @@ class ArchConfig:
     name: ArchName = ArchName.predicted
 
 
-# --- experiment trackers (issue 14; conf/logger/, rasp_hydra/trackers.py) ---------------
+# --- experiment trackers (conf/logger/, rasp_hydra/trackers.py) ---------------
 @dataclass
 class TensorBoardConfig:
     subdir: str = "tb"  # event files in RUN_DIR/tb
@@ -233,7 +233,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     arch: ArchConfig | None = None
-    logger: LoggerConfig = field(default_factory=LoggerConfig)  # issue 14: trackers
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers
 
 
 def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tuple[int, int],
@@ -259,7 +259,7 @@ def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tupl
 
 
 # Keys that may differ when a run is resumed: they change neither the model, the data nor
-# the optimizer (README, "What a run directory promises").
+# the optimizer (docs/run-directory.md, its promises).
 RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
                     "train.resume_from", "train.progress", "train.eval_batch_size",
                     "train.check_memory", "logger")

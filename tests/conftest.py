@@ -9,12 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-# Small enough that a run takes a few seconds on one core, big enough to learn hist_10_bos.
-TINY = [
-    "model.d_model=16", "lang.max_len=6", "lang.train_size=300", "lang.valid_size=50",
-    "lang.test_size=50", "train.epochs=2",
-]
+
+# Small enough that a run takes a few seconds on one core, big enough to learn hist_10_bos:
+# the `+debug=tiny` preset (conf/debug/tiny.yaml) as key=value overrides, in its order.
+def _overrides(tree: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={value}")
+    return out
+
+
+TINY = _overrides(yaml.safe_load(
+    (Path(__file__).parents[1] / "conf" / "debug" / "tiny.yaml").read_text()))
 
 
 def cli(*args: str, cwd: Path, timeout: float = 240, module: str = "rasp_hydra",

@@ -115,7 +115,7 @@ def test_built_in_tasks_are_probed_through_their_shipped_programs(name):
     tokens, lengths = task.sample(50, seed=1, split="test", max_len=12)
     pos = probe.sample_positions(task, prog_task, tokens, lengths, limit=10_000, seed=0)
     assert not bool((pos.i == 0).any()) if task.bos else len(pos.b) == int(lengths.sum())
-    out = prog_task.impl.output
+    out = prog_task.family_impl.output
     values = probe.program_labels(prog_task, {"out": out}, pos)["out"]
     targets = task.outputs(tokens, lengths)[pos.b, pos.i].tolist()
     assert [str(v) for v in values] == [task.out_classes[t] for t in targets]

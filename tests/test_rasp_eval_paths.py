@@ -102,7 +102,7 @@ def test_single_index_of_one_set_bit():
 def test_program_chunks_are_maximal_and_cover_every_row_once():
     from rasp_hydra.tasks import program
 
-    family = program.make_program_task(library.program("reverse"), alphabet=5).impl
+    family = program.make_program_task(library.program("reverse"), alphabet=5).family_impl
     rng = np.random.default_rng(5)
     cost = program.CHUNK_ELEMENTS
     for top in (1, 3, 64, 101, 300):

@@ -1,6 +1,6 @@
-"""What a run directory promises (README), each checked on real subprocesses of tiny runs:
-a failed resume rewrites nothing, one writer at a time, a lock that dies with its holder,
-clear errors for broken checkpoints, bad values refused before a directory is written,
+"""What a run directory promises (docs/run-directory.md), each checked on real subprocesses
+of tiny runs: a failed resume rewrites nothing, one writer at a time, a lock that dies with
+its holder, clear errors for broken checkpoints, bad values refused before a directory is written,
 a diverging run that ends as `diverged`, a record that a full disk never empties, a resume
 that never retrains finished epochs from nothing, a sweep that outlives a killed job, a
 report that tells the living from the dead, and checkpoints checked against their run.

@@ -380,7 +380,7 @@ def test_user_family_by_import_path(monkeypatch):
 
 
 def test_doctests_of_task_modules():
-    for mod in ["rasp", "reverse", "hist", "hist2", "sort", "sort_by_freq", "dyck", "base"]:
+    for mod in ["primitives", "reverse", "hist", "hist2", "sort", "sort_by_freq", "dyck", "base"]:
         module = importlib.import_module(f"rasp_hydra.tasks.{mod}")
         assert doctest.testmod(module).failed == 0, mod
     assert doctest.testmod(importlib.import_module("rasp_hydra.tasks")).failed == 0

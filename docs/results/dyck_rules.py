@@ -17,7 +17,7 @@ import torch
 
 from rasp_hydra.data import build_split
 from rasp_hydra.tasks import get_task
-from rasp_hydra.tasks.rasp import valid
+from rasp_hydra.tasks.primitives import valid
 
 P, T, F = 0, 1, 2
 SAMPLES = 6000

@@ -30,7 +30,7 @@ def program_task(task, max_len: int = 100):
     from rasp_hydra.tasks.program import ProgramFamily, make_program_task
     from rasp_hydra.tasks.registry import find_program
 
-    if isinstance(task.impl, ProgramFamily):
+    if isinstance(task.family_impl, ProgramFamily):
         return task
     family = task.family
     if family in SHIPPED:
@@ -55,7 +55,7 @@ def program_sops(prog_task) -> dict:
     from rasp_hydra.rasp.lang import Input, Map, SOp
 
     out = {}
-    for node in ancestors([prog_task.impl.output]):
+    for node in ancestors([prog_task.family_impl.output]):
         if not isinstance(node, SOp) or (isinstance(node, Map) and node.is_constant):
             continue
         if not (node.is_named or isinstance(node, Input)):
@@ -69,7 +69,7 @@ def program_sops(prog_task) -> dict:
 
 def compiled_layers(prog_task, sops: dict) -> dict[str, int]:
     """Residual stream index where the compiled program holds each s-op."""
-    compiled = prog_task.impl.compiled
+    compiled = prog_task.family_impl.compiled
     return {name: compiled.depth[id(node)] for name, node in sops.items()}
 
 
@@ -93,7 +93,7 @@ def sample_positions(task, prog_task, tokens, lengths, limit: int, seed: int) ->
     import torch
 
     first = 1 if task.bos else 0  # BOS is left out
-    offset = 1 if task.bos and not prog_task.impl.sees_bos else 0  # model pos - program pos
+    offset = 1 if task.bos and not prog_task.family_impl.sees_bos else 0  # model pos - program pos
     n = tokens.shape[1]
     real = (torch.arange(n)[None, :] < lengths[:, None])
     real[:, :first] = False
@@ -109,7 +109,7 @@ def program_labels(prog_task, sops: dict, pos: Positions) -> dict[str, list]:
     from rasp_hydra.rasp import evaluate_batch
 
     x, n = prog_task._strip(pos.tokens, pos.lengths)
-    cols = evaluate_batch(list(sops.values()), x, n, prog_task.impl.input_values)
+    cols = evaluate_batch(list(sops.values()), x, n, prog_task.family_impl.input_values)
     out = {}
     for name, node in sops.items():
         col = cols[node]

@@ -95,7 +95,7 @@ def _check_output(prep: dict, labels: dict) -> None:
     """The program must compute the run's task: its output equals the targets at the
     probed positions (guards the alignment of program and model positions)."""
     task, prog_task = prep["task"], prep["prog_task"]
-    output = prog_task.impl.output
+    output = prog_task.family_impl.output
     pos = prep["data"]["test"]
     values = program_labels(prog_task, {"_": output}, pos)["_"]
     targets = task.outputs(pos.tokens, pos.lengths)[pos.b, pos.i].tolist()

@@ -10,43 +10,10 @@
     >>> prog.names()
     ['flip', 'reverse']
 
-Semantics (those of the reference REPL, github tech-srl/RASP; ``lang`` documents the
-s-op operations themselves):
-
-- Values are atoms (int, float, str, bool), lists, dicts, functions, s-ops and
-  selectors. Everything but s-ops and selectors is computed in Python while the program
-  loads; s-ops and selectors are built as ``lang`` objects and evaluated later, per input.
-- An operator with an s-op operand is elementwise (atoms on the other side are
-  constants); between atoms it is Python's (``1/2`` is ``0.5``, ``"a" + "b"`` is
-  ``"ab"``). ``and``/``or``/``not`` on s-ops give bools from truthiness; on selectors
-  they compose one new select; on atoms they are Python's (``0 or 3`` is ``3``). Mixing
-  a selector with anything else, or any other operator on a selector, is an error.
-- ``x if c else y``: with an s-op ``c`` both branches are computed and chosen per
-  position; with an atom ``c`` only the chosen branch is evaluated.
-- ``x in xs``: an s-op in a list of atoms is elementwise; an atom in a list is Python's;
-  an atom in an s-op is ``aggregate(full, indicator(s == x)) > 0`` with a ``full``
-  select of its own (one more head, as in the reference).
-- Indexing: lists and strings by an int (negatives from the end) or elementwise by an
-  s-op; dicts by an atom or elementwise by an s-op (a missing key is an error when the
-  program is evaluated); an s-op by an int ``i`` is ``aggregate(select(indices, i, ==),
-  s)`` (negative ``i``: ``select(indices, length + i, ==)``), so it costs a head.
-- ``round(x)`` is Python's (banker's rounding; float -> int); ``indicator(x)`` needs an
-  s-op; ``range`` takes 1-3 ints; ``zip`` takes lists of equal length and gives a list of
-  lists; ``len`` takes a list. Comprehensions and ``for`` loops iterate over lists or dicts
-  (keys); several loop names unpack each item.
-- Names: ``a, b = x, y;`` assigns in order; ``a, b = f();`` unpacks a returned list.
-  ``def f(x) { ...; return e; }`` runs in its own scope (parameters and local names stay
-  inside; outer names are looked up when it is called); ``return a, b;`` returns a list.
-  A ``for`` loop's names and assignments belong to the enclosing scope. An expression
-  statement ``e;`` sets ``out``. Assigning an s-op or selector names it (last name wins).
-- ``load "file";`` (``.rasp`` optional) runs the file, relative to the loading file's
-  directory, in a fresh scope that sees only the library, and copies its names into the
-  loader, except names starting with ``_`` (private to their file).
-- The library (``rasplib.rasp`` beside this module, in RASP) is loaded first, as in the
-  REPL: its names (``length``, ``full_s``, ``selector_width``, ``sort``, ...) and the
-  built-ins (``tokens_str``, ``tokens_int``, ``tokens_float``, ``tokens_bool``,
-  ``tokens_asis``, ``indices``, ``True``, ``False``) cannot be reassigned outside a
-  function; ``tokens`` starts as ``tokens_str`` and can (``tokens = tokens_int;``).
+Semantics are those of the reference REPL (github tech-srl/RASP): docs/rasp_text.md,
+"Semantics matched to the reference REPL", lists each rule (values and operators, ``if``
+and ``in``, indexing, names and scopes, ``load``, the library loaded first); ``lang``
+documents the s-op operations themselves.
 """
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ class Task:
 
     def __init__(self, impl: Family, family: str, bos: bool = False, with_attns: bool = False,
                  name: str | None = None):
-        self.impl = impl
-        self.family = family  # the name (or "module:Class" path) that make_task accepts
+        self.family_impl = impl  # the Family object at this size: outputs, selectors, sampler
+        self.family = family  # its name (or "module:Class" path), which make_task accepts
         self.size = impl.size
         self.bos = bool(bos)
         self.with_attns = bool(with_attns)
@@ -264,12 +264,12 @@ class Task:
     def outputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """LongTensor[B, n] of target ids, IGNORE at padding. Large batches are processed
         in chunks of OUTPUT_CHUNK rows (cache-sized: several times faster on a CPU)."""
-        chunk = self.impl.output_chunk or OUTPUT_CHUNK
+        chunk = self.family_impl.output_chunk or OUTPUT_CHUNK
         if tokens.shape[0] > chunk:
             return torch.cat([self.outputs(tokens[i:i + chunk], lengths[i:i + chunk])
                               for i in range(0, tokens.shape[0], chunk)])
         x, n = self._strip(tokens, lengths)
-        y = self.impl.outputs(x, n) if x.shape[1] else x.clone()
+        y = self.family_impl.outputs(x, n) if x.shape[1] else x.clone()
         if self._pass_bos:
             y[:, :1] = self.bos_out_id
         elif self.bos:
@@ -288,7 +288,7 @@ class Task:
         if not heads:
             return {}
         x, n = self._strip(tokens, lengths)
-        raw = self.impl.compute_selectors(x, n, heads)
+        raw = self.family_impl.compute_selectors(x, n, heads)
         B, m = x.shape
         real = torch.arange(m, device=x.device)[None, :] < n[:, None]
         pair = None
@@ -333,7 +333,7 @@ class Task:
         for b in range(first, last):
             rng = np.random.Generator(np.random.PCG64(
                 np.random.SeedSequence([int(seed), name_id, split_id, b])))
-            ids, lens = self.impl.sample(rng, BLOCK, min_len, max_len, b * BLOCK)
+            ids, lens = self.family_impl.sample(rng, BLOCK, min_len, max_len, b * BLOCK)
             ids_parts.append(np.asarray(ids, dtype=np.int64)[:, :max_len])
             len_parts.append(np.asarray(lens, dtype=np.int64))
         if ids_parts:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from .base import Family, Selector
-from .rasp import indices, select_prefix, valid
+from .primitives import indices, select_prefix, valid
 
 PAIRS = ("()", "{}", "[]", "<>", "\\/", "`'", "ab", "xy")
 NEUTRAL = "a"
@@ -61,7 +61,7 @@ def dyck_ptf(x: torch.Tensor, lengths: torch.Tensor, pairs: int) -> torch.Tensor
     its pair at its level (a closer at level <= 0 never has one). Before the first
     failure this matching is exact, and every later output is F anyway.
 
-    >>> from rasp_hydra.tasks.rasp import ids
+    >>> from rasp_hydra.tasks.primitives import ids
     >>> x, n = ids("(a)", "{(})", "())(", alphabet="(){}a")
     >>> dyck_ptf(x, n, 2).tolist()
     [[0, 0, 1, 1], [0, 0, 2, 2], [0, 1, 2, 2]]

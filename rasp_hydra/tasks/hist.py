@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .base import Family, Selector
-from .rasp import select_same_token, token_counts
+from .primitives import select_same_token, token_counts
 
 # The largest count a class names: hist and hist2 output the classes "0".."10". (The shipped
 # programs state it in rasp/programs/; tests/test_rasp_text.py checks they agree.)
@@ -27,7 +27,7 @@ COUNT_CLASSES = tuple(str(i) for i in range(CAP + 1))
 def hist(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Output ids: count of x[q] in the sequence, capped at 10 (id i is class "i").
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(hist(*ids("abbcbb")))
     1 4 4 1 4 4
     >>> show(hist(*ids("a" * 12)))

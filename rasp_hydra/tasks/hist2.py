@@ -19,7 +19,7 @@ import torch
 
 from .base import Family, Selector
 from .hist import CAP, COUNT_CLASSES
-from .rasp import (
+from .primitives import (
     compare,
     first_occurrence,
     select_earlier,
@@ -32,7 +32,7 @@ from .rasp import (
 def select_same_earlier(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 0 head 1: x[q] == x[k] and k < q (an earlier copy of my token).
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_same_earlier(*ids("abaa")))
     0000
     0000
@@ -45,7 +45,7 @@ def select_same_earlier(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def select_same_count_first(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 1 head 0: count(x[k]) == count(x[q]) and first(k).
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_same_count_first(*ids("aabc")))
     1000
     1000
@@ -61,7 +61,7 @@ def hist2(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Output ids: number of distinct tokens whose count equals count(x[q]), capped at 10
     (O(B n): a histogram of the per-token counts, read back at each position's count).
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(hist2(*ids("aabcdd")))
     2 2 2 2 2 2
     >>> show(hist2(*ids("abcaa")))

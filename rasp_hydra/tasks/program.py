@@ -11,43 +11,12 @@ the predicted layers/heads, its compiled selects the heads' target selectors.
     >>> task.selector_names
     {(0, 0): 'full_s', (1, 0): 'flip'}
 
-Conventions (docs/rasp_text.md, "Programs as tasks", says the same for users):
+The rules a user sees (the vocabulary and how inputs are written, BOS, output classes and
+their order, samplers, the budget of a program without aggregates) are in docs/rasp_text.md,
+"Programs as tasks". Two more, for readers of this module:
 
-- The vocabulary (``vocabulary``): a string is an alphabet of one-character tokens, as
-  the hand-written families have; a list of ints or strings (of any length) is a
-  vocabulary of token values; "A..B" is the integers A to B; a size k is the first k of
-  the project's tokens, or the integers 0..k-1 for a program that reads ``tokens_int`` or
-  ``tokens_float``. Input id i < len(alphabet) is the token ``alphabet[i]``, given to the
-  program as that value (a character or string for ``tokens``, an int for
-  ``tokens_int``: "7" and 7 both become 7); BOS is "§". Inputs of a value vocabulary are
-  written with the tokens separated by spaces or commas ("10 2 33"), or as lists.
-- ``bos=True``: the program is written for inputs that start with BOS (the paper's
-  ``_bos`` programs, whose ``selector_width`` counts on every query seeing BOS). The task
-  is a bos task whose family sees BOS (``Family.sees_bos``): the program runs on the ids
-  with BOS, its compiled selects evaluated on them are the target selectors as they are
-  (only padding masked), and the target at position 0 is the BOS class whatever the
-  program computes there. ``bos=False``: the program runs on the ids without BOS.
-- Output classes: the values the output s-op can take (``rasp.values``, inferred from
-  the alphabet and ``max_len``), one class per distinct value: equal numbers are one
-  class (0 and 0.0 are the class "0", see ``class_name``), and values with equal names
-  are one class. ``out_values`` holds each class's value (the int where an int and a
-  float are equal), which ``Task.decode_values`` gives back. Order: numbers ascending,
-  then strings that are alphabet tokens in alphabet order, then decimal strings by
-  number ("0".."10"), then the rest by code point (so reverse, hist, hist2, sort and
-  sort_by_freq get the hand-written families' classes in their order; Dyck's "F", "P",
-  "T" come in that order). Give ``classes`` (a list of values, or "A..B" for integers)
-  when the values are not enumerable (e.g. means of many different numbers, or a sort of
-  numbers: an aggregate that selects one key, which the inference cannot tell).
 - Heads: every (layer, head) of the compilation, named after its select. All are target
   selectors (supervised with ``with_attns``).
-- The budget: the compiled (layers, max heads per layer), 0 and 0 for a program without
-  any aggregate; ``arch=predicted`` trains such a program at the smallest model (1 layer,
-  1 head; ``config.ArchName.budget``), and the variants below it are skipped.
-- Samplers: "uniform" (lengths uniform in min_len..max_len, tokens uniform, as the
-  hand-written families), "dyck" (the Dyck family's generator; the alphabet must be a
-  Dyck alphabet, e.g. "()a"), or "module:function" called as
-  ``function(rng, count, min_len, max_len, start, alphabet) -> (ids [count, max_len],
-  lengths [count])`` (ids index the alphabet).
 - Speed: outputs and selectors of a batch are evaluated once for all heads; rows are
   sorted by length so that each chunk's [rows, n, n] selects are as small as they can be.
 """
@@ -427,7 +396,7 @@ def try_inputs(task: Task, min_len: int, max_len: int) -> None:
     longest = max(min(max_len, TRIAL_LEN), min_len)
     task.outputs(*task.sample(TRIAL_INPUTS, seed=0, split="trial", min_len=min_len,
                               max_len=longest))
-    if task.impl.sampler is None:
+    if task.family_impl.sampler is None:
         a = list(task.alphabet)  # characters, numbers or words: each word a list of tokens
         words = [[c] * max(min_len, 1) for c in a]
         words += [(a * longest)[:longest], (a[::-1] * longest)[:longest]]

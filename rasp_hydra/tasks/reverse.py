@@ -17,13 +17,13 @@ from __future__ import annotations
 import torch
 
 from .base import Family, Selector
-from .rasp import indices
+from .primitives import indices
 
 
 def select_flip(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reference selector "flip": k == length - 1 - q.
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_flip(*ids("abc", "ab")))
     001
     010
@@ -40,7 +40,7 @@ def select_flip(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def reverse(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Output ids: x[length - 1 - q] (output classes are the alphabet, so ids carry over).
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(reverse(*ids("abcd")))
     3 2 1 0
     """

@@ -18,7 +18,7 @@ from functools import cached_property
 import torch
 
 from .base import Family, Selector
-from .rasp import select_before_in, select_place, stable_place
+from .primitives import select_before_in, select_place, stable_place
 
 
 def select_before(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def select_before(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     position's code-point rank. That is "k comes before q in the stable sort by rank",
     so it is computed as one comparison of places in that sort.
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_before(*ids("bab")))
     010
     000
@@ -39,7 +39,7 @@ def select_sort_place(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 1 head 0 "place": q == pos(k), pos(k) = row k's width under "before"
     (= k's place in the stable sort by rank).
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_sort_place(*ids("bab")))
     010
     100
@@ -51,7 +51,7 @@ def select_sort_place(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def sort_ranks(r: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The ranks sorted ascending (padding, which has the largest rank, stays last).
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(sort_ranks(*ids("cabab")))
     0 0 1 1 2
     """

@@ -21,7 +21,7 @@ import torch
 
 from .base import Family, Selector
 from .hist2 import select_same_earlier
-from .rasp import (
+from .primitives import (
     first_occurrence,
     indices,
     select_before_in,
@@ -38,7 +38,7 @@ DEMOTE = 202  # subtracted from the count of a non-first occurrence
 def freq_score(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """score(j) = count(x[j]) if first(j) else count(x[j]) - 202.
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(freq_score(*ids("abcbc")))
     1 2 2 -200 -200
     """
@@ -50,7 +50,7 @@ def freq_place(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Each position's place in the stable sort by descending score (padding last): the
     width of its row under "comes before".
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(freq_place(*ids("abcbc")))
     2 0 1 3 4
     """
@@ -63,7 +63,7 @@ def select_comes_before(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 1 head 0 "comes before": score(k) > score(q), or equal and k < q
     (real keys only); i.e. k comes earlier than q in the stable sort by -score.
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_comes_before(*ids("abb")))
     010
     000
@@ -75,7 +75,7 @@ def select_comes_before(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def select_freq_place(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Layer 2 head 0: q == pos(k), pos(k) = row k's width under "comes before".
 
-    >>> from rasp_hydra.tasks.rasp import ids, show
+    >>> from rasp_hydra.tasks.primitives import ids, show
     >>> show(select_freq_place(*ids("abb")))
     010
     100
