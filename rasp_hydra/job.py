@@ -23,6 +23,7 @@ from rasp_hydra.checks import (
     check_max_len,
     check_model_shape,
     check_optimizer,
+    check_precision,
     check_supervision,
     check_train,
 )
@@ -98,9 +99,18 @@ def check_config(cfg: Any, task, shape: ModelConfig, cuda_available) -> None:
     device = cfg.train.device  # a Device: a str enum, equal to its value
     if device == "cuda":
         check_device("cuda", cuda_available())
+    on_cuda = device == "cuda" or (device == "auto" and cuda_available())
+    if cfg.train.precision != "fp32":
+        check_precision(cfg.train.precision, "cuda" if on_cuda else "cpu",
+                        _capability() if on_cuda else None)
     if cfg.train.check_memory:
-        check_memory(cfg, task, shape, cuda=device == "cuda" or (
-            device == "auto" and cuda_available()))
+        check_memory(cfg, task, shape, cuda=on_cuda)
+
+
+def _capability() -> tuple[int, int]:
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0))
 
 
 def check_memory(cfg: Any, task, shape: ModelConfig, cuda: bool) -> None:

@@ -156,7 +156,8 @@ def first_line(trainer: Trainer, model_cfg: ModelConfig, params: int, source) ->
     return (f"start {trainer.task.name}: {model_cfg.layers} layers, {model_cfg.heads} heads, "
             f"d_model {model_cfg.d_model}, {params} params, "
             f"{len(trainer.splits['train'])} train sequences, device {trainer.device.type}, "
-            f"{torch.get_num_threads()} threads")
+            f"{torch.get_num_threads()} threads"
+            + ("" if trainer.precision == "fp32" else f", precision {trainer.precision.value}"))
 
 
 NO_MODEL = "; no epoch ended with a finite loss, so the run has no model (no best.pt)"
