@@ -192,6 +192,9 @@ def train(
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
             trainer.restore(source, from_best=tc.resume_from == "best")
+            if source == run_dir / runs.LAST:  # a kill may have cut its epoch's writes
+                trainer.finish_epoch_writes(int(runs.read_metrics(run_dir).get("epochs_run")
+                                                or 0))
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)

@@ -182,6 +182,29 @@ class Trainer:
         if self.device.type == "cuda" and "cuda" in ck["rng"]:
             torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu())
 
+    def finish_epoch_writes(self, record_epochs: int) -> None:
+        """After a restore from this run's own last.pt: the writes of its epoch that a kill
+        left undone (history.csv, then best.pt when that epoch was the best: its weights and
+        optimizer are last.pt's), so the files agree with last.pt before anything goes on.
+        A best.pt that cannot be the run's best model is refused (runs.best_problem),
+        checked against the model this run's config builds. `record_epochs`: the epochs
+        metrics.json names (an epoch it names had all its files written)."""
+        st = self.st
+        pending = st.best_epoch == st.epoch and not st.batch and record_epochs < st.epoch
+        problem = runs.best_problem(self.run_dir, st.best_epoch, pending, self.task.name,
+                                    self.model.config_dict())
+        if problem:
+            raise runs.CheckpointError(problem)
+        if [r["epoch"] for r in runs.read_history(self.run_dir)] != \
+                [r["epoch"] for r in st.history]:
+            runs.write_history(self.run_dir, st.history)
+        if pending and runs.checkpoint_epoch(self.run_dir, "best") != st.best_epoch:
+            opt = self.opt.state_dict()
+            for g in opt["param_groups"]:  # as keep_best_or_reset took it: the epoch's lr
+                g["lr"] = st.history[-1]["lr"]
+            runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint(
+                st.epoch, optimizer=opt, val_loss=st.best_val))
+
     def _check_precision(self, path: Path, ck: dict) -> None:
         saved = ck.get("precision", Precision.fp32.value)  # older checkpoints: float32
         if saved != self.precision.value:
