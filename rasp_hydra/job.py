@@ -117,13 +117,18 @@ def check_memory(cfg: Any, task, shape: ModelConfig, cuda: bool) -> None:
     """Refuse (ConfigError) a config whose data, model and batch cannot fit (memory.py)."""
     from rasp_hydra import memory
 
-    longest = longest_sequence(cfg.lang, task.bos)
-    est = memory.estimate(
+    memory.check(memory_estimate(cfg, task, shape), cuda)
+
+
+def memory_estimate(cfg: Any, task, shape: ModelConfig):
+    """memory.estimate of this job's data, model and batch (a memory.Estimate)."""
+    from rasp_hydra import memory
+
+    return memory.estimate(
         cfg.lang, shape, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
-        longest=longest, max_len=shape.max_len,
+        longest=longest_sequence(cfg.lang, task.bos), max_len=shape.max_len,
         learned_positions=cfg.model.positions == "learned",
         optimizer=cfg.optimizer.name.value, momentum=cfg.optimizer.momentum)
-    memory.check(est, cuda)
 
 
 _checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, shape)
