@@ -119,6 +119,7 @@ def test_a_first_epoch_that_does_not_fit_records_no_epoch_and_resumes(tmp_path):
     assert m["best_epoch"] == runs.load_checkpoint(run / runs.BEST)["epoch"]
 
 
+@pytest.mark.slow  # two command lines
 def test_a_best_pt_that_fails_is_written_by_the_resume(tmp_path):
     run = tmp_path / "run"
     proc = cli(*RUN, f"hydra.run.dir={run}", cwd=tmp_path,
@@ -146,7 +147,7 @@ def completed(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("damage, says", [
     ("missing", "best.pt does not exist, but the run's best epoch is"),
-    ("wider", "d_model 32 where the run has 16"),
+    pytest.param("wider", "d_model 32 where the run has 16", marks=pytest.mark.slow),
 ])
 def test_a_completed_run_without_its_own_best_pt_is_not_resumed(completed, tmp_path, damage,
                                                                 says):
