@@ -17,6 +17,7 @@ from rasp_hydra.config import (
     LangConfig,
     OptimizerConfig,
     Positions,
+    Precision,
     ScheduleConfig,
     TrainConfig,
     long_test_lengths,
@@ -156,9 +157,38 @@ def check_train(tc: TrainConfig) -> None:
     if str(tc.progress).lower() not in ("auto", "true", "false"):
         raise ConfigError(f"train.progress={tc.progress!r} is unknown; allowed: auto (a bar "
                           "when the output is a terminal), true, false.")
+    if tc.precision not in list(Precision):
+        raise ConfigError(f"train.precision={tc.precision!r} is unknown; allowed: "
+                          f"{', '.join(p.value for p in Precision)}.")
     if tc.device not in list(Device):
         raise ConfigError(f"train.device={tc.device!r} is unknown; allowed: "
                           f"{', '.join(d.value for d in Device)}.")
+
+
+def check_precision(precision, device: str, capability: tuple[int, int] | None) -> None:
+    """Refuse a precision the device cannot compute in: TF32 is a mode of NVIDIA's tensor
+    cores (compute capability 8.0 on), and bfloat16 needs them too on a GPU; a CPU runs
+    bfloat16 autocast, but has no TF32 (its float32 matmuls stay float32)."""
+    if precision not in list(Precision):
+        raise ConfigError(f"train.precision={precision!r} is unknown; allowed: "
+                          f"{', '.join(p.value for p in Precision)}.")
+    precision = Precision(precision)
+    if precision is Precision.fp32:
+        return
+    if device == "cpu" and precision is Precision.tf32:
+        raise ConfigError(
+            "train.precision=tf32 asks for TF32 matmuls, a mode of NVIDIA GPUs (compute "
+            "capability 8.0 and later), but this run trains on the CPU, where a float32 "
+            "matmul is float32 whatever is asked, so the setting would change nothing while "
+            "the record said otherwise. Use train.precision=fp32 (the default) or bf16 "
+            "(bfloat16 autocast, which CPUs run) here, or train on such a GPU "
+            "(train.device=cuda).")
+    if device == "cuda" and (capability is None or capability < (8, 0)):
+        got = "unknown" if capability is None else f"{capability[0]}.{capability[1]}"
+        raise ConfigError(
+            f"train.precision={precision.value} needs an NVIDIA GPU of compute capability "
+            f"8.0 or later (Ampere, Hopper: A100, H100, H200), but this GPU's is {got}, "
+            "which computes it slowly or not at all. Use train.precision=fp32 on this GPU.")
 
 
 def check_device(device, cuda_available: bool) -> None:

@@ -51,6 +51,14 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Precision(str, Enum):
+    """How the forward and backward passes compute (docs/gpu.md, "Precision")."""
+
+    fp32 = "fp32"  # float32 throughout, as the published figures
+    tf32 = "tf32"  # float32 tensors, TF32 matmuls (NVIDIA GPUs of compute capability 8.0 on)
+    bf16 = "bf16"  # autocast to bfloat16; float32 master weights and optimizer state
+
+
 class Checkpoint(str, Enum):
     last = "last"
     best = "best"
@@ -184,6 +192,7 @@ class TrainConfig:
     perfect_acc_epochs: int = 3  # stop after this many epochs of validation accuracy 1.0
     seed: int = 0  # model init and batch order (the data has lang.data_seed)
     device: Device = Device.auto
+    precision: Precision = Precision.fp32  # fp32 | tf32 | bf16; a resume keeps it
     num_threads: int | None = None  # None: the cores of this job / jobs running in parallel
     # Continue from this run directory's checkpoints when it has them. A preempted SLURM job
     # that is requeued into the same directory picks up where it stopped.

@@ -23,6 +23,7 @@ from rasp_hydra.checks import (
     check_max_len,
     check_model_shape,
     check_optimizer,
+    check_precision,
     check_supervision,
     check_train,
 )
@@ -98,22 +99,36 @@ def check_config(cfg: Any, task, shape: ModelConfig, cuda_available) -> None:
     device = cfg.train.device  # a Device: a str enum, equal to its value
     if device == "cuda":
         check_device("cuda", cuda_available())
+    on_cuda = device == "cuda" or (device == "auto" and cuda_available())
+    if cfg.train.precision != "fp32":
+        check_precision(cfg.train.precision, "cuda" if on_cuda else "cpu",
+                        _capability() if on_cuda else None)
     if cfg.train.check_memory:
-        check_memory(cfg, task, shape, cuda=device == "cuda" or (
-            device == "auto" and cuda_available()))
+        check_memory(cfg, task, shape, cuda=on_cuda)
+
+
+def _capability() -> tuple[int, int]:
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0))
 
 
 def check_memory(cfg: Any, task, shape: ModelConfig, cuda: bool) -> None:
     """Refuse (ConfigError) a config whose data, model and batch cannot fit (memory.py)."""
     from rasp_hydra import memory
 
-    longest = longest_sequence(cfg.lang, task.bos)
-    est = memory.estimate(
+    memory.check(memory_estimate(cfg, task, shape), cuda)
+
+
+def memory_estimate(cfg: Any, task, shape: ModelConfig):
+    """memory.estimate of this job's data, model and batch (a memory.Estimate)."""
+    from rasp_hydra import memory
+
+    return memory.estimate(
         cfg.lang, shape, cfg.train, vocab_size=task.vocab_size, n_out=task.n_out,
-        longest=longest, max_len=shape.max_len,
+        longest=longest_sequence(cfg.lang, task.bos), max_len=shape.max_len,
         learned_positions=cfg.model.positions == "learned",
         optimizer=cfg.optimizer.name.value, momentum=cfg.optimizer.momentum)
-    memory.check(est, cuda)
 
 
 _checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, shape)

@@ -44,6 +44,7 @@ class JobProcessLauncher(JoblibLauncher):
         from hydra_plugins.hydra_joblib_launcher import _core
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+        _set_jobs_per_gpu(self, job_overrides)
         # _core.launch hands `_core.execute_job` to joblib; hand it ours instead
         original, _core.execute_job = _core.execute_job, execute_job_in_child
         _core.hydra_execute_job = original  # for execute_job_in_child in this process
@@ -58,6 +59,44 @@ class JobProcessLauncher(JoblibLauncher):
                               _return_value=math.nan) for o in job_overrides]
         finally:
             _core.execute_job = original
+
+
+# a job's own overrides that change neither its data nor its model: not composed twice
+_SAME_SIZE = ("optimizer.", "schedule.", "train.seed", "logger")
+
+
+def _set_jobs_per_gpu(launcher, job_overrides) -> None:
+    """Without hydra.launcher.n_jobs, a GPU sweep runs as many jobs at a time as the GPU's
+    memory and the CPU cores allow (rasp_hydra.devices has the rule), said in the sweep's
+    first line; every job's config then holds that n_jobs, so its threads are cores / n."""
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from rasp_hydra import devices
+    from rasp_hydra.job import as_config
+
+    cfg = launcher.config
+    if devices.n_jobs_given(list(cfg.hydra.overrides.hydra), launcher.joblib.get("n_jobs")):
+        return
+    device = OmegaConf.select(cfg, "train.device")
+    gpu = devices.gpu_facts(str(getattr(device, "value", device)))
+    if gpu is None:
+        return
+    distinct = {tuple(o for o in job if not o.lstrip("+~").startswith(_SAME_SIZE)): job
+                for job in job_overrides}
+    configs = []
+    for job in distinct.values():
+        try:
+            job_cfg = launcher.hydra_context.config_loader.load_sweep_config(cfg, list(job))
+            configs.append(as_config(OmegaConf.masked_copy(
+                job_cfg, [k for k in job_cfg if k != "hydra"])))
+        except Exception:  # noqa: BLE001 - a job that cannot compose fails on its own
+            continue
+    n, why = devices.jobs_per_gpu(devices.largest_estimate(configs), gpu, len(job_overrides))
+    log.info(why)
+    launcher.joblib["n_jobs"] = n
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.launcher.n_jobs = n
+        cfg.hydra.overrides.hydra.append(f"hydra.launcher.n_jobs={n}")
 
 
 def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, config,

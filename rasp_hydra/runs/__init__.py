@@ -37,6 +37,7 @@ from __future__ import annotations
 from rasp_hydra.runs.checkpoints import (
     SHAPE_KEYS,
     CheckpointError,
+    best_problem,
     check_fits,
     checkpoint_epoch,
     checkpoint_mismatch,

@@ -80,6 +80,35 @@ def check_fits(path, ckpt: dict, task: str | None, shape: dict) -> dict:
             f"another run?). Nothing was changed. To go on, {_way_out(path)}.")
     return ckpt
 
+def best_problem(run_dir, want: int, pending: bool, task: str | None,
+                 shape: dict) -> str | None:
+    """Why checkpoints/best.pt cannot be the model of best epoch `want` that a resume
+    reloads (a reset) and evaluates at the end, as one paragraph; None if it can.
+
+    It must hold epoch `want` and fit the run (`task`, `shape` as in ``check_fits``), except
+    where the resume writes it itself (`pending`): a kill between last.pt and best.pt of the
+    epoch `want` whose record does not name it yet; last.pt then holds the same weights, so
+    an older best.pt, or none, is that epoch's write left undone.
+    """
+    if want <= 0:
+        return None
+    path = Path(run_dir) / BEST
+    have = None
+    if path.is_file():
+        try:
+            ckpt = check_fits(path, load_checkpoint(path), task, shape)
+        except CheckpointError as err:
+            return str(err)
+        have = int(ckpt["epoch"])
+    if have == want or (pending and (have is None or have < want)):
+        return None
+    what = "does not exist" if have is None else f"holds epoch {have}"
+    return (f"{path} {what}, but the run's best epoch is {want} (its last.pt and record say "
+            "so): a resume would reload or evaluate other weights as that epoch's and write "
+            "the run's numbers from them, so nothing was written. Put the run's own best.pt "
+            "back, or start a new run; the record keeps its numbers, and the drawer reads "
+            "last.pt with --which last.")
+
 def record_shape(record: dict) -> dict:
     """The model shape a run's record (metrics.json) describes."""
     return {k: record.get(k) for k in SHAPE_KEYS}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rasp_hydra.errors import UserError
 from rasp_hydra.runs.checkpoints import (
+    SHAPE_KEYS,
     CheckpointError,
     check_fits,
     checkpoints,
@@ -90,10 +91,29 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     run_cfg = read_config(run_dir)
     task = _task_from(run_dir, run_cfg, ckpt)
     check_fits(path, ckpt, task.name, record_shape(record))
+    check_fits(path, ckpt, task.name, config_shape(run_cfg, task))  # metrics.json may be gone
     model = Encoder.from_config_dict(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, task, run_cfg, which
+
+def config_shape(run_cfg, task) -> dict:
+    """The model shape (layers, heads, d_model, ff) the run's own config builds for `task`,
+    its arch variant included; {} where the config does not say (none, or foreign)."""
+    from rasp_hydra.config import ArchConfig, ModelConfig, resolve_model
+
+    try:
+        model = run_cfg.get("model") or {}
+        given = {k: model.get(k) for k in SHAPE_KEYS if model.get(k) is not None}
+        arch = run_cfg.get("arch")
+        arch = ArchConfig(name=arch.get("name")) if arch else None
+        shape = resolve_model(ModelConfig(**given), arch,
+                              (task.predicted_layers, task.predicted_heads), 1)
+    except Exception:  # a config of another shape says nothing we can compare
+        return {}
+    said = set(given) | ({"layers", "heads"} if arch else set()) \
+        | ({"ff"} if "d_model" in given else set())  # ff: null is 2 * d_model
+    return {k: getattr(shape, k) for k in SHAPE_KEYS if k in said}
 
 def _no_checkpoint(run_dir: Path, which: str, record: dict) -> str:
     """Why a run has no `which` checkpoint, and what to use instead."""

@@ -20,6 +20,7 @@ from rasp_hydra.errors import HeldError
 from rasp_hydra.runs.checkpoints import (
     CheckpointError,
     _way_out,
+    best_problem,
     check_fits,
     load_checkpoint,
     record_shape,
@@ -220,4 +221,11 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
         check_fits(path, ckpt, record.get("task"), record_shape(record))
     except CheckpointError as err:
         return str(err)
-    return None
+    if resume_from == "best":
+        return None
+    # the best model that last.pt's run goes on from must be there (or be last.pt's own)
+    trainer = ckpt.get("trainer") or {}
+    want = int(trainer.get("best_epoch") or 0)
+    pending = (want == int(ckpt["epoch"]) and not trainer.get("batch")
+               and int(record.get("epochs_run") or 0) < want)
+    return best_problem(run_dir, want, pending, record.get("task"), record_shape(record))

@@ -94,6 +94,7 @@ class RunRecord:
     tokens_per_second: float | None = None
     num_threads: int | None = None
     device: str | None = None
+    precision: str | None = None  # train.precision: fp32 | tf32 | bf16 (None: before it)
     resumes: int = 0
     checkpoint: str = "best"  # the checkpoint `final` was evaluated from
     overlap_with_train: dict | None = None

@@ -20,6 +20,7 @@ from rasp_hydra import runs
 from rasp_hydra.checks import (
     check_max_len,
     check_optimizer,
+    check_precision,
     check_supervision,
     check_train,
 )
@@ -29,6 +30,7 @@ from rasp_hydra.config import (
     ModelConfig,
     OptimizerConfig,
     Positions,
+    Precision,
     ScheduleConfig,
     TrainConfig,
 )
@@ -40,7 +42,12 @@ from rasp_hydra.train.record import (
     kept_after_divergence,
     show_progress,
 )
-from rasp_hydra.train.trainer import Trainer, resolve_device
+from rasp_hydra.train.trainer import (
+    Trainer,
+    device_capability,
+    matmul_precision,
+    resolve_device,
+)
 
 logger = logging.getLogger("rasp_hydra.train")
 
@@ -132,7 +139,8 @@ def _describe(trainer: Trainer, opt_cfg: OptimizerConfig, sched_cfg: ScheduleCon
         ff=model_cfg.ff, optimizer=opt_cfg, schedule=sched_cfg, train=tc,
         dropout=model_cfg.dropout, positions=Positions(model_cfg.positions).value,
         params=params, supervised_heads=[runs.head_key(h) for h in trainer.supervised],
-        num_threads=torch.get_num_threads(), device=trainer.device.type)
+        num_threads=torch.get_num_threads(), device=trainer.device.type,
+        precision=Precision(tc.precision).value)
     for k, v in (meta or {}).items():
         setattr(record, k, v)
     return record
@@ -174,6 +182,7 @@ def train(
     tc, run_dir = train_cfg or TrainConfig(), Path(run_dir)
     check_run(task, splits, model_cfg, opt_cfg, sched_cfg, tc)
     device = resolve_device(tc.device)
+    check_precision(tc.precision, device.type, device_capability(device))
     threads_before = torch.get_num_threads()
     if tc.num_threads:
         torch.set_num_threads(int(tc.num_threads))
@@ -183,6 +192,9 @@ def train(
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
             trainer.restore(source, from_best=tc.resume_from == "best")
+            if source == run_dir / runs.LAST:  # a kill may have cut its epoch's writes
+                trainer.finish_epoch_writes(int(runs.read_metrics(run_dir).get("epochs_run")
+                                                or 0))
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)
@@ -193,7 +205,8 @@ def train(
         rec.line(first_line(trainer, model_cfg, params, source))
         if handle_signals:
             flag.install()
-        return _loop(trainer, rec, flag, on_epoch_end)
+        with matmul_precision(tc.precision):
+            return _loop(trainer, rec, flag, on_epoch_end)
     finally:
         flag.restore()
         torch.set_num_threads(threads_before)

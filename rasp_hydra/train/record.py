@@ -72,9 +72,12 @@ class Recorder:
         self.epochs_this_session = 0
         self._last_plot = 0.0
         self.wrote = False  # whether this session has replaced the record
+        # (epochs, best epoch) whose files are all on disk: what a failure may name
+        self.on_disk = (0, 0)
 
     def start(self, st: TrainState) -> None:
         """A new run says `running` at once; a resumed one keeps its record for now."""
+        self.on_disk = (st.epoch, st.best_epoch)  # restored: its files agree (finished)
         if self.previous is None:
             self.update(st)
 
@@ -97,6 +100,7 @@ class Recorder:
 
     def epoch(self, st: TrainState, row: dict, val: dict, total_epochs: int, note: str) -> None:
         """The epoch's log line and record (its last.pt, history and best.pt are written)."""
+        self.on_disk = (st.epoch, st.best_epoch)
         self.epochs_this_session += 1
         line = (f"epoch {row['epoch']:3d}/{total_epochs} train_loss {row['train_loss']:.4f} "
                 f"train_acc {row['train_token_acc']:.4f} val_loss {val['loss']:.4f} "
@@ -139,10 +143,11 @@ class Recorder:
                 # finished work stays as it was
                 runs.append_log(self.run_dir, f"resume failed before training: {what}")
             else:
-                # a write that failed mid-epoch may have left best.pt behind st: say its epoch
-                best = runs.checkpoint_epoch(self.run_dir, "best")
+                # a write that failed mid-epoch left that epoch's files incomplete: the
+                # record names only the epochs whose files are all on disk
+                epochs, best = self.on_disk
                 self.update(st, status=status, reason=reason, error=error,
-                            **({"best_epoch": best} if best is not None else {}))
+                            epochs_run=epochs, best_epoch=best)
                 runs.append_log(self.run_dir, f"{status}: {what}")
         except Exception:  # pragma: no cover - the original error matters more
             pass
@@ -156,7 +161,8 @@ def first_line(trainer: Trainer, model_cfg: ModelConfig, params: int, source) ->
     return (f"start {trainer.task.name}: {model_cfg.layers} layers, {model_cfg.heads} heads, "
             f"d_model {model_cfg.d_model}, {params} params, "
             f"{len(trainer.splits['train'])} train sequences, device {trainer.device.type}, "
-            f"{torch.get_num_threads()} threads")
+            f"{torch.get_num_threads()} threads"
+            + ("" if trainer.precision == "fp32" else f", precision {trainer.precision.value}"))
 
 
 NO_MODEL = "; no epoch ended with a finite loss, so the run has no model (no best.pt)"

@@ -7,6 +7,7 @@ change: what one step of the procedure does, or what a checkpoint holds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -22,6 +23,7 @@ from rasp_hydra.config import (
     Device,
     ModelConfig,
     OptimizerConfig,
+    Precision,
     ScheduleConfig,
     TrainConfig,
 )
@@ -60,6 +62,23 @@ def resolve_device(name: Device | str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name, torch.cuda.is_available())
     return torch.device(Device(name).value)
+
+
+def device_capability(device: torch.device) -> tuple[int, int] | None:
+    """A GPU's compute capability (what train.precision needs); None for the CPU."""
+    return tuple(torch.cuda.get_device_capability(device)) if device.type == "cuda" else None
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: Precision | str):
+    """For the run, float32 matmuls as train.precision asks (tf32: TF32, "high"; otherwise
+    full float32, "highest", whatever the process had), restored afterwards."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == Precision.tf32 else "highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -130,6 +149,7 @@ class Trainer:
     def __init__(self, task, splits, model_cfg: ModelConfig, opt_cfg: OptimizerConfig,
                  sched_cfg: ScheduleConfig, tc: TrainConfig, device: torch.device, run_dir):
         self.task, self.model_cfg, self.tc = task, model_cfg, tc
+        self.precision = Precision(tc.precision)
         self.splits = {k: _on_device(s, device) for k, s in splits.items()}
         self.device, self.run_dir = device, Path(run_dir)
         self.supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
@@ -149,6 +169,7 @@ class Trainer:
         """Continue from last.pt at `path` (exact), or from the best.pt beside it."""
         ck = runs.load_checkpoint(path, map_location=self.device)
         runs.check_fits(path, ck, self.task.name, self.model.config_dict())
+        self._check_precision(path, ck)
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if from_best:
@@ -160,6 +181,38 @@ class Trainer:
         torch.set_rng_state(ck["rng"]["torch"].cpu())
         if self.device.type == "cuda" and "cuda" in ck["rng"]:
             torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu())
+
+    def finish_epoch_writes(self, record_epochs: int) -> None:
+        """After a restore from this run's own last.pt: the writes of its epoch that a kill
+        left undone (history.csv, then best.pt when that epoch was the best: its weights and
+        optimizer are last.pt's), so the files agree with last.pt before anything goes on.
+        A best.pt that cannot be the run's best model is refused (runs.best_problem),
+        checked against the model this run's config builds. `record_epochs`: the epochs
+        metrics.json names (an epoch it names had all its files written)."""
+        st = self.st
+        pending = st.best_epoch == st.epoch and not st.batch and record_epochs < st.epoch
+        problem = runs.best_problem(self.run_dir, st.best_epoch, pending, self.task.name,
+                                    self.model.config_dict())
+        if problem:
+            raise runs.CheckpointError(problem)
+        if [r["epoch"] for r in runs.read_history(self.run_dir)] != \
+                [r["epoch"] for r in st.history]:
+            runs.write_history(self.run_dir, st.history)
+        if pending and runs.checkpoint_epoch(self.run_dir, "best") != st.best_epoch:
+            opt = self.opt.state_dict()
+            for g in opt["param_groups"]:  # as keep_best_or_reset took it: the epoch's lr
+                g["lr"] = st.history[-1]["lr"]
+            runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint(
+                st.epoch, optimizer=opt, val_loss=st.best_val))
+
+    def _check_precision(self, path: Path, ck: dict) -> None:
+        saved = ck.get("precision", Precision.fp32.value)  # older checkpoints: float32
+        if saved != self.precision.value:
+            raise ConfigError(
+                f"{path} was trained with train.precision={saved}, but this run asks for "
+                f"{self.precision.value}: a run keeps one precision for its whole history, "
+                "or its figures would mix two, so nothing was written. Continue it with "
+                f"train.precision={saved}, or start a new run.")
 
     def _restore_schedule_after(self, epoch: int, source_dir: Path) -> None:
         history = [r for r in runs.read_history(source_dir) if r["epoch"] <= epoch]
@@ -201,7 +254,8 @@ class Trainer:
             n_real = int(lengths.sum())  # lengths still on the CPU here: no device sync
             tokens, lengths, targets = (t.to(self.device, non_blocking=True)
                                         for t in (tokens, lengths, targets))
-            loss, logits, attn_mse = self._loss(tokens, lengths, targets)
+            with self.autocast():
+                loss, logits, attn_mse = self._loss(tokens, lengths, targets)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -234,7 +288,18 @@ class Trainer:
         return loss + self.tc.attn_loss_c * attn_mse, logits, attn_mse
 
     # --- validation and the decisions it drives ------------------------------------
+    def autocast(self):
+        """bf16: the forward pass and the loss under autocast (matmuls in bfloat16); the
+        weights, their gradients and the optimizer's state stay float32."""
+        if self.precision is Precision.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def evaluate(self, split: str, measured=None) -> dict:
+        with self.autocast():
+            return self._evaluate(split, measured)
+
+    def _evaluate(self, split: str, measured=None) -> dict:
         return evaluate(self.model, self.task, self.splits[split], self.tc.eval_batch_size,
                         self.device, self.supervised,
                         self.measured if measured is None else measured, self.tc.attn_loss_c)
@@ -246,9 +311,8 @@ class Trainer:
         if val_loss < st.best_val:
             st.best_val, st.best_epoch, st.since_best = val_loss, epoch, 0
             # save_best writes it (after last.pt) before the weights move on
-            self.better = (_checkpoint(
-                self.model, self.task, epoch, optimizer=self.opt.state_dict(),
-                val_loss=val_loss))
+            self.better = self._checkpoint(epoch, optimizer=self.opt.state_dict(),
+                                           val_loss=val_loss)
             return " *"
         st.since_best += 1
         if st.since_best <= self.tc.reset_patience:
@@ -279,6 +343,10 @@ class Trainer:
         return self.st.perfect_streak >= self.tc.perfect_acc_epochs
 
     # --- checkpoints ---------------------------------------------------------------
+    def _checkpoint(self, epoch: int, **extra) -> dict:
+        return _checkpoint(self.model, self.task, epoch, precision=self.precision.value,
+                           **extra)
+
     def save_best(self) -> None:
         """Promote this epoch's model to best.pt, after last.pt and history.csv hold the
         epoch: best.pt is never ahead of the files that describe it."""
@@ -292,9 +360,8 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state()
         trainer = asdict(self.st)
         trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
-        ck = _checkpoint(self.model, self.task, self.st.epoch,
-                         optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
-                         trainer=trainer, rng=rng)
+        ck = self._checkpoint(self.st.epoch, optimizer=self.opt.state_dict(),
+                              scheduler=self.sched.state_dict(), trainer=trainer, rng=rng)
         runs.save_checkpoint(self.run_dir / runs.LAST, ck)
 
     def load_best(self) -> None:
@@ -305,9 +372,8 @@ class Trainer:
             runs.check_fits(path, ck, self.task.name, self.model.config_dict())
             self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(path, _checkpoint(self.model, self.task,
-                                                   self.st.epoch,
-                                                   optimizer=self.opt.state_dict()))
+            runs.save_checkpoint(path, self._checkpoint(self.st.epoch,
+                                                        optimizer=self.opt.state_dict()))
 
     def final_evaluation(self) -> tuple[dict, dict, dict]:
         """Loss and accuracies of the best model on every split; attention match on test,
