@@ -23,6 +23,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from rasp_hydra.cli import progress, relaunch
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
@@ -52,6 +53,8 @@ class RunDirCheck(Callback):
         _check_launcher(config.hydra.get("launcher"))
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        relaunch.check_same_overrides(sweep_dir, list(config.hydra.overrides.task))
+        progress.start_sweep(sweep_dir)
         # where this sweep's jobs (in other processes) note a refusal for a held lock
         os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
 
@@ -165,7 +168,7 @@ def run_from_hydra(cfg: Any) -> float:
             cfg.train.progress = "false"
         result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
         if multirun:
-            log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))
+            log.info("%s", _done_line(hc, run_dir, trial))
         return result
     finally:
         if claim.lock is not None:
@@ -187,20 +190,17 @@ def _in_foreground(hc) -> bool:
 
 
 def _progress_tag(hc) -> str:
-    """"[7/32] " for job 7 (counting from 1) of a 32-job sweep; "[7] " if the size is unknown."""
+    """"[job 7] " on every line of job 7, the name of its directory."""
+    return progress.job_tag(hc.job.num)
+
+
+def _done_line(hc, run_dir: Path, trial: int | None) -> str:
+    """"[3/8] done job 7: completed, valid acc ..., test acc ...; about 0:01:10 left"."""
     from rasp_hydra import runs
 
-    total = runs.sweep_size(hc.sweep.dir)
-    return f"[{hc.job.num + 1}/{total}] " if total else f"[{hc.job.num + 1}] "
-
-
-def _outcome(run_dir: Path) -> str:
-    from rasp_hydra import runs
-
-    m = runs.read_metrics(run_dir)
-    test = (m.get("final") or {}).get("test") or {}
-    acc = f", test acc {test['token_acc']:.4f}" if "token_acc" in test else ""
-    return f"{m.get('status', 'no record')}{acc}, {m.get('wall_seconds') or 0:.0f}s"
+    return progress.done_line(hc.job.num, runs.sweep_size(hc.sweep.dir),
+                              progress.outcome(runs.read_metrics(run_dir), trial is not None),
+                              trial)
 
 
 def _refused(claim: Claim, multirun: bool) -> float:
