@@ -23,7 +23,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from rasp_hydra.cli import progress, relaunch
+from rasp_hydra.cli import progress, relaunch, rundir
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
@@ -41,6 +41,10 @@ class RunDirCheck(Callback):
 
     @exits
     def on_run_start(self, config, **kwargs) -> None:
+        _refuse_unknown_keys(config)
+        rundir.check_path(str(config.hydra.run.dir), "hydra.run.dir")
+        rundir.check_own_dir(str(config.hydra.run.dir), "hydra.run.dir",
+                             bool(config.train.get("into_nonempty_dir")))
         _refuse_bad_config(config)
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_creatable(str(config.hydra.run.dir), "hydra.run.dir")
@@ -51,6 +55,8 @@ class RunDirCheck(Callback):
     @exits
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
+        _refuse_unknown_keys(config)
+        rundir.check_path(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         relaunch.check_same_overrides(sweep_dir, list(config.hydra.overrides.task))
@@ -80,6 +86,19 @@ def _note_held(run_dir: Path) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(f"{run_dir}\n")
+
+
+def _refuse_unknown_keys(config, overrides=None) -> None:
+    """A key the schema does not hold (`+model.layerz=3`), refused with the close names."""
+    from omegaconf import OmegaConf
+
+    from rasp_hydra.cli.keys import refuse_unknown_keys
+
+    values = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
+    values.pop("hydra", None)
+    if overrides is None:
+        overrides = config.hydra.overrides.task
+    refuse_unknown_keys(values, [str(o) for o in overrides])
 
 
 def _refuse_bad_config(config) -> None:
@@ -237,6 +256,10 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
             except Exception as err:  # the study out of reach: train on, unpruned
                 log.warning("%spruning off: the Optuna study cannot be opened (%s: %s)",
                             tag, type(err).__name__, err)
+        if multirun:  # a swept unknown key (+model.layerz=1,2) reaches only the job
+            from hydra.core.hydra_config import HydraConfig as Hc
+
+            _refuse_unknown_keys(cfg, Hc.get().overrides.task)
         metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
                           log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
                           stop=stop if pruning else None, on_epoch_end=pruning)
