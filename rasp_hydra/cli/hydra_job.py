@@ -23,7 +23,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from rasp_hydra.cli import progress, relaunch, rundir
+from rasp_hydra.cli import progress, relaunch, rundir, signals
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
@@ -185,7 +185,8 @@ def run_from_hydra(cfg: Any) -> float:
         experiment = str(hc.sweep.dir) if multirun else None
         if multirun and not _in_foreground(hc):  # parallel jobs' bars would collide
             cfg.train.progress = "false"
-        result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
+        with signals.armed():
+            result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
         if multirun:
             log.info("%s", _done_line(hc, run_dir, trial))
         return result
@@ -282,6 +283,8 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
         if multirun:
             return math.nan  # the sweep goes on; the report counts the failure
         raise
+    except signals.Stopped as stop:  # before (or after) the training loop's own handling
+        return _stopped(run_dir, stop, multirun)
     except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
         _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
                      error=type(err).__name__)
@@ -291,6 +294,22 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
     if not multirun:
         _raise_if_signalled(metrics, run_dir)
     return objective(metrics)
+
+
+def _stopped(run_dir: Path, stop, multirun: bool) -> float:
+    """A signal outside the training loop: the record says `interrupted`, then a single run
+    exits 130 or 143 and a sweep's job answers NaN."""
+    from rasp_hydra import runs
+
+    with signals.held():
+        reason = signals.record_stopped(run_dir, stop)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
+                     reason=reason)
+    log.info("interrupted (%s): recorded in %s", reason, run_dir)
+    if multirun:
+        return math.nan
+    raise Interrupted(f"{reason}: the run stopped and wrote its record as interrupted; "
+                      f"continue it with --resume {run_dir}.", signum=stop.signum)
 
 
 def _raise_if_signalled(metrics: dict, run_dir: Path) -> None:
