@@ -16,6 +16,7 @@ at the top.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
 from rasp_hydra.cli.errors import exits
-from rasp_hydra.errors import FailedError
+from rasp_hydra.errors import FailedError, Interrupted
 
 log = logging.getLogger("rasp_hydra")
 SWEEP_PID = "RASP_HYDRA_SWEEP_PID"  # the sweep's own process, where no job is forked
@@ -45,20 +46,40 @@ class JobProcessLauncher(JoblibLauncher):
         from hydra.core.utils import JobReturn, JobStatus
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+        from rasp_hydra.cli import signals
+
         os.environ[SWEEP_PID] = str(os.getpid())  # inherited by the workers
+        if signals.STOP_ENV not in os.environ:
+            signals.sweep_stop_file(Path(str(self.config.hydra.sweep.dir)))
         jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         answers = {idx: _kept_job(self, idx, o) for idx, o in jobs}
         todo = [(idx, o) for idx, o in jobs if answers[idx] is None]
         try:
-            for (idx, _), ret in zip(todo, _launch_parallel(self, todo), strict=True):
-                answers[idx] = ret
+            with signals.stopping_sweep():
+                for (idx, _), ret in zip(todo, _launch_parallel(self, todo), strict=True):
+                    answers[idx] = ret
         except TerminatedWorkerError as err:  # a worker itself was killed, not a job
             log.error("a joblib worker process died (%s): its job and the others running "
                       "end interrupted, and the jobs not started yet are left for a relaunch",
                       str(err).splitlines()[0])
+            _wait_for_records(Path(str(self.config.hydra.sweep.dir)), [i for i, _ in todo])
             return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=math.nan)
                     for _, o in jobs]
         return [answers[idx] for idx, _ in jobs]
+
+
+def _wait_for_records(sweep_dir: Path, numbers: list[int], patience: float = 120) -> None:
+    """After a worker died, its jobs and the others' (sent SIGTERM as their workers go) are
+    still writing their records: wait until no process holds their directories, so that
+    the closing line counts what they wrote."""
+    import time
+
+    from rasp_hydra import runs
+
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and any(
+            runs.lock_state(sweep_dir / str(n)) == "held" for n in numbers):
+        time.sleep(0.2)
 
 
 def _launch_parallel(launcher: JoblibLauncher, jobs: list[tuple[int, list[str]]]) -> list:
@@ -139,7 +160,16 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps  # as loky sends results
 
+    from rasp_hydra.cli import signals
+
     args = (idx, overrides, hydra_context, config, task_function, singleton_state)
+    stopped = signals.sweep_stopped()
+    if stopped:  # the sweep stops: this job is left for a relaunch
+        from hydra.core.utils import JobReturn, JobStatus
+
+        log.info("%snot started: the sweep stops (%s)", signals_tag(idx), stopped)
+        return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
+                         _return_value=math.nan)
     if os.environ.get(SWEEP_PID) == str(os.getpid()):  # n_jobs=1: joblib runs it right here
         return execute_job(*args)
     read_fd, write_fd = os.pipe()
@@ -147,6 +177,7 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     if pid == 0:  # the job; it never returns into the worker's code it was forked from
         try:
             os.close(read_fd)
+            os.setpgid(0, 0)  # a signal to the sweep's group reaches it once, from here
             _die_with_parent()
             try:
                 answer = dumps(("ok", execute_job(*args)))
@@ -159,14 +190,26 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
             sys.stderr.flush()
             os._exit(0)
     os.close(write_fd)
-    # Ctrl+C reaches the job itself, which stops after its batch and answers
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # the child may have done it already
+        os.setpgid(pid, pid)
+    # a signal to the sweep reaches the job from here, once: it stops after its batch
+    forwarded: list[int] = []
+
+    def forward(signum, frame):
+        signals.note_sweep_stop(signal.Signals(signum).name)
+        if not forwarded:
+            forwarded.append(signum)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+
+    old = {sig: signal.signal(sig, forward) for sig in signals.SIGNALS}
     try:
         with os.fdopen(read_fd, "rb") as f:
             answer = f.read()
         _, status = os.waitpid(pid, 0)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     if answer:
         kind, value = pickle.loads(answer)
@@ -174,6 +217,12 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
             raise value
         return value
     return _killed_job(args, pid, code)
+
+
+def signals_tag(idx: int) -> str:
+    from rasp_hydra.cli.progress import job_tag
+
+    return job_tag(idx)
 
 
 def _die_with_parent() -> None:
@@ -229,7 +278,7 @@ class SweepSummary(Callback):
     @exits
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         from rasp_hydra import runs
-        from rasp_hydra.cli import progress
+        from rasp_hydra.cli import progress, signals
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         # Here, not in RunDirCheck: Hydra calls on_multirun_end in reverse order, so this
@@ -248,6 +297,10 @@ class SweepSummary(Callback):
         statuses = [_job_status(d) for d in dirs]
         seconds = progress.end_sweep()
         left = [s for s in statuses if s in (*runs.NOT_COMPLETED, "missing")]
+        stopped = signals.end_sweep_stop()
+        if stopped:
+            raise Interrupted(_stopped_line(stopped, sweep_dir, statuses, left, seconds),
+                              signum=int(getattr(signal, stopped, signal.SIGINT)))
         if "running" in statuses and not left:  # held by another sweep: RunDirCheck says so
             return
         if not left:
@@ -261,6 +314,21 @@ class SweepSummary(Callback):
             f"({progress.counts(left)}){took}{others}; each one's metrics.json and train.log "
             f"say why. Run the same command with hydra.sweep.dir={sweep_dir} to finish them "
             f"(completed jobs are kept); next: {progress.report_command(sweep_dir)}")
+
+
+def _stopped_line(name: str, sweep_dir: Path, statuses: list[str], left: list[str],
+                  seconds: float | None) -> str:
+    """The closing line of a sweep stopped by a signal."""
+    from rasp_hydra.cli import progress
+
+    took = f" in {progress.clock(seconds)}" if seconds is not None else ""
+    done = [s for s in statuses if s not in left]
+    return (f"{name}: the sweep stopped{took}; {len(left)} of {len(statuses)} jobs of "
+            f"{sweep_dir} did not complete ({progress.counts(left) or 'none'})"
+            + (f", the others ended {progress.counts(done)}" if done else "")
+            + ". Each running job stopped after its batch and wrote its record; run the "
+            f"same command with hydra.sweep.dir={sweep_dir} to finish them (completed jobs "
+            f"are kept); next: {progress.report_command(sweep_dir)}")
 
 
 def _job_status(job_dir: Path) -> str:

@@ -291,6 +291,9 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
         raise
     runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
                            reason=metrics.get("reason"))
+    if multirun and metrics.get("status") == "interrupted" and metrics.get("reason") in (
+            "SIGINT", "SIGTERM"):  # the signal was the sweep's: it starts no more jobs
+        signals.note_sweep_stop(metrics["reason"])
     if not multirun:
         _raise_if_signalled(metrics, run_dir)
     return objective(metrics)
@@ -307,6 +310,7 @@ def _stopped(run_dir: Path, stop, multirun: bool) -> float:
                      reason=reason)
     log.info("interrupted (%s): recorded in %s", reason, run_dir)
     if multirun:
+        signals.note_sweep_stop(stop.name)
         return math.nan
     raise Interrupted(f"{reason}: the run stopped and wrote its record as interrupted; "
                       f"continue it with --resume {run_dir}.", signum=stop.signum)
