@@ -204,6 +204,9 @@ class TrainConfig:
     # Refuse a config whose data, model and one batch's attention cannot fit in the memory
     # this machine has free (rasp_hydra/memory.py); false: try anyway.
     check_memory: bool = True
+    # A run directory that holds files other than a run's is refused; true: write there
+    # anyway (rasp_hydra/cli/rundir.py).
+    into_nonempty_dir: bool = False
 
 
 @dataclass

@@ -6,6 +6,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -300,8 +301,9 @@ def test_sweep_on_joblib(cli_cwd):
     assert_one_job_failed(proc, sweep)
     out = proc.stdout + proc.stderr
     assert "Joblib" in out
-    for n in range(1, 5):  # one line when each job starts and ends
-        assert f"[{n}/4] start lang=" in out and f"[{n}/4] done {n - 1}: " in out
+    for n in range(4):  # one line when each job starts and ends, named by its directory
+        assert f"[job {n}] start lang=" in out and f" done job {n}: " in out
+    assert re.findall(r"\[(\d)/4\] done job \d: ", out) == ["1", "2", "3", "4"]
     check_sweep(sweep, threads=max(1, len(os.sched_getaffinity(0)) // 2))
     check_report(sweep, cli_cwd)
 

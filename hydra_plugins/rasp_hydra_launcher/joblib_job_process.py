@@ -16,6 +16,7 @@ at the top.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 
 from rasp_hydra.cli.errors import exits
-from rasp_hydra.errors import FailedError
+from rasp_hydra.errors import FailedError, Interrupted
 
 log = logging.getLogger("rasp_hydra")
 SWEEP_PID = "RASP_HYDRA_SWEEP_PID"  # the sweep's own process, where no job is forked
@@ -40,25 +41,117 @@ class JobProcessLauncher(JoblibLauncher):
     """The joblib launcher (same options: n_jobs, ...), each job in a child process."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+        """Hydra's joblib launch, except that a job the relaunch finds final is answered
+        here, in the sweep's process, and never reaches a worker (rasp_hydra.cli.relaunch)."""
         from hydra.core.utils import JobReturn, JobStatus
-        from hydra_plugins.hydra_joblib_launcher import _core
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+        from rasp_hydra.cli import signals
+
         _set_jobs_per_gpu(self, job_overrides)
-        # _core.launch hands `_core.execute_job` to joblib; hand it ours instead
-        original, _core.execute_job = _core.execute_job, execute_job_in_child
-        _core.hydra_execute_job = original  # for execute_job_in_child in this process
         os.environ[SWEEP_PID] = str(os.getpid())  # inherited by the workers
+        if signals.STOP_ENV not in os.environ:
+            signals.sweep_stop_file(Path(str(self.config.hydra.sweep.dir)))
+        jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        answers = {idx: _kept_job(self, idx, o) for idx, o in jobs}
+        todo = [(idx, o) for idx, o in jobs if answers[idx] is None]
         try:
-            return _core.launch(self, job_overrides, initial_job_idx)
+            with signals.stopping_sweep():
+                for (idx, _), ret in zip(todo, _launch_parallel(self, todo), strict=True):
+                    answers[idx] = ret
         except TerminatedWorkerError as err:  # a worker itself was killed, not a job
             log.error("a joblib worker process died (%s): its job and the others running "
                       "end interrupted, and the jobs not started yet are left for a relaunch",
                       str(err).splitlines()[0])
-            return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED,
-                              _return_value=math.nan) for o in job_overrides]
-        finally:
-            _core.execute_job = original
+            _wait_for_records(Path(str(self.config.hydra.sweep.dir)), [i for i, _ in todo])
+            return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=math.nan)
+                    for _, o in jobs]
+        return [answers[idx] for idx, _ in jobs]
+
+
+def _wait_for_records(sweep_dir: Path, numbers: list[int], patience: float = 120) -> None:
+    """After a worker died, its jobs and the others' (sent SIGTERM as their workers go) are
+    still writing their records: wait until no process holds their directories, so that
+    the closing line counts what they wrote."""
+    import time
+
+    from rasp_hydra import runs
+
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and any(
+            runs.lock_state(sweep_dir / str(n)) == "held" for n in numbers):
+        time.sleep(0.2)
+
+
+def _launch_parallel(launcher: JoblibLauncher, jobs: list[tuple[int, list[str]]]) -> list:
+    """Run `jobs` ((number, overrides)) on joblib's loky workers, each in a child process;
+    their JobReturns in the same order."""
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import configure_log, filter_overrides, setup_globals
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed
+
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if not jobs:
+        return []
+    options = launcher.joblib
+    options["backend"] = "loky"  # Hydra's choice: its threading backend cannot run jobs
+    process_joblib_cfg(options)
+    log.info("Joblib.Parallel(%s) is launching %d jobs into %s",
+             ",".join(f"{k}={v}" for k, v in options.items()), len(jobs), sweep_dir)
+    for idx, overrides in jobs:
+        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+    state = Singleton.get_state()
+    return list(Parallel(**options)(
+        delayed(execute_job_in_child)(idx, overrides, launcher.hydra_context, launcher.config,
+                                      launcher.task_function, state)
+        for idx, overrides in jobs))
+
+
+def _kept_job(launcher: JoblibLauncher, idx: int, overrides: list[str]):
+    """The JobReturn of job `idx` if its directory holds a final record (a relaunch: no
+    process is started for it, its history gains nothing), else None."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from rasp_hydra import runs
+    from rasp_hydra.cli import progress, relaunch
+    from rasp_hydra.cli.search import TRIAL_ENV
+    from rasp_hydra.job import objective
+
+    if any(TRIAL_ENV in o for o in overrides):  # a search's trials are new each time
+        return None
+    config = launcher.config
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
+    if subdir.replace(" ", "") == "${hydra.job.num}":
+        run_dir = sweep_dir / str(idx)
+    else:  # another layout: where Hydra would put this job
+        run_dir = _job_dir(launcher.hydra_context, config, idx, overrides)
+    metrics = relaunch.kept_record(run_dir)
+    if metrics is None:
+        return None
+    log.info("%s", progress.done_line(
+        idx, runs.sweep_size(sweep_dir), progress.outcome(metrics) +
+        " (kept: its record is final, not run again)", kind=progress.KEPT))
+    return JobReturn(overrides=overrides, working_dir=str(run_dir),
+                     task_name=str(config.hydra.job.name), status=JobStatus.COMPLETED,
+                     _return_value=objective(metrics))
+
+
+def _job_dir(hydra_context, config, idx: int, overrides: list[str]) -> Path:
+    """Job `idx`'s run directory, composed as Hydra composes the job's config."""
+    from omegaconf import OmegaConf, open_dict
+
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
+        sweep_config.hydra.job.num = idx
+    return Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
+        OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
 
 
 # a job's own overrides that change neither its data nor its model: not composed twice
@@ -103,12 +196,19 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
                          task_function, singleton_state: dict):
     """Run Hydra's `execute_job` in a forked child of this worker and return its JobReturn;
     a child killed by a signal becomes a failed job with a NaN return value."""
-    from hydra_plugins.hydra_joblib_launcher import _core
+    from hydra_plugins.hydra_joblib_launcher._core import execute_job
     from joblib.externals.loky.backend.reduction import dumps  # as loky sends results
 
-    # Hydra's own: in the sweep's process _core.execute_job is this function for now
-    execute_job = getattr(_core, "hydra_execute_job", _core.execute_job)
+    from rasp_hydra.cli import signals
+
     args = (idx, overrides, hydra_context, config, task_function, singleton_state)
+    stopped = signals.sweep_stopped()
+    if stopped:  # the sweep stops: this job is left for a relaunch
+        from hydra.core.utils import JobReturn, JobStatus
+
+        log.info("%snot started: the sweep stops (%s)", signals_tag(idx), stopped)
+        return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
+                         _return_value=math.nan)
     if os.environ.get(SWEEP_PID) == str(os.getpid()):  # n_jobs=1: joblib runs it right here
         return execute_job(*args)
     read_fd, write_fd = os.pipe()
@@ -116,6 +216,7 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     if pid == 0:  # the job; it never returns into the worker's code it was forked from
         try:
             os.close(read_fd)
+            os.setpgid(0, 0)  # a signal to the sweep's group reaches it once, from here
             _die_with_parent()
             try:
                 answer = dumps(("ok", execute_job(*args)))
@@ -128,14 +229,26 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
             sys.stderr.flush()
             os._exit(0)
     os.close(write_fd)
-    # Ctrl+C reaches the job itself, which stops after its batch and answers
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # the child may have done it already
+        os.setpgid(pid, pid)
+    # a signal to the sweep reaches the job from here, once: it stops after its batch
+    forwarded: list[int] = []
+
+    def forward(signum, frame):
+        signals.note_sweep_stop(signal.Signals(signum).name)
+        if not forwarded:
+            forwarded.append(signum)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+
+    old = {sig: signal.signal(sig, forward) for sig in signals.SIGNALS}
     try:
         with os.fdopen(read_fd, "rb") as f:
             answer = f.read()
         _, status = os.waitpid(pid, 0)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     if answer:
         kind, value = pickle.loads(answer)
@@ -143,6 +256,12 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
             raise value
         return value
     return _killed_job(args, pid, code)
+
+
+def signals_tag(idx: int) -> str:
+    from rasp_hydra.cli.progress import job_tag
+
+    return job_tag(idx)
 
 
 def _die_with_parent() -> None:
@@ -178,9 +297,12 @@ def _killed_job(args, pid: int, code: int):
     run_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
         OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
     recorded = runs.write_killed(run_dir, how, pid)
-    log.error("job %d (%s) %s: %s", idx, " ".join(overrides), how,
-              f"recorded as failed in {run_dir}" if recorded else
-              f"{run_dir} is held by another process, left as it is")
+    from rasp_hydra.cli import progress
+
+    log.error("%s", progress.done_line(
+        idx, runs.sweep_size(run_dir.parent), f"failed, its process {how} ("
+        + (f"recorded in {run_dir})" if recorded else
+           f"{run_dir} is held by another process, left as it is)")))
     # a failed job answers NaN, as run_from_hydra does for one that raises: the sweep goes on
     return JobReturn(overrides=list(overrides), working_dir=str(run_dir),
                      task_name=str(sweep_config.hydra.job.name), status=JobStatus.COMPLETED,
@@ -195,6 +317,7 @@ class SweepSummary(Callback):
     @exits
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         from rasp_hydra import runs
+        from rasp_hydra.cli import progress, signals
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         # Here, not in RunDirCheck: Hydra calls on_multirun_end in reverse order, so this
@@ -211,14 +334,40 @@ class SweepSummary(Callback):
         dirs = dict.fromkeys([*runs.find_runs(sweep_dir),
                               *(sweep_dir / str(n) for n in range(len(jobs)))])
         statuses = [_job_status(d) for d in dirs]
+        seconds = progress.end_sweep()
         left = [s for s in statuses if s in (*runs.NOT_COMPLETED, "missing")]
-        if not left:
+        stopped = signals.end_sweep_stop()
+        if stopped:
+            raise Interrupted(_stopped_line(stopped, sweep_dir, statuses, left, seconds),
+                              signum=int(getattr(signal, stopped, signal.SIGINT)))
+        if "running" in statuses and not left:  # held by another sweep: RunDirCheck says so
             return
-        counts = ", ".join(f"{left.count(s)} {s}" for s in dict.fromkeys(left))
-        raise FailedError(f"{len(left)} of {len(statuses)} jobs of {sweep_dir} did not complete "
-              f"({counts}); each one's metrics.json and train.log say why. Run the same "
-              f"command with hydra.sweep.dir={sweep_dir} to finish them (completed jobs are "
-              "kept).")
+        if not left:
+            log.info("%s", progress.closing_line(sweep_dir, statuses, seconds))
+            return
+        rest = [s for s in statuses if s not in left]
+        took = f" in {progress.clock(seconds)}" if seconds is not None else ""
+        others = f", the others ended {progress.counts(rest)}" if rest else ""
+        raise FailedError(
+            f"{len(left)} of {len(statuses)} jobs of {sweep_dir} did not complete "
+            f"({progress.counts(left)}){took}{others}; each one's metrics.json and train.log "
+            f"say why. Run the same command with hydra.sweep.dir={sweep_dir} to finish them "
+            f"(completed jobs are kept); next: {progress.report_command(sweep_dir)}")
+
+
+def _stopped_line(name: str, sweep_dir: Path, statuses: list[str], left: list[str],
+                  seconds: float | None) -> str:
+    """The closing line of a sweep stopped by a signal."""
+    from rasp_hydra.cli import progress
+
+    took = f" in {progress.clock(seconds)}" if seconds is not None else ""
+    done = [s for s in statuses if s not in left]
+    return (f"{name}: the sweep stopped{took}; {len(left)} of {len(statuses)} jobs of "
+            f"{sweep_dir} did not complete ({progress.counts(left) or 'none'})"
+            + (f", the others ended {progress.counts(done)}" if done else "")
+            + ". Each running job stopped after its batch and wrote its record; run the "
+            f"same command with hydra.sweep.dir={sweep_dir} to finish them (completed jobs "
+            f"are kept); next: {progress.report_command(sweep_dir)}")
 
 
 def _job_status(job_dir: Path) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from rasp_hydra.cli import progress, relaunch, rundir, signals
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
@@ -40,6 +41,10 @@ class RunDirCheck(Callback):
 
     @exits
     def on_run_start(self, config, **kwargs) -> None:
+        _refuse_unknown_keys(config)
+        rundir.check_path(str(config.hydra.run.dir), "hydra.run.dir")
+        rundir.check_own_dir(str(config.hydra.run.dir), "hydra.run.dir",
+                             bool(config.train.get("into_nonempty_dir")))
         _refuse_bad_config(config)
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_creatable(str(config.hydra.run.dir), "hydra.run.dir")
@@ -50,8 +55,12 @@ class RunDirCheck(Callback):
     @exits
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
+        _refuse_unknown_keys(config)
+        rundir.check_path(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        relaunch.check_same_overrides(sweep_dir, list(config.hydra.overrides.task))
+        progress.start_sweep(sweep_dir)
         # where this sweep's jobs (in other processes) note a refusal for a held lock
         os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
 
@@ -77,6 +86,19 @@ def _note_held(run_dir: Path) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(f"{run_dir}\n")
+
+
+def _refuse_unknown_keys(config, overrides=None) -> None:
+    """A key the schema does not hold (`+model.layerz=3`), refused with the close names."""
+    from omegaconf import OmegaConf
+
+    from rasp_hydra.cli.keys import refuse_unknown_keys
+
+    values = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
+    values.pop("hydra", None)
+    if overrides is None:
+        overrides = config.hydra.overrides.task
+    refuse_unknown_keys(values, [str(o) for o in overrides])
 
 
 def _refuse_bad_config(config) -> None:
@@ -163,9 +185,10 @@ def run_from_hydra(cfg: Any) -> float:
         experiment = str(hc.sweep.dir) if multirun else None
         if multirun and not _in_foreground(hc):  # parallel jobs' bars would collide
             cfg.train.progress = "false"
-        result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
+        with signals.armed():
+            result = _run_claimed(cfg, claim, multirun, int(threads), experiment, tag, trial)
         if multirun:
-            log.info("%sdone %s: %s", tag, run_dir.name, _outcome(run_dir))
+            log.info("%s", _done_line(hc, run_dir, trial))
         return result
     finally:
         if claim.lock is not None:
@@ -187,20 +210,17 @@ def _in_foreground(hc) -> bool:
 
 
 def _progress_tag(hc) -> str:
-    """"[7/32] " for job 7 (counting from 1) of a 32-job sweep; "[7] " if the size is unknown."""
+    """"[job 7] " on every line of job 7, the name of its directory."""
+    return progress.job_tag(hc.job.num)
+
+
+def _done_line(hc, run_dir: Path, trial: int | None) -> str:
+    """"[3/8] done job 7: completed, valid acc ..., test acc ...; about 0:01:10 left"."""
     from rasp_hydra import runs
 
-    total = runs.sweep_size(hc.sweep.dir)
-    return f"[{hc.job.num + 1}/{total}] " if total else f"[{hc.job.num + 1}] "
-
-
-def _outcome(run_dir: Path) -> str:
-    from rasp_hydra import runs
-
-    m = runs.read_metrics(run_dir)
-    test = (m.get("final") or {}).get("test") or {}
-    acc = f", test acc {test['token_acc']:.4f}" if "token_acc" in test else ""
-    return f"{m.get('status', 'no record')}{acc}, {m.get('wall_seconds') or 0:.0f}s"
+    return progress.done_line(hc.job.num, runs.sweep_size(hc.sweep.dir),
+                              progress.outcome(runs.read_metrics(run_dir), trial is not None),
+                              trial)
 
 
 def _refused(claim: Claim, multirun: bool) -> float:
@@ -237,6 +257,10 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
             except Exception as err:  # the study out of reach: train on, unpruned
                 log.warning("%spruning off: the Optuna study cannot be opened (%s: %s)",
                             tag, type(err).__name__, err)
+        if multirun:  # a swept unknown key (+model.layerz=1,2) reaches only the job
+            from hydra.core.hydra_config import HydraConfig as Hc
+
+            _refuse_unknown_keys(cfg, Hc.get().overrides.task)
         metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
                           log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
                           stop=stop if pruning else None, on_epoch_end=pruning)
@@ -259,15 +283,37 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
         if multirun:
             return math.nan  # the sweep goes on; the report counts the failure
         raise
+    except signals.Stopped as stop:  # before (or after) the training loop's own handling
+        return _stopped(run_dir, stop, multirun)
     except BaseException as err:  # SystemExit, a second Ctrl+C: recorded, then let through
         _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
                      error=type(err).__name__)
         raise
     runs.append_invocation(run_dir, event="end", outcome=metrics.get("status"),
                            reason=metrics.get("reason"))
+    if multirun and metrics.get("status") == "interrupted" and metrics.get("reason") in (
+            "SIGINT", "SIGTERM"):  # the signal was the sweep's: it starts no more jobs
+        signals.note_sweep_stop(metrics["reason"])
     if not multirun:
         _raise_if_signalled(metrics, run_dir)
     return objective(metrics)
+
+
+def _stopped(run_dir: Path, stop, multirun: bool) -> float:
+    """A signal outside the training loop: the record says `interrupted`, then a single run
+    exits 130 or 143 and a sweep's job answers NaN."""
+    from rasp_hydra import runs
+
+    with signals.held():
+        reason = signals.record_stopped(run_dir, stop)
+        _best_effort(runs.append_invocation, run_dir, event="end", outcome="interrupted",
+                     reason=reason)
+    log.info("interrupted (%s): recorded in %s", reason, run_dir)
+    if multirun:
+        signals.note_sweep_stop(stop.name)
+        return math.nan
+    raise Interrupted(f"{reason}: the run stopped and wrote its record as interrupted; "
+                      f"continue it with --resume {run_dir}.", signum=stop.signum)
 
 
 def _raise_if_signalled(metrics: dict, run_dir: Path) -> None:

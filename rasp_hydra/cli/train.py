@@ -111,7 +111,27 @@ def hydra_refusal(err: Exception) -> ConfigError | None:
         return None
     cause = err.__cause__
     text = str(err) if not isinstance(cause, OmegaConfBaseException) else f"{err}\n{cause}"
-    return ConfigError(text)
+    return ConfigError(_with_close_names(text, cause))
+
+
+def _with_close_names(text: str, cause) -> str:
+    """A key the schema does not hold: the names close to it, instead of Hydra's advice to
+    add it with `+` (which would only store it where nothing reads it)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    from rasp_hydra.cli.keys import close_names, siblings_of
+
+    key = getattr(cause, "full_key", None)
+    if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or not key:
+        return text
+    siblings = siblings_of(str(key))
+    if not siblings:
+        return text
+    import re
+
+    kept = re.sub(r" ?To append to your config use \S+", "", text)  # '+' would store it unread
+    return (f"{kept}\n{key} is not a key of the config; {close_names(str(key), siblings)}. "
+            "Nothing was written.")
 
 
 def main() -> None:
