@@ -229,11 +229,19 @@ class MlflowConfig:
 
 
 @dataclass
+class WandbConfig:
+    project: str = "rasp_hydra"
+    entity: str | None = None  # None: the logged-in user's default entity
+    mode: str | None = None  # online | offline | disabled; None: WANDB_MODE, else online
+
+
+@dataclass
 class LoggerConfig:
     """A section per chosen tracker (logger=tensorboard, logger=[tensorboard,mlflow])."""
 
     tensorboard: TensorBoardConfig | None = None
     mlflow: MlflowConfig | None = None
+    wandb: WandbConfig | None = None
 # --- end of experiment trackers --------------------------------------------------------
 
 

@@ -267,7 +267,10 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
-    tracking.start(run_dir, trackers.flatten(cfg), run_dir.name, experiment)
+    name, tags = trackers.identity(task.name, arch or f"{shape.layers}L{shape.heads}H",
+                                   cfg.train.seed, cfg.optimizer.lr, cfg.schedule.gamma,
+                                   experiment)
+    tracking.start(run_dir, trackers.flatten(cfg), name, experiment, tags)
     try:
         return train(task, splits, shape, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
                      meta=meta, log=log, on_epoch_end=epoch_end, stop=stop)

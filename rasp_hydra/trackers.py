@@ -11,10 +11,19 @@ copies what the loop already computes into the tool a researcher browses:
                   metrics.json, plots/curves.png and train.log as artifacts. A sweep is
                   one MLflow experiment, named after its directory; a single run goes to
                   the experiment "rasp_hydra".
+    wandb         one Weights & Biases run per job, as for MLflow: the flattened config,
+                  every epoch's metrics (step = epoch), the final ones in its summary, the
+                  files as an artifact; a sweep is one W&B group. Its local files go to
+                  RUN_DIR/wandb/ and its run id to RUN_DIR/trackers.json, so a resume
+                  continues the same W&B run. WANDB_MODE=offline (or
+                  logger.wandb.mode=offline) needs no network: `wandb sync` uploads later.
+
+Every tracker names a run after its task, arch and seed (`hist_10_bos-predicted-seed0`)
+and tags it with task, arch, seed, lr, gamma and the sweep (`identity`).
 
 The interface the training job calls, in this order (see `make_trackers`):
 
-    start(run_dir, flat_config, run_name, experiment_name)
+    start(run_dir, flat_config, run_name, experiment_name, tags)
     log_epoch(epoch, row)          after each epoch's files are written
     finish(metrics, run_dir, files)
 
@@ -50,7 +59,7 @@ from rasp_hydra.errors import UserError
 
 logger = logging.getLogger("rasp_hydra.trackers")
 
-TRACKERS = ("tensorboard", "mlflow")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 DEFAULT_EXPERIMENT = "rasp_hydra"
 RUN_DIR_TAG = "rasp_hydra.run_dir"  # finds a resumed run's MLflow run again
 
@@ -64,7 +73,7 @@ def _missing(name: str, package: str, err: ImportError) -> TrackerUnavailable:
         f"logger={name} needs the {package!r} package, which is not installed here "
         f"({err}). Install it with: pip install -e '.[{name}]' (from the rasp_hydra "
         f"checkout; or pip install {package}), or choose another logger (logger=none, "
-        f"logger=tensorboard, logger=mlflow, logger=[tensorboard,mlflow])."
+        f"logger=tensorboard, logger=mlflow, logger=wandb, logger=[tensorboard,mlflow])."
     )
 
 
@@ -130,6 +139,20 @@ def final_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {metric_name(k): v for k, v in out.items()}
 
 
+def identity(task: str, arch: str, seed: int, lr: float, gamma: float,
+             sweep: str | None = None) -> tuple[str, dict[str, str]]:
+    """A run's name and tags in every tracker: named after task, arch and seed (the
+    replicate), tagged with those, the swept lr and gamma, and the sweep ("" for none).
+
+    >>> identity("hist_10_bos", "predicted", 0, 3e-4, 0.98, "outputs/multirun/x")
+    ('hist_10_bos-predicted-seed0', {'task': 'hist_10_bos', 'arch': 'predicted', \
+'seed': '0', 'lr': '0.0003', 'gamma': '0.98', 'sweep': 'outputs/multirun/x'})
+    """
+    tags = {"task": task, "arch": arch, "seed": str(seed), "lr": f"{lr:g}",
+            "gamma": f"{gamma:g}", "sweep": sweep or ""}
+    return f"{task}-{arch}-seed{seed}", tags
+
+
 # ------------------------------------------------------------------------ TensorBoard
 
 class TensorBoardTracker:
@@ -147,9 +170,10 @@ class TensorBoardTracker:
         self.writer = None
         self.config: dict[str, Any] = {}
 
-    def start(self, run_dir, flat_config, run_name, experiment_name):
+    def start(self, run_dir, flat_config, run_name, experiment_name, tags=None):
         self.writer = self._writer_class(log_dir=str(Path(run_dir) / self.subdir))
-        self.config = dict(flat_config)
+        # TensorBoard names a run by its folder; name and tags go in the HParams columns
+        self.config = {"run": run_name, **(tags or {}), **flat_config}
 
     def log_epoch(self, epoch, row):
         for key, value in epoch_scalars(row).items():
@@ -240,7 +264,7 @@ class MlflowTracker:
         db = Path(self.tracking_uri[len("sqlite:///"):])
         return (db.parent / "mlartifacts" / _slug(experiment)).as_uri()
 
-    def start(self, run_dir, flat_config, run_name, experiment_name):
+    def start(self, run_dir, flat_config, run_name, experiment_name, tags=None):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
@@ -257,10 +281,10 @@ class MlflowTracker:
             max_results=1)
         if previous:
             self.run_id = previous[0].info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.update_run(self.run_id, status="RUNNING", name=run_name)
             return
         run = self.client.create_run(experiment_id, run_name=run_name,
-                                     tags={RUN_DIR_TAG: run_dir})
+                                     tags={**(tags or {}), RUN_DIR_TAG: run_dir})
         self.run_id = run.info.run_id
         params = [Param(k, str(v)) for k, v in flat_config.items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
@@ -294,6 +318,80 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
+# ---------------------------------------------------------------------- Weights & Biases
+
+WANDB_FILES = "run_files"  # the artifact type of a run's files
+
+
+def wandb_tags(tags: Mapping[str, str]) -> list[str]:
+    """Tags as W&B takes them: "key=value" strings of at most 64 characters (a long
+    sweep path keeps its end, the part that tells sweeps apart).
+
+    >>> wandb_tags({"seed": "0", "sweep": ""}), [len(t) for t in wandb_tags({"sweep": "x" * 70})]
+    (['seed=0'], [64])
+    """
+    out = []
+    for key, value in tags.items():
+        if value == "":
+            continue
+        tag = f"{key}={value}"
+        out.append(tag if len(tag) <= 64 else f"{key}=...{value[-(60 - len(key)):]}")
+    return out
+
+
+class WandbTracker:
+    """One W&B run per job (its own Run object: several may live in one process)."""
+
+    name = "wandb"
+
+    def __init__(self, project: str = DEFAULT_EXPERIMENT, entity: str | None = None,
+                 mode: str | None = None):
+        try:
+            import wandb  # noqa: F401
+        except ImportError as err:
+            raise _missing("wandb", "wandb", err) from None
+        self.project, self.entity, self.mode = project, entity, mode
+        self.run = None
+
+    def start(self, run_dir, flat_config, run_name, experiment_name, tags=None):
+        import wandb
+
+        run_dir = Path(run_dir)
+        previous = runs.read_tracker_ids(run_dir).get(self.name)
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, mode=self.mode, dir=run_dir,
+            id=previous, resume="allow" if previous else None, name=run_name,
+            group=experiment_name, job_type="train", tags=wandb_tags(tags or {}),
+            reinit="create_new",
+            # the job's console stays its own (train.log is the record)
+            settings=wandb.Settings(console="off", silent=True))
+        if previous is None:
+            runs.write_tracker_id(run_dir, self.name, self.run.id)
+        # a resume may change train.epochs: the config is the latest invocation's
+        self.run.config.update(dict(flat_config), allow_val_change=True)
+
+    def log_epoch(self, epoch, row):
+        self.run.log(epoch_scalars(row), step=int(epoch))
+
+    def finish(self, metrics, run_dir, files):
+        import wandb
+
+        self.run.summary.update(final_scalars(metrics))
+        self.run.summary["status"] = metrics.get("status")
+        run_dir = Path(run_dir).resolve()
+        artifact = wandb.Artifact(f"run-{self.run.id}-files", type=WANDB_FILES)
+        for file in map(Path, files):
+            if file.is_file():  # plots/curves.png keeps its folder
+                file = file.resolve()
+                name = file.relative_to(run_dir).as_posix() if file.is_relative_to(run_dir) \
+                    else file.name
+                artifact.add_file(str(file), name=name)
+        if artifact.manifest.entries:
+            self.run.log_artifact(artifact)
+        ok = metrics.get("status") in ("completed", "skipped")
+        self.run.finish(exit_code=0 if ok else 1)
+
+
 # ------------------------------------------------------------------------- the group
 
 def make_trackers(names: Iterable[str], options: Mapping[str, Mapping] | None = None
@@ -309,6 +407,8 @@ def make_trackers(names: Iterable[str], options: Mapping[str, Mapping] | None = 
             group.append(Guarded(TensorBoardTracker(**kwargs)))
         elif name == "mlflow":
             group.append(Guarded(MlflowTracker(**kwargs)))
+        elif name == "wandb":
+            group.append(Guarded(WandbTracker(**kwargs)))
         elif name != "none":
             raise ValueError(f"unknown logger {name!r}; allowed: none, {', '.join(TRACKERS)}")
     return group
@@ -347,9 +447,9 @@ class Guarded:
                 except OSError:
                     pass
 
-    def start(self, run_dir, flat_config, run_name, experiment_name):
+    def start(self, run_dir, flat_config, run_name, experiment_name, tags=None):
         self.run_dir = Path(run_dir)
-        self._call("start", run_dir, flat_config, run_name, experiment_name)
+        self._call("start", run_dir, flat_config, run_name, experiment_name, tags or {})
 
     def log_epoch(self, epoch, row):
         self._call("log_epoch", epoch, row)
@@ -361,9 +461,9 @@ class Guarded:
 class TrackerGroup(list):
     """The chosen trackers, called together; what the training job holds."""
 
-    def start(self, run_dir, flat_config, run_name, experiment_name=None):
+    def start(self, run_dir, flat_config, run_name, experiment_name=None, tags=None):
         for t in self:
-            t.start(run_dir, flat_config, run_name, experiment_name)
+            t.start(run_dir, flat_config, run_name, experiment_name, tags)
 
     def log_epoch(self, epoch, row):
         for t in self:

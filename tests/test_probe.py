@@ -35,9 +35,14 @@ def test_the_cli_writes_the_matrix_and_a_line_per_sop(mirror_run):
     proc = cli(str(mirror_run), *FAST, module="rasp_hydra.probe", cwd=mirror_run.parent,
                timeout=600)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    header, *lines = proc.stdout.splitlines()
+    assert header.split() == ["s-op", "layer", "0", "1", "2", "|", "layer", "0", "1", "2",
+                              "(layer", "0:", "the", "embedding)"]
     assert [ln.split()[0] for ln in lines[:4]] == ["tokens", "indices", "length", "mirror"]
     assert "tokens   compiled 0" in lines[0] and "decodable from layer 0" in lines[0]
+    first, second = header.index("layer"), header.index("layer", header.index("|"))
+    for line in lines[:4]:  # "trained"/"control" end where "layer" ends: scores under columns
+        assert (line.index("trained"), line.index("control")) == (first - 2, second - 2)
     import pandas as pd
 
     df = pd.read_csv(mirror_run / "probes" / "probes.csv")
@@ -185,3 +190,23 @@ def test_all_probes_every_completed_run_and_passes_over_the_rest(mirror_run, tmp
     assert "status running" in proc.stdout and "holds no model" in proc.stdout
     assert (sweep / "0" / "probes" / "probes.csv").is_file()
     assert not (sweep / "2" / "probes").exists()
+
+
+def test_summary_lines_name_the_layers_above_their_scores():
+    import pandas as pd
+
+    rows = [dict(sop=sop, kind=kind, metric=metric, baseline=base, compiled_layer=compiled,
+                 layer=layer, trained=[-0.25, 1.0][layer], control=0.5, decodable=layer == 1,
+                 over_control=True)
+            for sop, kind, metric, base, compiled in [
+                ("tokens", "categorical", "accuracy", 0.5, 0), ("length", "numeric", "r2", 0.0, 1),
+                ("k", "constant", "accuracy", 1.0, 1)]
+            for layer in (0, 1)]
+    assert probe.summary_lines(pd.DataFrame(rows), layers=1) == [
+        "s-op                                       layer     0     1 |   layer     0     1"
+        "  (layer 0: the embedding)",
+        "tokens  compiled 0  acc (baseline 0.50): trained -0.25  1.00 | control  0.50  0.50"
+        "  decodable from layer 1",
+        "length  compiled 1  R2:                  trained -0.25  1.00 | control  0.50  0.50"
+        "  decodable from layer 1",
+        "k       compiled 1  one value on the train sequences: not probed"]

@@ -443,3 +443,23 @@ def test_cli_unknown_name_exit_code():
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "sort_by_freq_10" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_peep_says_when_and_why_it_leaves_selectors_out(capsys):
+    """Selectors up to the longest grid a terminal holds (19 tokens, BOS included), and a
+    line instead of them beyond it, naming the length that shows them."""
+    assert tasks_cli(["peep", "hist_10_bos", "--stop", "1", "--min-len", "18",
+                      "--max-len", "18"]) == 0
+    out = capsys.readouterr().out
+    assert 'selector layer 0 head 0 "same token"' in out and "left out" not in out
+    assert tasks_cli(["peep", "hist_10_bos", "--stop", "2", "--min-len", "19",
+                      "--max-len", "19"]) == 0
+    out = capsys.readouterr().out
+    assert "selector layer" not in out
+    assert out.count("\n  selectors left out: a grid of 20 x 20 per head (BOS included) is too "
+                     "wide for a terminal; they are shown up to length 18 (--max-len 18)\n") == 2
+    assert tasks_cli(["peep", "reverse_10", "--stop", "1", "--min-len", "20",
+                      "--max-len", "20"]) == 0
+    out = capsys.readouterr().out  # no BOS: one more token fits
+    assert "a grid of 20 x 20 per head is too wide" in out
+    assert "shown up to length 19 (--max-len 19)" in out

@@ -55,28 +55,37 @@ def draw_matrix(df, path: Path, title: str) -> Path:
 
 
 def summary_lines(df, layers: int) -> list[str]:
-    """One line per s-op: kind, compiled layer, trained and control per layer, and where
-    it first becomes decodable."""
-    lines = []
+    """A header naming the columns (the residual stream after layer 0, the embedding, to
+    layer L), then one line per s-op: kind, compiled layer, trained and control per layer,
+    and where it first becomes decodable."""
     width = max(len(s) for s in df["sop"])
+    metrics = {name: "R2" if r.metric == "r2" else f"acc (baseline {r.baseline:.2f})"
+               for name, r in df.groupby("sop", sort=False).first().iterrows()}
+    mw = max(len(m) for m in metrics.values()) + 1  # with its colon
+    probed = sorted(df["layer"].unique())
+    cols = "".join(f"{int(x):>6}" for x in probed)
+    lines = [f"{'s-op':<{width}}  {'':<11} {'':<{mw}} {'layer':>7}{cols} | {'layer':>7}{cols}"
+             "  (layer 0: the embedding)"]
     for name, g in df.groupby("sop", sort=False):
         g = g.sort_values("layer")
         r = g.iloc[0]
-        head = f"{name:<{width}}  compiled {r.compiled_layer}"
+        head = f"{name:<{width}}  compiled {r.compiled_layer:<2}"
         if r.kind == "constant":
-            lines.append(f"{head}  one value on the train sequences: not probed")
+            lines.append(f"{head} one value on the train sequences: not probed")
             continue
-        metric = "R2" if r.metric == "r2" else f"acc (baseline {r.baseline:.2f})"
-        scores = " ".join(f"{v:.2f}" for v in g["trained"])
-        controls = " ".join(f"{v:.2f}" for v in g["control"])
-        first = g[g["decodable"]]
-        if len(first):
-            f = first.iloc[0]
-            where = (f"decodable from layer {int(f.layer)}"
-                     + ("" if f.over_control else ", as in the untrained model"))
-        elif r.compiled_layer > layers:
-            where = f"not decodable (compiled beyond this model's {layers} layers)"
-        else:
-            where = "not decodable"
-        lines.append(f"{head}  {metric}: trained {scores} | control {controls}  {where}")
+        scores = "".join(f"{v:>6.2f}" for v in g["trained"])
+        controls = "".join(f"{v:>6.2f}" for v in g["control"])
+        lines.append(f"{head} {metrics[name] + ':':<{mw}} trained{scores} | "
+                     f"control{controls}  {_where(g, r, layers)}")
     return lines
+
+
+def _where(g, r, layers: int) -> str:
+    first = g[g["decodable"]]
+    if len(first):
+        f = first.iloc[0]
+        return (f"decodable from layer {int(f.layer)}"
+                + ("" if f.over_control else ", as in the untrained model"))
+    if r.compiled_layer > layers:
+        return f"not decodable (compiled beyond this model's {layers} layers)"
+    return "not decodable"

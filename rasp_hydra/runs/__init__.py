@@ -8,6 +8,7 @@ A run directory holds:
     run.lock                the lock of the one process that may write the directory
     train.log               one line per epoch, then the final accuracies
     history.csv             one row per epoch, all metrics
+    trackers.json           each experiment tracker's run id (logger=wandb), for a resume
     metrics.json            the run's record (RunRecord); status running|completed|interrupted|
                             diverged|failed|skipped
     checkpoints/best.pt     best validation loss;  checkpoints/last.pt: everything to resume
@@ -71,6 +72,7 @@ from rasp_hydra.runs.files import (
     METRICS,
     OVERRIDES,
     TMP_PATTERN,
+    TRACKER_IDS,
     WriteError,
     remove_stale_tmp,
     run_files,
@@ -101,8 +103,10 @@ from rasp_hydra.runs.record import (
     read_invocations,
     read_metrics,
     read_metrics_or_problem,
+    read_tracker_ids,
     write_history,
     write_metrics,
+    write_tracker_id,
 )
 from rasp_hydra.runs.sweeps import (
     MULTIRUN,

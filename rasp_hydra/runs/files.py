@@ -29,6 +29,7 @@ BEST = Path("checkpoints") / "best.pt"
 LAST = Path("checkpoints") / "last.pt"
 CURVES = Path("plots") / "curves.png"
 MAPS = "maps"  # the drawer's figures, one folder per sequence
+TRACKER_IDS = "trackers.json"  # each tracker's run id, so a resume continues that run
 
 
 def run_files(run_dir) -> list[Path]:

@@ -24,6 +24,7 @@ from rasp_hydra.runs.files import (
     LAST,
     LOG,
     METRICS,
+    TRACKER_IDS,
     _atomic_write_bytes,
     _json_safe,
     _now,
@@ -178,7 +179,21 @@ def append_invocation(run_dir, **entry) -> None:
         raise _write_error(path, err) from None
 
 
+def write_tracker_id(run_dir, tracker: str, run_id: str) -> None:
+    """Record `tracker`'s run id (trackers.json) so a resume continues the same run."""
+    ids = {**read_tracker_ids(run_dir), tracker: run_id}
+    _atomic_write_bytes(Path(run_dir) / TRACKER_IDS, (json.dumps(ids, indent=1) + "\n").encode())
+
+
 # ---------------------------------------------------------------------------- reading
+
+def read_tracker_ids(run_dir) -> dict[str, str]:
+    """trackers.json: {tracker name: its run id}; {} when missing or unreadable."""
+    try:
+        ids = json.loads((Path(run_dir) / TRACKER_IDS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return ids if isinstance(ids, dict) else {}
 
 def read_metrics(run_dir) -> dict:
     """metrics.json as a dict; {} if missing, {"status": "unreadable"} if half-written."""

@@ -10,7 +10,7 @@ from rasp_hydra.cli.errors import command
 from .base import BOS, SPLIT_IDS
 from .registry import FAMILIES, get_task, task_names
 
-MATRIX_MAX = 20  # selectors are printed for sequences shorter than this
+MATRIX_MAX = 20  # selectors are printed for sequences (BOS included) shorter than this
 
 
 def _show_char(c: str) -> str:
@@ -68,6 +68,19 @@ def peep_task(args):
                          "max_len": args.max_len})
 
 
+def selectors_left_out(length: int, bos: bool) -> str:
+    """Why a long sequence's selectors are not printed, and how to see them.
+
+    >>> selectors_left_out(20, bos=True)
+    'selectors left out: a grid of 21 x 21 per head (BOS included) is too wide for a \
+terminal; they are shown up to length 18 (--max-len 18)'
+    """
+    tokens, longest = length + bos, MATRIX_MAX - 1 - bos
+    return (f"selectors left out: a grid of {tokens} x {tokens} per head"
+            f"{' (BOS included)' if bos else ''} is too wide for a terminal; they are shown "
+            f"up to length {longest} (--max-len {longest})")
+
+
 def cmd_peep(args) -> int:
     task = peep_task(args)
     if args.stop < args.start:
@@ -91,7 +104,9 @@ def cmd_peep(args) -> int:
         print(f"\n[{idx}] length {len(w) - (1 if task.bos else 0)}")
         print(f"  in : {' '.join(w)}")
         print(f"  out: {' '.join(_show_char(c) for c in out)}")
-        if len(w) < MATRIX_MAX and task.selector_heads:
+        if len(w) >= MATRIX_MAX and task.selector_heads:
+            print(f"  {selectors_left_out(len(w) - task.bos, task.bos)}")
+        elif task.selector_heads:
             sel = task.selectors(tokens[i:i + 1, : len(w)], lengths[i:i + 1])
             for h in task.selector_heads:
                 kind = ("reference" if h in task.reference_heads
