@@ -33,6 +33,7 @@ NOT_RUN = {
     "lint-imports": "CI runs it beside the tests",
     "tensorboard --logdir": "a server that runs until stopped",
     "mlflow ui": "a server that runs until stopped",
+    "jupyter execute": "needs the '.[notebook]' kernel; a slow test in test_notebook.py runs it",
     "python benchmarks/": "a benchmark: minutes of timing, it prints figures and asserts none",
     "bash benchmarks/gpu_check.sh": "the GPU check (its --smoke form runs in test_gpu_check.py)",
     "bash benchmarks/gpu_table1.sh": "the GPU row (its --smoke form runs in its own test)",
@@ -83,6 +84,7 @@ def not_run_reason(command: str) -> str | None:
 
 
 def is_training(words: list[str]) -> bool:
+    words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]
     return words[:3] == ["python", "-m", "rasp_hydra"] and "--resume" not in words \
         and "--help" not in words and "--cfg" not in words
 
@@ -115,6 +117,9 @@ def newest_run(cwd: Path) -> Path:
 def concrete(command: str, cwd: Path) -> list[str]:
     """The command as the test runs it: placeholders filled, training made tiny."""
     words = shlex.split(command)
+    prefix = []
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+        prefix.append(words.pop(0))
     out = []
     for word in words:
         if re.fullmatch(r"outputs/runs/[\d-]+/[\d-]+", word) or word in ("RUN", "RUN_DIR"):
@@ -129,12 +134,15 @@ def concrete(command: str, cwd: Path) -> list[str]:
         out += TINY
     if out[:1] == ["python"]:
         out[0] = sys.executable
-    return out
+    return prefix + out
 
 
 def run(words: list[str], cwd: Path) -> None:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1",
            "MPLBACKEND": "Agg"}
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value command
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
     proc = subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, (f"exit {proc.returncode}: {shlex.join(words)}\n"
@@ -150,9 +158,9 @@ def test_every_page_has_commands_that_parse():
     assert any(page_commands(p) for p in PAGES)
     for page in PAGES:
         for command in page_commands(page):
-            words = shlex.split(command)
+            words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=\S*", w)]
             assert words[0] in ("python", "bash", "pip", "ruff", "lint-imports",
-                                "tensorboard", "mlflow", "rasp-hydra", "rasp") \
+                                "tensorboard", "mlflow", "jupyter", "rasp-hydra", "rasp") \
                 or words[0].startswith("rasp-hydra-"), f"{page}: {command}"
 
 
