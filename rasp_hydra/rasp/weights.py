@@ -475,3 +475,52 @@ def _write_head(b, attn, h, hs, d_model, B, krows, aggs) -> None:
 def to_weights(output: SOp, vocab, max_len: int, bos: bool = False):
     """The Encoder computing ``output`` (see the module docstring)."""
     return build(output, vocab, max_len, bos).model
+
+
+@dataclass
+class Check:
+    """What ``check_weights`` compared: inputs, positions, and whether every input was."""
+
+    inputs: int
+    positions: int
+    exhaustive: bool
+    mismatches: int = 0
+
+
+def check_weights(model, output: SOp, vocab, max_len: int, bos: bool = False,
+                  batch: int = 4096) -> Check:
+    """Run ``model`` against the evaluator on every input of up to ``max_len`` tokens
+    (or SAMPLED per length, with the constant sequences, when there are more than
+    EXHAUSTIVE); outputs are categorical, so every position must agree. A mismatch is a
+    ``CompileError`` naming the output, the input and both values."""
+    import torch
+
+    from rasp_hydra.tasks.program import make_program_task
+
+    task = make_program_task(output, alphabet=vocab, bos=bos, max_len=max_len)
+    fam = task.family_impl
+    ids, lengths, exhaustive = enumerate_inputs(fam._alphabet, max_len, bos, task.bos_id,
+                                                task.pad_id, seed=1)
+    classes = list(task.out_classes)
+    model = model.eval()
+    positions = 0
+    for s in range(0, len(ids), batch):
+        x, n = ids[s:s + batch], lengths[s:s + batch]
+        want = task.outputs(x, n)
+        with torch.no_grad():
+            got = model(x, n)[0].argmax(-1)
+        real = torch.arange(x.shape[1])[None, :] < n[:, None]
+        bad = (got != want) & real
+        positions += int(real.sum())
+        if bool(bad.any()):
+            r, p = (int(v) for v in bad.nonzero()[0])
+            m = int(n[r])
+            inp = [fam.input_values[i] for i in x[r, :m].tolist()]
+            exp = [classes[i] for i in want[r, :m].tolist()]
+            out = [classes[i] for i in got[r, :m].tolist()]
+            raise CompileError(
+                f"The compiled model disagrees with the program on the output "
+                f"{_where(output)}: on the input {inp!r}, position {p}, the program gives "
+                f"{exp[p]!r} and the model {out[p]!r} (program {exp}, model {out}). "
+                f"{int(bad.sum())} positions of this batch differ; the weights are wrong.")
+    return Check(len(ids), positions, exhaustive)
