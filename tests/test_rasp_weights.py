@@ -60,7 +60,7 @@ def test_broken_weight_is_caught():
 
 @pytest.mark.parametrize("path,name,bos,what", [
     (PROGRAMS / "hist_nobos.rasp", "hist_nobos", False, "with_first"),
-    (PROGRAMS / "sort_bos.rasp", "sort_bos", True, ""),
+    (PROGRAMS / "sort_bos.rasp", "sort_bos", True, "with_bos"),
 ])
 def test_refused_constructs_are_named(path, name, bos, what):
     with pytest.raises(CompileError, match=what):
@@ -77,3 +77,42 @@ def test_export_to_transformer_lens_gives_the_same_logits():
     ours = w.model(x, n)[0]
     theirs = lens_logits(hooked, x, n)
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def _cli(*args, cwd=ROOT):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "rasp_hydra.rasp", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_writes_a_run_that_load_run_and_the_drawer_read(tmp_path):
+    import json
+
+    from rasp_hydra.api import load_run
+    out = tmp_path / "mirror_run"
+    r = _cli(ROOT / "docs/results/mirror/mirror.rasp", "--weights", "mirror",
+             "--alphabet", "abc", "--max-len", 4, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "0 mismatches" in r.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "compiled" and m["checked_inputs"] == 3 + 9 + 27 + 81
+    assert m["budget"] == {"layers": 2, "heads": [1, 1]} and m["mismatches"] == 0
+    run = load_run(out)
+    x, n = run.task.encode(["abca"])
+    assert [run.task.out_classes[i] for i in run.model(x, n)[0].argmax(-1)[0].tolist()] == [
+        "True", "False", "False", "True"]
+    from rasp_hydra.draw.run import draw_run
+    draw_run(out, "abca")
+    assert (out / "maps" / "abca" / "attention_layer1.png").is_file()
+
+
+def test_cli_refusal_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "hist_run"
+    r = _cli(PROGRAMS / "hist_nobos.rasp", "--weights", "hist_nobos", "--alphabet", "abc",
+             "--max-len", 3, "--out", out)
+    assert r.returncode == 2
+    assert "with_first" in r.stderr and "cannot be one head" in r.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -524,3 +524,63 @@ def check_weights(model, output: SOp, vocab, max_len: int, bos: bool = False,
                 f"{exp[p]!r} and the model {out[p]!r} (program {exp}, model {out}). "
                 f"{int(bad.sum())} positions of this batch differ; the weights are wrong.")
     return Check(len(ids), positions, exhaustive)
+
+
+def write_run(w: Weights, check: Check, out, program_path, output_name: str, vocab,
+              max_len: int, bos: bool, seconds: float) -> None:
+    """A run directory of the compiled model that ``load_run`` and the drawer read: a
+    program-task config, metrics.json (status ``compiled``) and checkpoints/best.pt in
+    training's format. Written beside ``out`` and renamed into place, so a reader never
+    sees half of it; ``out`` must not exist or be empty."""
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from rasp_hydra import runs
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CompileError(f"--out {out} exists and is not empty; give a new directory "
+                           "(nothing was written).")
+    cfg = w.model.cfg
+    alphabet = vocab if isinstance(vocab, str) else list(vocab)
+    config = {
+        "lang": {"family": "rasp", "program": str(Path(program_path).resolve()),
+                 "output": output_name, "alphabet": alphabet, "bos": bool(bos),
+                 "max_len": int(max_len), "with_attns": False},
+        "model": {"layers": cfg.layers, "heads": cfg.heads, "d_model": cfg.d_model,
+                  "ff": cfg.ff, "dropout": 0.0, "positions": "learned",
+                  "max_len": cfg.max_len, "norm": "none"},
+    }
+    task = w.task
+    params = sum(p.numel() for p in w.model.parameters())
+    metrics = {"status": "compiled", "task": task.name, "layers": cfg.layers,
+               "heads": cfg.heads, "d_model": cfg.d_model, "ff": cfg.ff,
+               "budget": {"layers": w.compiled.layers, "heads": list(w.compiled.heads)},
+               "residual_width": w.residual_width, "params": params,
+               "checked_inputs": check.inputs, "checked_positions": check.positions,
+               "checked_exhaustive": check.exhaustive, "mismatches": check.mismatches,
+               "compile_seconds": round(seconds, 3)}
+    ckpt = {"model": w.model.state_dict(), "model_config": w.model.config_dict(),
+            "task": task.name,
+            "task_spec": {"family": task.family, "size": int(task.size),
+                          "bos": bool(task.bos), "with_attns": False},
+            "epoch": 0}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a run directory is for every reader
+    try:
+        (tmp / ".hydra").mkdir()
+        (tmp / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        runs.save_checkpoint(tmp / runs.BEST, ckpt)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
