@@ -35,6 +35,14 @@ class Positions(str, Enum):
     learned = "learned"
 
 
+class Norm(str, Enum):
+    """Where the encoder normalizes: after each residual add (the paper's post-LN), or
+    nowhere (compiled models, and models exported to TransformerLens)."""
+
+    post = "post"
+    none = "none"
+
+
 class OptimizerName(str, Enum):
     adam = "adam"
     sgd = "sgd"
@@ -166,6 +174,7 @@ class ModelConfig:
     dropout: float = 0.0
     positions: Positions = Positions.sin
     max_len: int | None = None  # None: the longest sequence of any split (BOS included)
+    norm: Norm = Norm.post
 
 
 @dataclass
@@ -274,7 +283,7 @@ def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tupl
     if arch is not None:
         layers, heads, width = ArchName(arch.name).budget(*rasp_budget)
     return replace(model, layers=layers, heads=heads, d_model=width * model.d_model,
-                   ff=width * ff, positions=Positions(model.positions),
+                   ff=width * ff, positions=Positions(model.positions), norm=Norm(model.norm),
                    max_len=model.max_len or longest)
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rasp_hydra.checks import check_model_shape
-from rasp_hydra.config import ModelConfig, Positions
+from rasp_hydra.config import ModelConfig, Norm, Positions
 
 
 def sinusoids(max_len: int, d: int) -> torch.Tensor:
@@ -69,15 +69,18 @@ class SelfAttention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Post-LN: attention, dropout, add, LayerNorm, ReLU feed-forward, add, LayerNorm."""
+    """Post-LN: attention, dropout, add, LayerNorm, ReLU feed-forward, add, LayerNorm
+    (with norm=none, no LayerNorm: the residual adds only)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.attn = SelfAttention(cfg)
-        self.ln1 = nn.LayerNorm(cfg.d_model)
+        # norm=none: Identity, no LayerNorm module (the TransformerLens export looks for them)
+        post = Norm(cfg.norm) == Norm.post
+        self.ln1 = nn.LayerNorm(cfg.d_model) if post else nn.Identity()
         self.ff1 = nn.Linear(cfg.d_model, cfg.ff)
         self.ff2 = nn.Linear(cfg.ff, cfg.d_model)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model) if post else nn.Identity()
         self.dropout = cfg.dropout
 
     def forward(self, x, mask, explicit: bool):
@@ -113,7 +116,8 @@ class Encoder(nn.Module):
     def config_dict(self) -> dict:
         """A checkpoint's "model_config": the task's sizes and the shape, plain values (the
         checkpoint format: `from_config_dict` reads every checkpoint ever written)."""
-        shape = asdict(self.cfg) | {"positions": Positions(self.cfg.positions).value}
+        shape = asdict(self.cfg) | {"positions": Positions(self.cfg.positions).value,
+                                    "norm": Norm(self.cfg.norm).value}
         return {"vocab_size": self.vocab_size, "n_out": self.n_out, "pad_id": self.pad_id,
                 **shape}
 
@@ -122,6 +126,7 @@ class Encoder(nn.Module):
         """The untrained Encoder of a checkpoint's "model_config"."""
         shape = {k: v for k, v in d.items() if k not in ("vocab_size", "n_out", "pad_id")}
         shape["positions"] = Positions(shape["positions"])
+        shape["norm"] = Norm(shape.get("norm", "post"))  # checkpoints before norm: post
         return cls(ModelConfig(**shape), d["vocab_size"], d["n_out"], d["pad_id"])
 
     def _key_mask(self, tokens: torch.Tensor, lengths: torch.Tensor):

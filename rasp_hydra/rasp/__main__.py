@@ -4,6 +4,7 @@
     python -m rasp_hydra.rasp FILE.rasp --eval NAME INPUT    # its values, as the REPL prints
     python -m rasp_hydra.rasp FILE.rasp --budget NAME        # layers, heads, selects by name
     python -m rasp_hydra.rasp FILE.rasp --draw NAME --input INPUT --out PATH.png
+    python -m rasp_hydra.rasp FILE.rasp --weights NAME --alphabet abc --max-len 5 --out DIR
 
 INPUT is a string (``"§abc"``), or a RASP list for programs on other token types
 (``"[1, 2, 3]"`` with ``tokens_int``). ``--draw`` writes one row per attention layer: each
@@ -228,6 +229,43 @@ def draw_compiled(name, compiled, matrices, inp, result, out: Path):
     return fig
 
 
+# ----------------------------------------------------------------------------- weights
+
+def _vocab(args) -> Any:
+    if (args.alphabet is None) == (args.size is None):
+        raise RASPError("--weights needs the vocabulary: --alphabet ABC (characters, a list "
+                        "[10,20] or a range 0..9) or --size K, one of them.")
+    if args.size is not None:
+        return args.size
+    a = args.alphabet
+    if a.startswith("["):
+        items = [t.strip() for t in a.strip("[]").split(",") if t.strip()]
+        return [int(t) if t.lstrip("-").isdigit() else t for t in items]
+    return a
+
+
+def cmd_weights(args) -> int:
+    import time
+
+    from .weights import build, check_weights, write_run
+    if args.max_len is None or args.max_len < 1 or args.out is None:
+        raise RASPError("--weights NAME needs --max-len N (N >= 1) and --out DIR.")
+    vocab = _vocab(args)
+    sop = load(Path(args.file)).sop(args.weights)
+    t = time.perf_counter()
+    w = build(sop, vocab, args.max_len, args.bos)
+    check = check_weights(w.model, sop, vocab, args.max_len, args.bos)
+    seconds = time.perf_counter() - t
+    write_run(w, check, args.out, args.file, args.weights, vocab, args.max_len, args.bos,
+              seconds)
+    cfg = w.model.cfg
+    print(f"{args.weights}: {cfg.layers} layers x {cfg.heads} heads, residual width "
+          f"{w.residual_width} (d_model {cfg.d_model}, ff {cfg.ff}); checked on "
+          f"{check.inputs} inputs ({'all' if check.exhaustive else 'sampled'}), 0 "
+          f"mismatches; {seconds:.1f}s; wrote {args.out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,8 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print NAME's values on INPUT (a string, or a list like '[1, 2]')")
     act.add_argument("--budget", metavar="NAME", help="print NAME's layers, heads and selects")
     act.add_argument("--draw", metavar="NAME", help="draw NAME's compiled selects on --input")
+    act.add_argument("--weights", metavar="NAME",
+                     help="compile NAME to an Encoder's weights, check it on every input, "
+                          "write the run directory --out (docs/compiled.md)")
     p.add_argument("--input", help="the input for --draw")
-    p.add_argument("--out", type=Path, help="the .png file --draw writes")
+    p.add_argument("--out", type=Path, help="the .png file --draw writes; the run directory "
+                                            "--weights writes")
+    p.add_argument("--alphabet", help="--weights: the vocabulary (abc, [10,20], 0..9)")
+    p.add_argument("--size", type=int, help="--weights: the first K tokens (0..K-1 for "
+                                            "a program of tokens_int)")
+    p.add_argument("--max-len", type=int, help="--weights: the longest input (BOS aside)")
+    p.add_argument("--bos", action="store_true", help="--weights: inputs start with BOS")
     return p
 
 
@@ -252,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.draw and (args.input is None or args.out is None):
             raise RASPError("--draw NAME needs --input INPUT and --out PATH.png.")
+        if args.weights:
+            return cmd_weights(args)
         if (args.input is not None or args.out is not None) and not args.draw:
             raise RASPError("--input and --out go with --draw NAME.")
         if not Path(args.file).is_file():
