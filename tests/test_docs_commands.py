@@ -52,8 +52,10 @@ SETUP = {
     "docs/run-directory.md": ["python -m rasp_hydra lang=reverse_26"],
     "docs/programs.md": [],
 }
-# Sweeps bigger than this many jobs run only with `-m slow`.
+# Sweeps bigger than this many jobs run only with `-m slow`, and so do the pages outside
+# DEFAULT_PAGES (each is a minute or more of tiny runs; CI's default suite stays short).
 FAST_JOBS = 6
+DEFAULT_PAGES = {"README.md", "docs/configuration.md", "docs/compiled.md", "docs/programs.md"}
 TINY = ["+debug=tiny", "lang.long_test_size=50"]
 SHRINK = {r"hydra\.sweeper\.n_trials=\d+": "hydra.sweeper.n_trials=2"}
 # Presets whose sweeps are large: (preset, jobs it adds as a factor).
@@ -165,7 +167,8 @@ def test_every_page_has_commands_that_parse():
 
 
 @pytest.mark.parametrize("page", [
-    pytest.param(p, marks=[pytest.mark.slow] if page_cost(p) > FAST_JOBS else [])
+    pytest.param(p, marks=[pytest.mark.slow] if page_cost(p) > FAST_JOBS or p not in DEFAULT_PAGES
+                 else [])
     for p in PAGES if any(not not_run_reason(c) for c in page_commands(p))])
 def test_page_commands_run(page, tmp_path):
     (tmp_path / "docs").symlink_to(ROOT / "docs")
