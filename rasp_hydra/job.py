@@ -146,22 +146,22 @@ def check_job(cfg: Config) -> tuple[Any, ModelConfig]:
     the trackers, the values, the task (a RASP program is loaded, compiled and tried on
     sample inputs), the model shape, and whether it all fits in memory. Returns the task
     and the model shape (`resolve_shape`); raises ConfigError."""
+    key = repr(cfg)
+    if key in _checked:  # this process's RunDirCheck checked it a moment ago
+        return _checked.pop(key)
+    check_lang(cfg.lang)  # the cheap checks first: a bad seed needs no task, nor torch
+    check_optimizer(cfg.optimizer, cfg.schedule)
+    check_train(cfg.train)
     import torch
 
     from rasp_hydra import trackers
 
-    key = repr(cfg)
-    if key in _checked:  # this process's RunDirCheck checked it a moment ago
-        return _checked.pop(key)
     # the real torch (not _lazytorch's stand-in) before a tracker imports torch.utils
     cuda_available = torch.cuda.is_available
     try:  # a chosen tracker that is not installed fails before any data is built
         trackers.from_config(cfg.logger)
     except (trackers.TrackerUnavailable, ValueError) as err:
         raise ConfigError(str(err)) from None
-    check_lang(cfg.lang)  # the cheap checks first: a bad seed needs no task
-    check_optimizer(cfg.optimizer, cfg.schedule)
-    check_train(cfg.train)
     task = resolve_task(cfg.lang)
     shape = resolve_shape(cfg, task)
     check_config(cfg, task, shape, cuda_available)

@@ -43,12 +43,25 @@ def only_run_dir(cwd: Path) -> Path:
 
 # ----------------------------------------------------------------------------- composing
 
-def test_help_lists_groups_and_task_options(cli_cwd):
+def test_help_names_the_app_its_flags_groups_and_task_families(cli_cwd):
+    from rasp_hydra.tasks import FAMILIES, task_names
+
     out = cli("--help", cwd=cli_cwd, check=True).stdout
-    for group in ("lang:", "model:", "optimizer:", "schedule:", "train:", "arch:", "experiment:"):
-        assert group in out
-    for option in ("hist2_26_bos_with_attns", "dyck2_ptf", "fewer_layers_wider", "paper", "sgd"):
+    assert out.startswith("rasp-hydra: ") and "`python -m rasp_hydra` is the same" in out
+    assert "--resume RUN_DIR" in out and "--hydra-help" in out
+    lines = out.splitlines()
+    for family in FAMILIES:  # one line per family, with its count of task names
+        assert any(line.split()[:2] == [family, str(len(task_names(family)))]
+                   for line in lines if line.strip()), family
+    for group in ("lang", "model", "optimizer", "schedule", "arch", "logger", "+experiment",
+                  "+seeds", "+search", "+debug"):
+        assert any(line.split()[:1] == [group] for line in lines), group
+    for option in ("fewer_layers_wider", "paper", "sgd", "table1_quick", "tiny", "lang=rasp"):
         assert option in out
+    # the families, not every task: at most a few names of each
+    words = set(re.findall(r"[a-z0-9_]+", out))
+    assert len(words & set(task_names())) <= 2 * len(FAMILIES) + 2  # (two lang presets)
+    assert not (cli_cwd / "outputs").exists()
 
 
 def test_cfg_job_composes_defaults_of_the_original(cli_cwd):

@@ -211,6 +211,9 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
                          _return_value=math.nan)
     if os.environ.get(SWEEP_PID) == str(os.getpid()):  # n_jobs=1: joblib runs it right here
         return execute_job(*args)
+    from rasp_hydra.cli.warm import import_training
+
+    import_training()  # once per worker: its jobs inherit torch instead of importing it
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the job; it never returns into the worker's code it was forked from

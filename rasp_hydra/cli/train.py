@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from rasp_hydra.cli.claim import claim_run_dir
+from rasp_hydra.cli.entry import config_dir
 from rasp_hydra.cli.errors import run_command
 from rasp_hydra.cli.store import register_configs
 from rasp_hydra.errors import ConfigError, UserError
@@ -29,8 +30,7 @@ register_configs()
 OmegaConf.register_new_resolver("rasp_hydra.claim", claim_run_dir, replace=True)
 
 
-# absolute: Hydra would read a relative path as a module below rasp_hydra.cli
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = config_dir()  # installed or in a checkout
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")

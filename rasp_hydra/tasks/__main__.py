@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rasp_hydra import _lazytorch
 from rasp_hydra.cli.errors import command
 
-from .base import BOS, SPLIT_IDS
-from .registry import FAMILIES, get_task, task_names
+_lazytorch.install()  # `list` never computes with torch; `peep` loads it when it does
+from .base import BOS, SPLIT_IDS  # noqa: E402  (after the stand-in)
+from .registry import FAMILIES, get_task, task_names  # noqa: E402
 
 MATRIX_MAX = 20  # selectors are printed for sequences (BOS included) shorter than this
 
