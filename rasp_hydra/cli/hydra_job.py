@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
+from rasp_hydra.cli.sweep_jobs import write_if_basic
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
 from rasp_hydra.job import as_config, check_ahead, default_threads, objective, run_job
 
@@ -51,6 +52,7 @@ class RunDirCheck(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+        write_if_basic(config)  # before the sweeper starts its jobs, which read it
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         # where this sweep's jobs (in other processes) note a refusal for a held lock
         os.environ[HELD_ENV] = str(sweep_dir / f".held.{os.getpid()}")
