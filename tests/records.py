@@ -97,3 +97,16 @@ def write_skipped(run_dir: Path, cfg: DictConfig, reason: str) -> dict:
     record = _record(cfg, status="skipped", reason=reason)
     runs.write_metrics(run_dir, record)
     return record.to_dict()
+
+
+def write_multirun(root: Path, multirun: dict) -> None:
+    """A sweep root as a launch leaves it: Hydra's multirun.yaml and, for a basic sweep,
+    the job list that RunDirCheck writes at the sweep's start."""
+    from rasp_hydra.cli.sweep_jobs import basic_jobs
+    from rasp_hydra.runs.sweeps import write_sweep_jobs
+
+    cfg = OmegaConf.create(multirun)
+    OmegaConf.save(cfg, Path(root) / "multirun.yaml")
+    jobs = basic_jobs(cfg.hydra)
+    if jobs is not None:
+        write_sweep_jobs(root, jobs)

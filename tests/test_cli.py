@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rasp_hydra import job
+from rasp_hydra import job, runs
 from rasp_hydra.cli.store import register_configs
 from tests.conftest import TINY, cli, metrics
 
@@ -287,6 +287,9 @@ EXPECTED = {("hist_10_bos", "predicted"): "failed", ("hist_10_bos", "fewer_layer
 
 def check_sweep(sweep: Path, threads: int) -> None:
     assert (sweep / "multirun.yaml").is_file()
+    # the job list written at launch is what each job ran (Hydra's own record of it)
+    assert runs.sweep_jobs(sweep) == [
+        list(OmegaConf.load(sweep / str(n) / ".hydra/overrides.yaml")) for n in range(4)]
     seen = {}
     for n in range(4):
         run = sweep / str(n)

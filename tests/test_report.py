@@ -27,7 +27,14 @@ import yaml
 from rasp_hydra import report, runs
 from rasp_hydra.tasks import get_task
 from rasp_hydra.tasks.registry import FAMILIES
-from tests.records import compose_config, model_shape, train_record, write_config, write_skipped
+from tests.records import (
+    compose_config,
+    model_shape,
+    train_record,
+    write_config,
+    write_multirun,
+    write_skipped,
+)
 
 TASKS = ("reverse_26", "hist2_26_bos_with_attns")
 ARCHS = ("predicted", "fewer_heads", "fewer_layers", "fewer_layers_wider")
@@ -84,7 +91,7 @@ def sweep(tmp_path):
                   "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": overrides}},
         "model": {"layers": 2},
     }
-    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun, sort_keys=False))
+    write_multirun(root, multirun)
     for num, (task, arch, lr) in enumerate(itertools.product(TASKS, ARCHS, LRS)):
         state = SPECIAL.get(num, "completed")
         if state == "deleted":
@@ -320,7 +327,7 @@ def test_missing_job_from_sweeper_params(tmp_path):
                     "max_batch_size": None,
                     "params": {"lang": ",".join(TASKS), "arch": "predicted,fewer_layers"}},
         "overrides": {"task": ["+experiment=table1", "optimizer.lr=3e-4,1e-4"]}}}
-    (root / "multirun.yaml").write_text(yaml.safe_dump(multirun, sort_keys=False))
+    write_multirun(root, multirun)
     jobs = list(itertools.product(TASKS, ("predicted", "fewer_layers"), LRS))
     for num, (task, arch, lr) in enumerate(jobs):
         if num != 5:

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from rasp_hydra.cli import search
 from rasp_hydra.report import load_sweep
+from tests.records import write_multirun
 
 ROOT = Path(__file__).resolve().parents[1]
 # Trials in the sweeper's own process (one torch import, no worker start-up); the joblib
@@ -202,8 +203,7 @@ def test_the_search_space_syntax_of_hydra_optuna_sweeper():
 def test_the_job_tag_counts_the_jobs_of_the_sweeper_that_runs(tmp_path, sweeper, size):
     from rasp_hydra import runs
 
-    OmegaConf.save(OmegaConf.create({"hydra": {
+    write_multirun(tmp_path, {"hydra": {
         "sweeper": sweeper, "sweep": {"subdir": "${hydra.job.num}"},
-        "overrides": {"task": ["optimizer.lr=1e-3,1e-2", "schedule.gamma=0.9,0.99"]}}}),
-        tmp_path / "multirun.yaml")
+        "overrides": {"task": ["optimizer.lr=1e-3,1e-2", "schedule.gamma=0.9,0.99"]}}})
     assert runs.sweep_size(tmp_path) == size

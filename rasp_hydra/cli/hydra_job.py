@@ -26,6 +26,7 @@ from hydra.experimental.callback import Callback
 from rasp_hydra.cli import progress, relaunch, rundir, signals
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
+from rasp_hydra.cli.sweep_jobs import write_if_basic
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
 from rasp_hydra.job import as_config, check_ahead, default_threads, objective, run_job
 
@@ -58,6 +59,7 @@ class RunDirCheck(Callback):
         _refuse_unknown_keys(config)
         rundir.check_path(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+        write_if_basic(config)  # before the sweeper starts its jobs, which read it
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         relaunch.check_same_overrides(sweep_dir, list(config.hydra.overrides.task))
         progress.start_sweep(sweep_dir)

@@ -1,5 +1,5 @@
-"""A run's saved compositions: the first invocation's ``.hydra/`` (read with OmegaConf,
-the only thing here that knows about Hydra), where a later invocation's goes
+"""A run's saved compositions: the first invocation's ``.hydra/`` (plain YAML, read as
+OmegaConf writes it), where a later invocation's goes
 (``invocations/NNN/``), and how two compositions differ (``config_differences``, over the
 one flat form ``flatten``). This module changes when what a resume may change, or where
 compositions are kept, changes.
@@ -8,37 +8,55 @@ compositions are kept, changes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+import yaml
 
 from rasp_hydra.runs.files import CONFIG, HYDRA, INVOCATION_DIRS
 
 
-def read_config(run_dir):
-    """The run's resolved config (OmegaConf DictConfig), or None if it has none."""
+class _Loader(yaml.SafeLoader):
+    """YAML as OmegaConf reads it: `1e-3` is a float (YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+|[0-9][0-9_]*\.[0-9_]*"
+               r"|\.[0-9_]+|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def load_yaml(path):
+    """A YAML file written by OmegaConf (a run's config, a sweep's multirun.yaml) as plain
+    dicts and lists, interpolations left as text.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.yaml"
+    >>> _ = p.write_text("optimizer: {lr: 1e-3, name: adam}\\nx: ${a.b}\\nn: 3\\n")
+    >>> load_yaml(p)
+    {'optimizer': {'lr': 0.001, 'name': 'adam'}, 'x': '${a.b}', 'n': 3}
+    """
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_config(run_dir) -> dict | None:
+    """The run's resolved config as plain nested dicts, or None if it has none."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         return None
-    from omegaconf import OmegaConf
-
-    return OmegaConf.load(path)
+    return load_yaml(path)
 
 def read_original_config(run_dir) -> dict:
     """The first invocation's composition as a plain dict ({} if none)."""
-    cfg = read_config(run_dir)
-    if cfg is None:
-        return {}
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=False)
+    return read_config(run_dir) or {}
 
 def read_config_dict(run_dir) -> dict:
     """The run's config as plain nested dicts (interpolations unresolved); {} if it has
     none or it cannot be read."""
     try:
-        from omegaconf import OmegaConf
-
-        cfg = read_config(run_dir)
-        cfg = OmegaConf.to_container(cfg, resolve=False) if cfg is not None else {}
+        cfg = read_config(run_dir) or {}
     except Exception:  # a half-written or foreign file is "no config", not a crash
         return {}
     return cfg if isinstance(cfg, dict) else {}
@@ -48,9 +66,7 @@ def original_cwd(run_dir) -> Path | None:
     e.g. lang.program, are relative to it)."""
     path = Path(run_dir) / HYDRA / "hydra.yaml"
     try:
-        from omegaconf import OmegaConf
-
-        return Path(OmegaConf.load(path).hydra.runtime.cwd)
+        return Path(load_yaml(path)["hydra"]["runtime"]["cwd"])
     except Exception:  # no hydra.yaml (a library run): the current directory
         return None
 

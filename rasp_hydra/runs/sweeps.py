@@ -1,16 +1,18 @@
 """Finding run directories and reading sweep roots: which directories are runs
-(``find_runs``), and from a sweep root's ``multirun.yaml`` which sweeper ran it and which
-jobs it runs (``sweep_jobs``, ``sweep_size``). This module changes when Hydra's or
-Optuna's sweep files change.
+(``find_runs``), from a sweep root's ``multirun.yaml`` which sweeper ran it, and from the
+job list written when it was launched (``jobs.json``) which jobs it runs (``sweep_jobs``,
+``sweep_size``). This module changes when Hydra's or Optuna's sweep files change.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
-from rasp_hydra.runs.files import CONFIG, METRICS
+from rasp_hydra.runs.configs import load_yaml
+from rasp_hydra.runs.files import CONFIG, METRICS, _atomic_write_bytes
 
 
 def is_run_dir(path) -> bool:
@@ -37,6 +39,7 @@ def _natural_key(path: Path) -> list:
 
 MULTIRUN = "multirun.yaml"  # Hydra writes it at a sweep's root before the jobs start
 OPTUNA_RESULTS = "optimization_results.yaml"
+JOBS = "jobs.json"  # a basic sweep's job list, written when it is launched
 
 
 def read_sweep_config(sweep_root) -> dict | None:
@@ -45,10 +48,7 @@ def read_sweep_config(sweep_root) -> dict | None:
     if not path.is_file():
         return None
     try:
-        from omegaconf import OmegaConf
-
-        hydra_cfg = OmegaConf.to_container(OmegaConf.load(path).get("hydra", {}),
-                                           resolve=False)
+        hydra_cfg = (load_yaml(path) or {}).get("hydra", {})
     except Exception:  # a foreign or half-written file: a sweep we know nothing about
         return {}
     return hydra_cfg if isinstance(hydra_cfg, dict) else {}
@@ -68,23 +68,21 @@ def sweeper_kind(sweep_root) -> str | None:
         return None
     return "basic" if target.endswith("BasicSweeper") else "other"
 
-def sweep_jobs(sweep_root) -> list[list[str]] | None:
-    """Every job's overrides of a basic-sweeper sweep, enumerated as Hydra's BasicSweeper
-    does (sweeper params first, then command-line overrides); None if the job directories
-    are not numbered or the sweep is not one of those."""
-    hydra_cfg = read_sweep_config(sweep_root) or {}
-    sweeper = hydra_cfg.get("sweeper") or {}
-    subdir = str((hydra_cfg.get("sweep") or {}).get("subdir", "${hydra.job.num}"))
-    if subdir.replace(" ", "") != "${hydra.job.num}" or sweeper_kind(sweep_root) == "optuna":
-        return None
-    args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-    args += list((hydra_cfg.get("overrides") or {}).get("task") or [])
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def write_sweep_jobs(sweep_root, jobs: list[list[str]]) -> None:
+    """Write a basic sweep's job list (each job's overrides, in job-number order) into its
+    root, before its jobs start."""
+    Path(sweep_root).mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(Path(sweep_root) / JOBS, json.dumps(jobs, indent=1).encode())
 
-    overrides = OverridesParser.create().parse_overrides(args)
-    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None)
-            for job in batch]
+def sweep_jobs(sweep_root) -> list[list[str]] | None:
+    """Every job's overrides of a basic-sweeper sweep, as written when it was launched;
+    None if the sweep wrote no job list (its jobs are not numbered, or another sweeper
+    chose them)."""
+    path = Path(sweep_root) / JOBS
+    if not path.is_file():
+        return None
+    jobs = json.loads(path.read_text(encoding="utf-8"))
+    return [list(map(str, job)) for job in jobs]
 
 def sweep_size(sweep_root) -> int | None:
     """How many jobs a sweep runs: its basic-sweeper jobs or its Optuna trials (None if
