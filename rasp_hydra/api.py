@@ -72,7 +72,7 @@ class Run:
     def status(self) -> str:
         """The record's status as the report counts it (runs.run_status: a killed run is
         `crashed`, not `running`)."""
-        return runs.run_status(self.run_dir, self.metrics)[0]
+        return runs.RunDir(self.run_dir).status(self.metrics)[0]
 
     def _run(self, sequence) -> dict:
         from rasp_hydra.draw import run_sequence
@@ -139,7 +139,7 @@ def load_run(run_dir, which: str = "auto") -> Run:
     one it has, or that a diverged run has no model) and runs.CheckpointError, naming the
     file, for one that cannot be read or belongs to another run (another task or shape).
     """
-    run_dir = Path(run_dir)
-    model, task, run_cfg, used = runs.load_model(run_dir, which)
-    history = pd.DataFrame(runs.read_history(run_dir))
-    return Run(run_dir, run_cfg, runs.read_metrics(run_dir), history, task, model, used)
+    rd = runs.RunDir(run_dir)
+    model, task, run_cfg, used = runs.load_model(rd, which)
+    history = pd.DataFrame(rd.history())
+    return Run(rd.path, run_cfg, rd.record(), history, task, model, used)

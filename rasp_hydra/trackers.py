@@ -379,6 +379,7 @@ class TrackerGroup(list):
             except Exception:
                 metrics = {"status": "failed"}
         # the files a person opens, but history.csv: a tracker has it as its epochs' metrics
-        artifacts = [f for f in runs.run_files(run_dir) if f.name != runs.HISTORY]
+        rd = runs.RunDir(run_dir)
+        artifacts = [f for f in rd.files() if f != rd.history_file]
         for t in self:
             t.finish(metrics, run_dir, artifacts)

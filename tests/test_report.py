@@ -47,7 +47,7 @@ def write_run(job: Path, task, arch, lr, status="completed", *, num, epochs=25,
     # accuracy that depends on everything, so a wrong grouping changes the numbers
     acc = round(0.5 + 0.04 * num + (0.01 if lr == 3e-4 else 0.0), 4) % 1.0
     n_ep = epochs if status != "running" else 7
-    runs.write_history(job, [
+    runs.RunDir(job).write_history([
         {"epoch": e, "lr": lr * GAMMA ** (e - 1), "seconds": 1.0, "train_loss": 1.0 / e,
          "train_token_acc": acc * e / n_ep, "train_attn_loss": 0.0, "val_loss": 1.1 / e,
          "val_token_acc": round(acc * e / n_ep - 0.001 * num, 6),
@@ -294,11 +294,11 @@ def test_half_written_files(tmp_path):
     a history with half a header as started, a record that is not a JSON object as unknown."""
     root = tmp_path / "sweep"
     write_config(root / "0", "lang=sort_26")
-    (root / "0" / runs.CONFIG).write_text("lang: {family: so")
+    (root / "0" / ".hydra/config.yaml").write_text("lang: {family: so")
     write_config(root / "1", "lang=sort_26", "arch=predicted")
-    (root / "1" / runs.HISTORY).write_text("epo")
+    (root / "1" / "history.csv").write_text("epo")
     write_run(root / "2", "reverse_26", "predicted", 3e-4, num=2)
-    (root / "2" / runs.METRICS).write_text("[1, 2]")
+    (root / "2" / "metrics.json").write_text("[1, 2]")
     df = report.collect_runs([root])
     rows = {Path(r["run_dir"]).name: r for _, r in df.iterrows()}
     assert (rows["0"]["status"], rows["0"]["task"]) == ("unknown", "(unknown)")
@@ -431,10 +431,10 @@ class Links(HTMLParser):
 
 
 def draw_curves(run_dirs) -> dict[str, bytes]:
-    """plots/curves.png for these runs, drawn by runs.plot_curves from their history."""
+    """plots/curves.png for these runs, drawn by RunDir.plot_curves from their history."""
     pngs = {}
     for d in run_dirs:
-        path = runs.plot_curves(d, runs.read_history(d))
+        path = runs.RunDir(d).plot_curves(runs.RunDir(d).history())
         pngs[d.name] = path.read_bytes()
     return pngs
 
@@ -459,8 +459,8 @@ def test_html_links_resolve_from_the_report_folder_when_moved(sweep, tmp_path):
     assert all(t.is_relative_to(moved_sweep) for t in targets)
     linked_runs = {t.name for h, t in zip(hrefs, targets, strict=True) if h.endswith("/")}
     assert linked_runs == {str(n) for n in range(16)} - {"6"}
-    assert moved_sweep / "0" / runs.CURVES in targets
-    assert moved_sweep / "1" / runs.CURVES not in targets  # not drawn
+    assert moved_sweep / "0" / "plots/curves.png" in targets
+    assert moved_sweep / "1" / "plots/curves.png" not in targets  # not drawn
 
 
 def test_html_self_contained(sweep, tmp_path, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, cli, metrics
 
-from rasp_hydra import runs, trackers
+from rasp_hydra import trackers
 from rasp_hydra.config import ModelConfig
 from rasp_hydra.data import build_splits
 from rasp_hydra.tasks import get_task
@@ -29,7 +29,7 @@ def only_run_dir(root: Path) -> Path:
 
 
 def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / runs.HISTORY) as f:
+    with open(run_dir / "history.csv") as f:
         return list(csv.DictReader(f))
 
 
@@ -184,7 +184,7 @@ def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tmp_path, cap
     assert broken.calls == ["start", 1, 2]  # switched off after its failure
     warnings = [r.message for r in caplog.records]
     assert len(warnings) == 1 and "logger broken failed in log_epoch" in warnings[0]
-    log = (tmp_path / runs.LOG).read_text()
+    log = (tmp_path / "train.log").read_text()
     assert log.count("logger broken failed") == 1 and "server gone" in log
     assert log.rstrip().splitlines()[-1].startswith("final ")  # the run went on to the end
 

@@ -138,7 +138,7 @@ def _killed_job(args, pid: int, code: int):
     HydraConfig.instance().set_config(sweep_config)
     run_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
         OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
-    recorded = runs.write_killed(run_dir, how, pid)
+    recorded = runs.RunDir(run_dir).write_killed(how, pid)
     log.error("job %d (%s) %s: %s", idx, " ".join(overrides), how,
               f"recorded as failed in {run_dir}" if recorded else
               f"{run_dir} is held by another process, left as it is")
@@ -188,10 +188,11 @@ def _job_status(job_dir: Path) -> str:
     from rasp_hydra import runs
     from rasp_hydra.cli.search import PRUNED
 
-    if runs.is_run_dir(job_dir):
-        status, reason = runs.run_status(job_dir)
+    rd = runs.RunDir(job_dir)
+    if rd.is_run():
+        status, reason = rd.status()
         # a trial that Optuna's pruner stopped ended as the search wanted
         return "pruned" if str(reason or "").startswith(PRUNED) else status
     if not job_dir.exists():
         return "missing"
-    return "running" if runs.lock_state(job_dir) == "held" else "incomplete"
+    return "running" if rd.lock_state() == "held" else "incomplete"

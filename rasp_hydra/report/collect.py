@@ -135,10 +135,10 @@ def _model_of(metrics: dict, flat_cfg: dict) -> dict:
 
 def read_run(run_dir: str | os.PathLike) -> dict:
     """One row of the runs table: canonical columns, flattened config, flattened metrics."""
-    run_dir = Path(run_dir)
-    metrics, problem = runs.read_metrics_or_problem(run_dir)
-    hist = runs.read_history_frame(run_dir)
-    flat_cfg = runs.flatten(runs.read_config_dict(run_dir))
+    rd = runs.RunDir(run_dir)
+    metrics, problem = rd.record_or_problem()
+    hist = rd.history_frame()
+    flat_cfg = runs.flatten(rd.config_dict())
     flat_metrics = runs.flatten(metrics)
     row = {k if k not in flat_metrics else f"cfg.{k}": v for k, v in flat_cfg.items()}
     row.update(flat_metrics)
@@ -146,9 +146,9 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         row.pop("trial", None)
 
     model = _model_of(metrics, flat_cfg)
-    status, reason = runs.run_status(run_dir, metrics, problem)
+    status, reason = rd.status(metrics, problem)
     canonical = {
-        "run_dir": str(run_dir.resolve()),
+        "run_dir": str(rd.path.resolve()),
         "status": status,
         "reason": reason,
         "error": metrics.get("error"),
@@ -229,7 +229,7 @@ def _check_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
         raise ReportError(
             f"{', '.join(absent)}: no such directory. Give one or more sweep directories "
             "(for example outputs/multirun/2024-05-01/12-00-00) or run directories; every "
-            f"directory holding {runs.CONFIG} or {runs.METRICS} below them is read."
+            f"directory holding {runs.RUN_MARKS} below them is read."
         )
     not_dirs = [str(p) for p in roots if not p.is_dir()]
     if not_dirs:
@@ -290,7 +290,7 @@ def collect_runs(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if not any(r["status"] != "missing" for r in rows):
         raise ReportError(
             f"no run directories found below {', '.join(str(p) for p in roots)}: a run "
-            f"directory holds {runs.CONFIG} or {runs.METRICS}. Is this the sweep directory "
+            f"directory holds {runs.RUN_MARKS}. Is this the sweep directory "
             "Hydra printed (outputs/multirun/DATE/TIME), and has the sweep started?"
         )
     return _fill_missing_tasks(pd.DataFrame(rows))

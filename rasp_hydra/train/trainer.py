@@ -131,7 +131,8 @@ class Trainer:
                  sched_cfg: ScheduleConfig, tc: TrainConfig, device: torch.device, run_dir):
         self.task, self.model_cfg, self.tc = task, model_cfg, tc
         self.splits = {k: _on_device(s, device) for k, s in splits.items()}
-        self.device, self.run_dir = device, Path(run_dir)
+        self.device, self.rd = device, runs.RunDir(run_dir)
+        self.run_dir = self.rd.path
         self.supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
         self.measured = present_heads(task.selector_heads, model_cfg)
         self.sup_layers = sorted({h[0] for h in self.supervised})
@@ -162,9 +163,10 @@ class Trainer:
             torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu())
 
     def _restore_schedule_after(self, epoch: int, source_dir: Path) -> None:
-        history = [r for r in runs.read_history(source_dir) if r["epoch"] <= epoch]
+        source = runs.RunDir(source_dir)
+        history = [r for r in source.history() if r["epoch"] <= epoch]
         best = min(history, key=lambda r: r["val_loss"], default=None)
-        previous = runs.read_metrics(source_dir)
+        previous = source.record()
         self.st = TrainState(epoch=epoch, best_val=best["val_loss"] if best else math.inf,
                          best_epoch=epoch, history=history,
                          resumes=int(previous.get("resumes") or 0) + 1,
@@ -253,7 +255,7 @@ class Trainer:
         st.since_best += 1
         if st.since_best <= self.tc.reset_patience:
             return ""
-        best = runs.load_checkpoint(self.run_dir / runs.BEST, map_location=self.device)
+        best = self.rd.load_checkpoint("best", map_location=self.device)
         self.model.load_state_dict(best["model"])
         lrs = [g["lr"] for g in self.opt.param_groups]
         self.opt.load_state_dict(best["optimizer"])
@@ -272,7 +274,7 @@ class Trainer:
     @property
     def has_model(self) -> bool:
         """Whether some epoch ended finite (and so best.pt holds a model)."""
-        return self.st.best_epoch > 0 or (self.run_dir / runs.BEST).is_file()
+        return self.st.best_epoch > 0 or self.rd.checkpoints()["best"]
 
     @property
     def done(self) -> bool:
@@ -283,7 +285,7 @@ class Trainer:
         """Promote this epoch's model to best.pt, after last.pt and history.csv hold the
         epoch: best.pt is never ahead of the files that describe it."""
         if self.better is not None:
-            runs.save_checkpoint(self.run_dir / runs.BEST, self.better)
+            self.rd.save_checkpoint("best", self.better)
             self.better = None
 
     def save_last(self, wall_seconds: float) -> None:
@@ -295,19 +297,17 @@ class Trainer:
         ck = _checkpoint(self.model, self.task, self.st.epoch,
                          optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                          trainer=trainer, rng=rng)
-        runs.save_checkpoint(self.run_dir / runs.LAST, ck)
+        self.rd.save_checkpoint("last", ck)
 
     def load_best(self) -> None:
         """The best checkpoint's weights; the current ones become it if there is none yet."""
-        path = self.run_dir / runs.BEST
-        if path.is_file():
-            ck = runs.load_checkpoint(path, self.device)
-            runs.check_fits(path, ck, self.task.name, self.model.config_dict())
+        if self.rd.checkpoints()["best"]:
+            ck = self.rd.load_checkpoint("best", self.device, task=self.task.name,
+                                         shape=self.model.config_dict())
             self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(path, _checkpoint(self.model, self.task,
-                                                   self.st.epoch,
-                                                   optimizer=self.opt.state_dict()))
+            self.rd.save_checkpoint("best", _checkpoint(self.model, self.task, self.st.epoch,
+                                                        optimizer=self.opt.state_dict()))
 
     def final_evaluation(self) -> tuple[dict, dict, dict]:
         """Loss and accuracies of the best model on every split; attention match on test,

@@ -1,0 +1,52 @@
+"""What a process that claims a run directory asks before it writes: whether the run can
+be resumed from its checkpoint (``resume_problem``). This module changes when what a resume
+accepts changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rasp_hydra.runs.checkpoints import (
+    CheckpointError,
+    _way_out,
+    check_fits,
+    load_checkpoint,
+    record_shape,
+)
+from rasp_hydra.runs.files import BEST, LAST
+from rasp_hydra.runs.record import has_history, read_metrics
+
+
+def resume_problem(run_dir, resume_from: str = "last") -> str | None:
+    """Why this run directory cannot be resumed from its `resume_from` checkpoint ("last" or
+    "best"), as one paragraph; None if it can (or holds nothing to resume: a new run).
+
+    A diverged run is not resumed (the same steps would diverge again); a run that finished
+    an epoch is never trained again from nothing because its checkpoint is missing, empty,
+    unreadable or another run's.
+    """
+    run_dir = Path(run_dir)
+    record = read_metrics(run_dir)
+    if record.get("status") == "diverged":
+        return (f"{run_dir} diverged ({record.get('reason') or 'a non-finite loss'}), and a "
+                "resume would take the same steps into the same divergence, so nothing was "
+                "written. Start a new run with a smaller optimizer.lr (e.g. a tenth of "
+                f"{record.get('lr') or 'its lr'}); the diverged one stays as its record.")
+    path = run_dir / (BEST if resume_from == "best" else LAST)
+    if not path.is_file():
+        if not has_history(run_dir):
+            return None  # cut short before its first epoch ended: it starts over
+        if resume_from == "best":
+            return (f"train.resume_from=best, but {path} does not exist, so nothing was "
+                    "written. Resume from last.pt (leave out train.resume_from), or start a "
+                    "new run.")
+        return (f"{path} does not exist, but {run_dir} has finished epochs: resuming would "
+                "train it again from nothing, so nothing was written. To go on, "
+                f"{_way_out(path)}.")
+    try:
+        ckpt = load_checkpoint(path)
+        check_fits(path, ckpt, record.get("task"), record_shape(record))
+    except CheckpointError as err:
+        return str(err)
+    return None
