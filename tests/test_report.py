@@ -278,8 +278,8 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     write_config(root / "3", "lang=reverse_26")  # Hydra has started the job, nothing else
     df = report.collect_runs([root])
     status = dict(zip(df["run_dir"].map(lambda p: Path(p).name), df["status"], strict=True))
-    assert status == {"0": "running", "1": "running", "2": "unknown", "3": "unknown"}
-    assert "unreadable metrics.json" in df.loc[df["status"] == "unknown", "reason"].iloc[0]
+    assert status == {"0": "running", "1": "running", "2": "unreadable", "3": "unknown"}
+    assert "unreadable metrics.json" in df.loc[df["status"] == "unreadable", "reason"].iloc[0]
     t1 = report.table1(df).groupby("task").sum(numeric_only=True)
     assert t1.loc["reverse_26", "running"] == 2 and t1.loc["reverse_26", "unknown"] == 1
     assert t1["seeds"].sum() == 0  # nothing counted, nothing is 0 %
@@ -290,8 +290,9 @@ def test_nothing_finished_yet_still_reports(tmp_path):
 
 
 def test_half_written_files(tmp_path):
-    """Files caught mid-write by a foreign writer: a config cut short counts as no config,
-    a history with half a header as started, a record that is not a JSON object as unknown."""
+    """Files caught mid-write by a foreign writer: a config cut short is unreadable (named
+    with what is wrong), a history with half a header as started, a record that is not a
+    JSON object as unreadable."""
     root = tmp_path / "sweep"
     write_config(root / "0", "lang=sort_26")
     (root / "0" / ".hydra/config.yaml").write_text("lang: {family: so")
@@ -301,11 +302,11 @@ def test_half_written_files(tmp_path):
     (root / "2" / "metrics.json").write_text("[1, 2]")
     df = report.collect_runs([root])
     rows = {Path(r["run_dir"]).name: r for _, r in df.iterrows()}
-    assert (rows["0"]["status"], rows["0"]["task"]) == ("unknown", "(unknown)")
+    assert (rows["0"]["status"], rows["0"]["task"]) == ("unreadable", "(unknown)")
     assert (rows["1"]["status"], rows["1"]["task"], rows["1"]["arch"]) \
         == ("running", "sort_26", "predicted")
     assert math.isnan(rows["1"]["val_acc_epoch20"]) and math.isnan(rows["1"]["epochs_run"])
-    assert rows["2"]["status"] == "unknown" and "not a JSON object" in rows["2"]["reason"]
+    assert rows["2"]["status"] == "unreadable" and "not a JSON object" in rows["2"]["reason"]
     assert rows["2"]["val_acc_epoch20"] > 0  # its history is still read
     assert report.table1(df)["runs"].sum() == 3
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rasp_hydra.config import RESUME_SAFE_KEYS, Checkpoint, dotted
+from rasp_hydra.errors import UserError
 
 MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
 
@@ -68,6 +69,8 @@ class Claims:
         claim = self._made[output_dir] = Claim(Path(output_dir))
         try:
             _claim(claim, root)
+        except UserError as err:  # a broken file of the run (BrokenFile): its paragraph
+            claim.refusal, claim.subdir = str(err), None
         except OSError as err:  # a full disk or a read-only file system: leave nothing behind
             claim.refusal = (f"{output_dir} cannot be written ({err.strerror or err}), so "
                              "nothing was written there. Free some space (or give a writable "

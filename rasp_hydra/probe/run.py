@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rasp_hydra import runs
 from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
+from rasp_hydra.errors import BrokenFile
 from rasp_hydra.probe.fit import initial_model, probe_matrix, residual_streams
 from rasp_hydra.probe.output import summary_lines, write_outputs
 from rasp_hydra.probe.program import (
@@ -136,7 +137,10 @@ def probe_all(root, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | No
                          "or metrics.json.")
     probed, passed = [], []
     for run_dir in found:
-        status = runs.RunDir(run_dir).record().get("status", "unknown")
+        try:
+            status = runs.RunDir(run_dir).read_record().get("status", "unknown")
+        except BrokenFile as e:
+            status = f"unreadable ({e.reason})"
         if status != "completed":
             passed.append((run_dir, f"status {status}"))
             echo(f"passed over {run_dir}: status {status}")

@@ -123,7 +123,7 @@ def html_page(title: str, sources: Sequence[str], note: str, tables: dict[str, s
 <style>body{{font-family:sans-serif;margin:2em}} table.t{{border-collapse:collapse;font-size:90%}}
 table.t td,table.t th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
 tr.failed,tr.diverged,tr.missing,tr.crashed,tr.incomplete{{background:#fdd}}
-tr.running,tr.unknown{{background:#ffd}}
+tr.running,tr.unknown,tr.unreadable{{background:#ffd}}
 tr.skipped,tr.interrupted{{background:#eee}}</style></head><body>
 <h1>Table 1</h1><p>Sweeps: {html.escape(', '.join(sources))}</p>
 <p>{html.escape(note)}</p>

@@ -6,8 +6,8 @@ changes when how a run's model is rebuilt changes.
 
 from __future__ import annotations
 
-from rasp_hydra.errors import UserError
-from rasp_hydra.runs.checkpoints import CheckpointError, check_fits, record_shape
+from rasp_hydra.errors import BrokenFile, UserError
+from rasp_hydra.runs.checkpoints import check_fits, record_shape
 from rasp_hydra.runs.rundir import RunDir
 from rasp_hydra.runs.sweeps import find_runs
 
@@ -37,7 +37,10 @@ def open_model(run_dir, which: str, verb: str, all_hint: str):
         raise NoModelError(f"{run_dir} holds no run (no .hydra/config.yaml or metrics.json)."
                            + hint)
     if not any(rd.checkpoints().values()):
-        m = rd.record()
+        try:
+            m = rd.read_record()
+        except BrokenFile as e:
+            raise NoModelError(str(e)) from None
         status, reason = rd.status(m)
         if status == "diverged" and m.get("best_epoch") is None:
             raise NoModelError(f"{run_dir} has no model to {verb}: it diverged before any "
@@ -49,7 +52,7 @@ def open_model(run_dir, which: str, verb: str, all_hint: str):
                            "its first epoch.")
     try:
         return load_model(run_dir, which)
-    except (CheckpointError, FileNotFoundError) as e:  # names the file and the way out
+    except (BrokenFile, FileNotFoundError) as e:  # names the file and the way out
         raise NoModelError(str(e)) from None
     except Exception as e:  # a checkpoint that does not load is the user's to know about
         raise NoModelError(f"cannot load the model of {run_dir}: {type(e).__name__}: "
@@ -64,7 +67,7 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     from rasp_hydra.model import Encoder
 
     rd = RunDir(run_dir)
-    record = rd.record()
+    record = rd.read_record()
     if which == "auto":
         status = record.get("status")
         if status == "completed" or not rd.checkpoints()["last"]:

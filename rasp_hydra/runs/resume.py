@@ -15,7 +15,7 @@ from rasp_hydra.runs.checkpoints import (
     record_shape,
 )
 from rasp_hydra.runs.files import BEST, LAST
-from rasp_hydra.runs.record import has_history, read_metrics
+from rasp_hydra.runs.readers import read_history_rows, read_record
 
 
 def resume_problem(run_dir, resume_from: str = "last") -> str | None:
@@ -24,10 +24,11 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
 
     A diverged run is not resumed (the same steps would diverge again); a run that finished
     an epoch is never trained again from nothing because its checkpoint is missing, empty,
-    unreadable or another run's.
+    unreadable or another run's. A broken metrics.json or history.csv raises BrokenFile.
     """
     run_dir = Path(run_dir)
-    record = read_metrics(run_dir)
+    record = read_record(run_dir)  # a broken record or history: BrokenFile, its paragraph
+    history = read_history_rows(run_dir)
     if record.get("status") == "diverged":
         return (f"{run_dir} diverged ({record.get('reason') or 'a non-finite loss'}), and a "
                 "resume would take the same steps into the same divergence, so nothing was "
@@ -35,7 +36,7 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
                 f"{record.get('lr') or 'its lr'}); the diverged one stays as its record.")
     path = run_dir / (BEST if resume_from == "best" else LAST)
     if not path.is_file():
-        if not has_history(run_dir):
+        if not (int(record.get("epochs_run") or 0) > 0 or history):
             return None  # cut short before its first epoch ended: it starts over
         if resume_from == "best":
             return (f"train.resume_from=best, but {path} does not exist, so nothing was "

@@ -18,10 +18,11 @@ from rasp_hydra.runs import checkpoints as _ckpt
 from rasp_hydra.runs import configs as _configs
 from rasp_hydra.runs import curves as _curves
 from rasp_hydra.runs import files as _files
+from rasp_hydra.runs import readers as _readers
 from rasp_hydra.runs import record as _record
 from rasp_hydra.runs import resume as _resume
 from rasp_hydra.runs import status as _status
-from rasp_hydra.runs.lock import RunLock, lock_state
+from rasp_hydra.runs.lock import RunLock, held_lock, lock_state
 from rasp_hydra.runs.sweeps import is_run_dir
 
 PROBES = "probes"  # the probes' table and figure
@@ -136,20 +137,23 @@ class RunDir:
         stays half-written."""
         return _record.read_metrics(self.path)
 
-    def record_or_problem(self) -> tuple[dict, str | None]:
-        """(metrics, None), ({}, None) without metrics.json, ({}, why) if unreadable."""
-        return _record.read_metrics_or_problem(self.path)
+    def read_record(self) -> dict:
+        """metrics.json checked ({} if there is none), or BrokenFile naming what is wrong."""
+        return _readers.read_record(self.path)
 
     def write_record(self, record) -> None:
         """Replace metrics.json (a RunRecord or a dict) atomically."""
         _record.write_metrics(self.path, record)
 
     def history(self) -> list[dict]:
-        """history.csv as a list of rows (floats; epoch an int)."""
-        return _record.read_history(self.path)
+        """history.csv as a list of rows (floats; epoch an int); [] if there is none yet;
+        BrokenFile if a row is not numbers (or the file not text)."""
+        return _readers.read_history_rows(self.path)
 
     def history_frame(self):
-        """history.csv as a DataFrame, or None if there is none (or no row yet)."""
+        """history.csv as a DataFrame (checked as `history` does), or None if it has no
+        row yet."""
+        self.history()
         return _record.read_history_frame(self.path)
 
     def write_history(self, rows: list[dict]) -> None:
@@ -173,16 +177,27 @@ class RunDir:
 
     # ---------------------------------------------------------------- the config
     def config(self):
-        """The run's saved config (OmegaConf), or None if it has none."""
-        return _configs.read_config(self.path)
+        """The run's saved config (OmegaConf), None if it has none, BrokenFile if it does
+        not parse, is not a mapping of config groups or holds an interpolation that does
+        not resolve."""
+        return _readers.read_run_config(self.path)
 
     def config_dict(self) -> dict:
-        """The saved config as plain dicts; {} if it has none or it cannot be read."""
-        return _configs.read_config_dict(self.path)
+        """The saved config as plain dicts (interpolations unresolved); {} if it has none;
+        BrokenFile as `config`."""
+        return self.original_config()
 
     def original_config(self) -> dict:
-        """The first invocation's composition as a plain dict ({} if none)."""
+        """The first invocation's composition as a plain dict ({} if none); BrokenFile as
+        `config`."""
+        if self.config() is None:
+            return {}
         return _configs.read_original_config(self.path)
+
+    def overrides(self) -> list[str] | None:
+        """The first invocation's command-line overrides (None if it has none); BrokenFile
+        if .hydra/overrides.yaml is not a list of them."""
+        return _readers.read_overrides(self.path)
 
     def original_cwd(self) -> Path | None:
         """The working directory of the first invocation (None for a library run)."""
@@ -215,6 +230,14 @@ class RunDir:
     def lock(self) -> RunLock:
         """The directory's lock (not yet taken: `.acquire()`, then `.announce()`)."""
         return RunLock(self.path)
+
+    def check_lock(self) -> None:
+        """LockLost if this process holds the directory but run.lock is no longer the file
+        it locked (deleted, or replaced by a copy); nothing if it holds no lock here. The
+        trainer asks before each epoch, so a stop leaves the record and files agreeing."""
+        held = held_lock(self.path)
+        if held is not None:
+            held.check()
 
     def lock_state(self) -> str:
         """"held", "free" or "unknown" (see runs.lock.lock_state)."""

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rasp_hydra.errors import BrokenFile
 from rasp_hydra.runs.files import LAST, METRICS
 from rasp_hydra.runs.lock import RunLock, RunLocked, lock_state
+from rasp_hydra.runs.readers import read_record
 from rasp_hydra.runs.record import (
     RunRecord,
     append_invocation,
     append_log,
     has_started,
     read_metrics,
-    read_metrics_or_problem,
     write_metrics,
 )
 
@@ -29,15 +30,19 @@ def run_status(run_dir, metrics: dict | None = None,
     The record's own status, except: a `running` record that no live process holds is
     `crashed` (killed: kill -9, out of memory, a lost node), or `incomplete` when its
     last.pt is gone too; a directory whose record is gone (or was never written) and that
-    no process holds is `incomplete`; an unreadable record is `unknown`. Where the lock
+    no process holds is `incomplete`; a broken record (`problem`: BrokenFile's reason) is
+    `unreadable`, and so is one whose status is not a status. Where the lock
     cannot be read (another host, a library run without one), a `running` record stays
     `running`. A finished record stays what it says: its numbers hold without checkpoints.
     """
     run_dir = Path(run_dir)
     if metrics is None and problem is None:
-        metrics, problem = read_metrics_or_problem(run_dir)
+        try:
+            metrics = read_record(run_dir)
+        except BrokenFile as err:
+            metrics, problem = {}, err.reason
     if problem:
-        return "unknown", problem
+        return "unreadable", problem
     status = str(metrics.get("status") or "") if metrics else ""
     lock = lock_state(run_dir) if status in ("", "running") else None
     if lock == "held":

@@ -207,6 +207,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
     status, reason = "completed", None
     try:
         for epoch in range(st.epoch + 1, 0 if trainer.done else tc.epochs + 1):
+            rec.rd.check_lock()  # run.lock deleted or replaced: stop before this epoch
             lr = trainer.lr
             bar = ProgressBar(epoch, trainer.n_batches, st.batch) if show_bar else None
             stats = trainer.train_epoch(epoch, flag, bar)
