@@ -137,7 +137,9 @@ def load_run(run_dir, which: str = "auto") -> Run:
     which: "best", "last" or "auto" (best if the run completed, else last).
     Raises FileNotFoundError for a directory without that checkpoint (saying which other
     one it has, or that a diverged run has no model) and runs.CheckpointError, naming the
-    file, for one that cannot be read or belongs to another run (another task or shape).
+    file, for one that cannot be read or belongs to another run (another task or shape);
+    rasp_hydra.errors.BrokenFile, naming the file and what is wrong, for a metrics.json,
+    history.csv or .hydra/config.yaml that cannot be read as one.
     """
     rd = runs.RunDir(run_dir)
     model, task, run_cfg, used = runs.load_model(rd, which)

@@ -4,7 +4,8 @@ Every reader and writer of a run (the trainer, the claim, the report, the drawer
 probes, the notebook API) goes through it; it is the only code outside the modules behind
 it that knows a file's name inside a run directory. The modules behind it, one reason to
 change each: ``files`` (names and atomic writes), ``record`` (metrics.json, history.csv,
-train.log, invocations.jsonl), ``checkpoints``, ``configs`` (the saved compositions),
+train.log, invocations.jsonl), ``readers`` (one strict reader per file: checked content
+or ``BrokenFile`` naming the file), ``checkpoints``, ``configs`` (the saved compositions),
 ``lock`` (one writer), ``status`` (alive, crashed or incomplete), ``resume`` (what a resume
 accepts), ``curves`` and ``sweeps`` (finding runs, sweep roots). docs/run-directory.md
 lists the files and what the directory promises.
