@@ -48,10 +48,10 @@ def fake_run(root: str, name: str, family: str, size: int, bos: bool, layers: in
     cfg = ModelConfig(layers=layers, heads=heads, d_model=256, ff=512, max_len=101)
     torch.manual_seed(1)
     model = Encoder(cfg, task.vocab_size, task.n_out, task.pad_id)
-    runs.save_checkpoint(os.path.join(run_dir, runs.BEST), {
+    runs.RunDir(run_dir).save_checkpoint("best", {
         "model": model.state_dict(), "model_config": model.config_dict(), "epoch": 0,
         "task_spec": {"family": family, "size": size, "bos": bos, "with_attns": False}})
-    runs.write_metrics(run_dir, {"status": "completed", "seed": 0})
+    runs.RunDir(run_dir).write_record({"status": "completed", "seed": 0})
     return run_dir
 
 

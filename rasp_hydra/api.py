@@ -70,9 +70,9 @@ class Run:
 
     @property
     def status(self) -> str:
-        """The record's status as the report counts it (runs.run_status: a killed run is
+        """The record's status as the report counts it (RunDir.status: a killed run is
         `crashed`, not `running`)."""
-        return runs.run_status(self.run_dir, self.metrics)[0]
+        return runs.RunDir(self.run_dir).status(self.metrics)[0]
 
     def _run(self, sequence) -> dict:
         from rasp_hydra.draw import run_sequence
@@ -137,9 +137,11 @@ def load_run(run_dir, which: str = "auto") -> Run:
     which: "best", "last" or "auto" (best if the run completed, else last).
     Raises FileNotFoundError for a directory without that checkpoint (saying which other
     one it has, or that a diverged run has no model) and runs.CheckpointError, naming the
-    file, for one that cannot be read or belongs to another run (another task or shape).
+    file, for one that cannot be read or belongs to another run (another task or shape);
+    rasp_hydra.errors.BrokenFile, naming the file and what is wrong, for a metrics.json,
+    history.csv or .hydra/config.yaml that cannot be read as one.
     """
-    run_dir = Path(run_dir)
-    model, task, run_cfg, used = runs.load_model(run_dir, which)
-    history = pd.DataFrame(runs.read_history(run_dir))
-    return Run(run_dir, run_cfg, runs.read_metrics(run_dir), history, task, model, used)
+    rd = runs.RunDir(run_dir)
+    model, task, run_cfg, used = runs.load_model(rd, which)
+    history = pd.DataFrame(rd.history())
+    return Run(rd.path, run_cfg, rd.record(), history, task, model, used)

@@ -35,6 +35,21 @@ class ConfigError(UserError, ValueError):
     """A config that cannot run; the message is meant for the user as it is."""
 
 
+class BrokenFile(UserError):
+    """A file of a run directory that cannot be read as what it should be; the message
+    names the file and what is wrong with it. `reason` is the short form a table shows."""
+
+    def __init__(self, message: str, name: str | None = None, what: str | None = None):
+        super().__init__(message)
+        self.name, self.what = name, what
+
+    @property
+    def reason(self) -> str:
+        if self.name and self.what:
+            return f"unreadable {self.name}: {self.what}"
+        return str(self)
+
+
 class HeldError(UserError):
     """Another live process holds the run directory."""
 

@@ -357,7 +357,7 @@ class WandbTracker:
         import wandb
 
         run_dir = Path(run_dir)
-        previous = runs.read_tracker_ids(run_dir).get(self.name)
+        previous = runs.RunDir(run_dir).tracker_ids().get(self.name)
         self.run = wandb.init(
             project=self.project, entity=self.entity, mode=self.mode, dir=run_dir,
             id=previous, resume="allow" if previous else None, name=run_name,
@@ -366,7 +366,7 @@ class WandbTracker:
             # the job's console stays its own (train.log is the record)
             settings=wandb.Settings(console="off", silent=True))
         if previous is None:
-            runs.write_tracker_id(run_dir, self.name, self.run.id)
+            runs.RunDir(run_dir).write_tracker_id(self.name, self.run.id)
         # a resume may change train.epochs: the config is the latest invocation's
         self.run.config.update(dict(flat_config), allow_val_change=True)
 
@@ -479,6 +479,7 @@ class TrackerGroup(list):
             except Exception:
                 metrics = {"status": "failed"}
         # the files a person opens, but history.csv: a tracker has it as its epochs' metrics
-        artifacts = [f for f in runs.run_files(run_dir) if f.name != runs.HISTORY]
+        rd = runs.RunDir(run_dir)
+        artifacts = [f for f in rd.files() if f != rd.history_file]
         for t in self:
             t.finish(metrics, run_dir, artifacts)

@@ -4,7 +4,7 @@ kill -9 (``os._exit``: no handler, no clean-up), for tests/test_write_window.py.
     python -m tests.kill_writes RUN_DIR WRITES_FILE [N]
 
 Every write of the trainer (checkpoints, history.csv, metrics.json, train.log lines) goes
-through ``rasp_hydra.runs``; each is wrapped here, so WRITES_FILE gets one line per write
+through a ``RunDir`` method; each is wrapped here, so WRITES_FILE gets one line per write
 that happened (the file's name), and with N the process ends with status 137 instead of
 making write N (counting from 0). Without N the run goes to its end: the uninterrupted run,
 or the resume of a killed one (same config: train.resume continues from last.pt).
@@ -25,22 +25,22 @@ def spy(kill_before: int | None, writes: Path) -> None:
     count = [0]
 
     def wrap(name: str, what):
-        real = getattr(runs, name)
+        real = getattr(runs.RunDir, name)
 
-        def write(*args, **kwargs):
+        def write(self, *args, **kwargs):
             if count[0] == kill_before:
                 os._exit(KILLED)
             with open(writes, "a") as f:
-                f.write(what(*args) + "\n")
+                f.write(what(self, *args) + "\n")
             count[0] += 1
-            return real(*args, **kwargs)
+            return real(self, *args, **kwargs)
 
-        setattr(runs, name, write)
+        setattr(runs.RunDir, name, write)
 
-    wrap("save_checkpoint", lambda path, _obj: Path(path).name)
-    wrap("write_history", lambda *_: runs.HISTORY)
-    wrap("write_metrics", lambda _dir, record: f"{runs.METRICS} {_status(record)}")
-    wrap("append_log", lambda *_: runs.LOG)
+    wrap("save_checkpoint", lambda rd, which, _obj: rd.checkpoint_file(which).name)
+    wrap("write_history", lambda *_: runs.files.HISTORY)
+    wrap("write_record", lambda _rd, record: f"{runs.files.METRICS} {_status(record)}")
+    wrap("log", lambda *_: runs.files.LOG)
 
 
 def _status(record) -> str:

@@ -36,8 +36,8 @@ def compose_config(*overrides: str) -> DictConfig:
 def write_config(run_dir: Path, *overrides: str) -> DictConfig:
     """Save the composed config and the overrides into run_dir as Hydra does for a job."""
     cfg = compose_config(*overrides)
-    (Path(run_dir) / runs.CONFIG).parent.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, Path(run_dir) / runs.CONFIG)
+    (Path(run_dir) / ".hydra/config.yaml").parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, Path(run_dir) / ".hydra/config.yaml")
     OmegaConf.save(OmegaConf.create(list(overrides)), Path(run_dir) / ".hydra" / "overrides.yaml")
     return cfg
 

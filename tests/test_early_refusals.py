@@ -128,7 +128,7 @@ def test_a_sweep_without_workers_is_refused_before_multirun_yaml(tmp_path):
 def test_a_sweep_relaunched_into_a_running_one_exits_3_and_says_which_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     (sweep / "0").mkdir(parents=True)
-    with runs.RunLock(sweep / "0"):  # job 0 is held, as by the running sweep's worker
+    with runs.RunDir(sweep / "0").lock():  # job 0 is held, as by the running sweep's worker
         proc = cli("-m", "train.seed=0,1", *RUN, f"hydra.sweep.dir={sweep}",
                    "hydra.launcher.n_jobs=1", cwd=tmp_path)
     assert proc.returncode == 3, (proc.stdout, proc.stderr)

@@ -57,7 +57,7 @@ def test_3_a_run_directory_another_process_holds(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from rasp_hydra import runs; "
-         "lock = runs.RunLock(sys.argv[1]).acquire().announce(); "
+         "lock = runs.RunDir(sys.argv[1]).lock().acquire().announce(); "
          "print('ready', flush=True); time.sleep(600)", str(run)],
         stdout=subprocess.PIPE, text=True)
     try:

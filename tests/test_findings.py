@@ -152,7 +152,7 @@ def test_optuna_trials_chosen_on_validation(tmp_path):
     worst = min(accs, key=accs.get)  # make the worst trial on test the best on validation
     m = runs.read_metrics(root / str(worst))
     m["final"]["valid"] = {"loss": 0.01, "token_acc": 0.999, "seq_acc": 0.99}
-    (root / str(worst) / runs.METRICS).write_text(json.dumps(m))
+    (root / str(worst) / "metrics.json").write_text(json.dumps(m))
     t1 = report.table1(report.collect_runs([root])).set_index("task")
     assert t1.loc["reverse_26", "test_acc_mean"] == accs[worst] < max(accs.values())
 

@@ -43,7 +43,7 @@ def test_bf16_autocast_learns_as_float32_does(hist, tmp_path):
     fp32 = run(hist, tmp_path / "fp32", "fp32")
     bf16 = run(hist, tmp_path / "bf16", "bf16")
     assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
-    first = runs.read_history(tmp_path / "bf16")[0]["train_loss"]
+    first = runs.RunDir(tmp_path / "bf16").history()[0]["train_loss"]
     assert first > 1.5  # about ln(11) for 11 classes at the start
     for m in (fp32, bf16):
         assert m["status"] == "completed" and m["final"]["valid"]["loss"] < 0.6
@@ -52,7 +52,7 @@ def test_bf16_autocast_learns_as_float32_does(hist, tmp_path):
     assert bf16["final"]["valid"]["loss"] == pytest.approx(fp32["final"]["valid"]["loss"],
                                                            abs=0.05)
     # float32 master weights and optimizer state
-    last = runs.load_checkpoint(tmp_path / "bf16" / runs.LAST)
+    last = runs.load_checkpoint(tmp_path / "bf16" / runs.files.LAST)
     assert last["precision"] == "bf16"
     assert {t.dtype for t in last["model"].values() if t.is_floating_point()} == {torch.float32}
     moments = [v for s in last["optimizer"]["state"].values() for k, v in s.items()

@@ -54,7 +54,7 @@ def write_run(job: Path, task, arch, lr, status="completed", *, num, epochs=25,
     # accuracy that depends on everything, so a wrong grouping changes the numbers
     acc = round(0.5 + 0.04 * num + (0.01 if lr == 3e-4 else 0.0), 4) % 1.0
     n_ep = epochs if status != "running" else 7
-    runs.write_history(job, [
+    runs.RunDir(job).write_history([
         {"epoch": e, "lr": lr * GAMMA ** (e - 1), "seconds": 1.0, "train_loss": 1.0 / e,
          "train_token_acc": acc * e / n_ep, "train_attn_loss": 0.0, "val_loss": 1.1 / e,
          "val_token_acc": round(acc * e / n_ep - 0.001 * num, 6),
@@ -285,8 +285,8 @@ def test_nothing_finished_yet_still_reports(tmp_path):
     write_config(root / "3", "lang=reverse_26")  # Hydra has started the job, nothing else
     df = report.collect_runs([root])
     status = dict(zip(df["run_dir"].map(lambda p: Path(p).name), df["status"], strict=True))
-    assert status == {"0": "running", "1": "running", "2": "unknown", "3": "unknown"}
-    assert "unreadable metrics.json" in df.loc[df["status"] == "unknown", "reason"].iloc[0]
+    assert status == {"0": "running", "1": "running", "2": "unreadable", "3": "unknown"}
+    assert "unreadable metrics.json" in df.loc[df["status"] == "unreadable", "reason"].iloc[0]
     t1 = report.table1(df).groupby("task").sum(numeric_only=True)
     assert t1.loc["reverse_26", "running"] == 2 and t1.loc["reverse_26", "unknown"] == 1
     assert t1["seeds"].sum() == 0  # nothing counted, nothing is 0 %
@@ -297,22 +297,23 @@ def test_nothing_finished_yet_still_reports(tmp_path):
 
 
 def test_half_written_files(tmp_path):
-    """Files caught mid-write by a foreign writer: a config cut short counts as no config,
-    a history with half a header as started, a record that is not a JSON object as unknown."""
+    """Files caught mid-write by a foreign writer: a config cut short is unreadable (named
+    with what is wrong), a history with half a header as started, a record that is not a
+    JSON object as unreadable."""
     root = tmp_path / "sweep"
     write_config(root / "0", "lang=sort_26")
-    (root / "0" / runs.CONFIG).write_text("lang: {family: so")
+    (root / "0" / ".hydra/config.yaml").write_text("lang: {family: so")
     write_config(root / "1", "lang=sort_26", "arch=predicted")
-    (root / "1" / runs.HISTORY).write_text("epo")
+    (root / "1" / "history.csv").write_text("epo")
     write_run(root / "2", "reverse_26", "predicted", 3e-4, num=2)
-    (root / "2" / runs.METRICS).write_text("[1, 2]")
+    (root / "2" / "metrics.json").write_text("[1, 2]")
     df = report.collect_runs([root])
     rows = {Path(r["run_dir"]).name: r for _, r in df.iterrows()}
-    assert (rows["0"]["status"], rows["0"]["task"]) == ("unknown", "(unknown)")
+    assert (rows["0"]["status"], rows["0"]["task"]) == ("unreadable", "(unknown)")
     assert (rows["1"]["status"], rows["1"]["task"], rows["1"]["arch"]) \
         == ("running", "sort_26", "predicted")
     assert math.isnan(rows["1"]["val_acc_epoch20"]) and math.isnan(rows["1"]["epochs_run"])
-    assert rows["2"]["status"] == "unknown" and "not a JSON object" in rows["2"]["reason"]
+    assert rows["2"]["status"] == "unreadable" and "not a JSON object" in rows["2"]["reason"]
     assert rows["2"]["val_acc_epoch20"] > 0  # its history is still read
     assert report.table1(df)["runs"].sum() == 3
 
@@ -438,10 +439,10 @@ class Links(HTMLParser):
 
 
 def draw_curves(run_dirs) -> dict[str, bytes]:
-    """plots/curves.png for these runs, drawn by runs.plot_curves from their history."""
+    """plots/curves.png for these runs, drawn by RunDir.plot_curves from their history."""
     pngs = {}
     for d in run_dirs:
-        path = runs.plot_curves(d, runs.read_history(d))
+        path = runs.RunDir(d).plot_curves(runs.RunDir(d).history())
         pngs[d.name] = path.read_bytes()
     return pngs
 
@@ -466,8 +467,8 @@ def test_html_links_resolve_from_the_report_folder_when_moved(sweep, tmp_path):
     assert all(t.is_relative_to(moved_sweep) for t in targets)
     linked_runs = {t.name for h, t in zip(hrefs, targets, strict=True) if h.endswith("/")}
     assert linked_runs == {str(n) for n in range(16)} - {"6"}
-    assert moved_sweep / "0" / runs.CURVES in targets
-    assert moved_sweep / "1" / runs.CURVES not in targets  # not drawn
+    assert moved_sweep / "0" / "plots/curves.png" in targets
+    assert moved_sweep / "1" / "plots/curves.png" not in targets  # not drawn
 
 
 def test_html_self_contained(sweep, tmp_path, capsys):

@@ -70,7 +70,7 @@ def test_a_refused_resume_rewrites_nothing_and_a_plain_resume_works(completed_ru
     assert (run / ".hydra/config.yaml").read_bytes() == (completed_run /
                                                          ".hydra/config.yaml").read_bytes()
     assert "train.epochs=3" in (run / "invocations/002/overrides.yaml").read_text()
-    events = [(i["event"], i.get("outcome")) for i in runs.read_invocations(run)]
+    events = [(i["event"], i.get("outcome")) for i in runs.RunDir(run).invocations()]
     assert events == [("start", None), ("end", "completed"), ("resume", None),
                       ("end", "completed")]
 
@@ -86,8 +86,8 @@ def test_a_second_start_in_a_finished_run_must_not_retrain_it(completed_run, tmp
 def test_a_resume_that_fails_leaves_a_completed_run_completed(completed_run, tmp_path):
     run = copy_of(completed_run, tmp_path / "run")
     record = metrics(run)
-    data = (run / runs.LAST).read_bytes()
-    (run / runs.LAST).write_bytes(data[: len(data) // 2])  # a copy cut short
+    data = (run / "checkpoints/last.pt").read_bytes()
+    (run / "checkpoints/last.pt").write_bytes(data[: len(data) // 2])  # a copy cut short
     before = snapshot(run)
     err = one_paragraph(cli("--resume", str(run), "train.epochs=4", cwd=tmp_path))
     assert "last.pt cannot be read" in err and "train.resume_from=best" in err
@@ -98,12 +98,12 @@ def test_a_resume_that_fails_leaves_a_completed_run_completed(completed_run, tmp
         check=True)
     m = metrics(run)
     assert m["status"] == "completed" and m["epochs_run"] == 4
-    assert [int(e) for e in pd.read_csv(run / runs.HISTORY)["epoch"]] == [1, 2, 3, 4]
+    assert [int(e) for e in pd.read_csv(run / "history.csv")["epoch"]] == [1, 2, 3, 4]
 
 
 def test_a_broken_best_checkpoint_is_named_by_the_drawer(completed_run, tmp_path):
     run = copy_of(completed_run, tmp_path / "run")
-    (run / runs.BEST).write_bytes(b"not a checkpoint")
+    (run / "checkpoints/best.pt").write_bytes(b"not a checkpoint")
     proc = cli(str(run), "--sequence", "abc", "--which", "best", cwd=tmp_path,
                module="rasp_hydra.draw")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -132,7 +132,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def _comparable(run: Path) -> tuple:
     m = metrics(run)
-    hist = pd.read_csv(run / runs.HISTORY).drop(columns="seconds")
+    hist = pd.read_csv(run / "history.csv").drop(columns="seconds")
     return {k: m[k] for k in ("status", "final", "best_epoch", "epochs_run")}, hist
 
 
@@ -142,14 +142,14 @@ def test_two_starts_in_one_directory_one_trains_the_other_names_the_holder(tmp_p
     # SLOW takes a fraction of a second on an idle machine)
     long = [*SLOW, "train.epochs=60", f"hydra.run.dir={run}"]
     first = _popen(long, tmp_path)
-    _wait_for(run / runs.HISTORY, first)  # the first is training
+    _wait_for(run / "history.csv", first)  # the first is training
     second = cli(*long, cwd=tmp_path)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == 3 and "Traceback" not in second.stderr
     assert f"in use by process {first.pid}" in second.stderr
     assert not (run / "invocations").exists()  # the second wrote nothing
-    assert [i["event"] for i in runs.read_invocations(run)] == ["start", "end"]
+    assert [i["event"] for i in runs.RunDir(run).invocations()] == ["start", "end"]
 
     cli(*SLOW, "train.epochs=60", f"hydra.run.dir={tmp_path / 'alone'}", cwd=tmp_path, check=True)
     (m_shared, h_shared), (m_alone, h_alone) = _comparable(run), _comparable(tmp_path / "alone")
@@ -160,10 +160,10 @@ def test_two_starts_in_one_directory_one_trains_the_other_names_the_holder(tmp_p
 def test_kill_9_leaves_no_stale_lock(tmp_path):
     run = tmp_path / "run"
     proc = _popen([*SLOW, "train.epochs=50", f"hydra.run.dir={run}"], tmp_path)
-    _wait_for(run / runs.HISTORY, proc)
+    _wait_for(run / "history.csv", proc)
     proc.kill()
     proc.wait()
-    holder = json.loads((run / runs.LOCK).read_text())
+    holder = json.loads((run / "run.lock").read_text())
     assert holder["pid"] == proc.pid  # the record of the dead holder stays...
     cli("--resume", str(run), "train.epochs=2", cwd=tmp_path, check=True)  # ...its lock not
     assert metrics(run)["status"] == "completed"
@@ -172,7 +172,7 @@ def test_kill_9_leaves_no_stale_lock(tmp_path):
 def test_a_locked_job_of_a_sweep_is_reported_and_the_others_run(tmp_path):
     sweep = tmp_path / "sweep"
     (sweep / "0").mkdir(parents=True)
-    with runs.RunLock(sweep / "0"):
+    with runs.RunDir(sweep / "0").lock():
         proc = cli("-m", "lang=hist_10_bos,sort_10", "model.layers=1", *TINY,
                    f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=1", cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr  # as a single run refused for the lock
@@ -218,11 +218,11 @@ def test_a_diverging_run_ends_diverged_keeping_the_best_checkpoint(tmp_path):
     m = metrics(run)
     assert m["status"] == "diverged" and m["diverged_epoch"] in (1, 2, 3, 4)
     assert "loss became" in m["reason"]
-    assert "diverged: the loss became" in (run / runs.LOG).read_text()
+    assert "diverged: the loss became" in (run / "train.log").read_text()
     assert m["epochs_run"] == m["diverged_epoch"] - 1
     if m["epochs_run"]:
-        assert (run / runs.BEST).is_file() and m["final"]["test"]["token_acc"] >= 0
-    assert runs.read_invocations(run)[-1]["outcome"] == "diverged"
+        assert (run / "checkpoints/best.pt").is_file() and m["final"]["test"]["token_acc"] >= 0
+    assert runs.RunDir(run).invocations()[-1]["outcome"] == "diverged"
 
 
 # --------------------------------------------------------------- a full disk, I/O errors
@@ -251,8 +251,9 @@ def assert_consistent(run: Path, original: dict) -> None:
     failed), and the record either the original, untouched, or a later one whose epochs
     are all on disk (it lags by an epoch when its own write failed)."""
     assert not [p for p in run.rglob("*") if ".tmp" in p.name], list(run.rglob("*"))
-    m, last, best = metrics(run), epoch_of(run / runs.LAST), epoch_of(run / runs.BEST)
-    history = [int(e) for e in pd.read_csv(run / runs.HISTORY)["epoch"]]
+    m = metrics(run)
+    last, best = epoch_of(run / "checkpoints/last.pt"), epoch_of(run / "checkpoints/best.pt")
+    history = [int(e) for e in pd.read_csv(run / "history.csv")["epoch"]]
     assert best <= history[-1] <= last <= history[-1] + 1
     if m != original:  # replaced only once a new epoch's files were all written
         assert m["status"] == "running" and m["epochs_run"] >= original["epochs_run"] + 1
@@ -304,14 +305,14 @@ def test_an_io_error_in_a_fresh_run_is_recorded_as_failed(tmp_path):
     proc = cli(*RUN, f"hydra.run.dir={run}", cwd=tmp_path,
                env=faulty(run, "*history.csv*", skip=1, once=True))  # the second epoch's
     err = one_paragraph(proc, 1)
-    assert f"{run / runs.HISTORY} could not be written" in err
+    assert f"{run / 'history.csv'} could not be written" in err
     m = metrics(run)
     assert m["status"] == "failed" and "history.csv" in m["error"]
     # the record names only epochs whose files are all on disk: epoch 2 has its last.pt but
     # not its history row, and best.pt was not promoted past epoch 1
-    assert (m["epochs_run"], epoch_of(run / runs.LAST)) == (1, 2)
-    assert m["best_epoch"] == epoch_of(run / runs.BEST) == 1
-    assert runs.read_invocations(run)[-1]["outcome"] == "failed"
+    assert (m["epochs_run"], epoch_of(run / "checkpoints/last.pt")) == (1, 2)
+    assert m["best_epoch"] == epoch_of(run / "checkpoints/best.pt") == 1
+    assert runs.RunDir(run).invocations()[-1]["outcome"] == "failed"
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
 
 
@@ -347,13 +348,13 @@ def foreign_runs(tmp_path_factory) -> dict:
 def test_a_missing_empty_or_foreign_last_pt_is_refused(completed_run, foreign_runs, tmp_path,
                                                        damage, says):
     run = copy_of(completed_run, tmp_path / "run")
-    last = run / runs.LAST
+    last = run / "checkpoints/last.pt"
     if damage == "missing":
         last.unlink()
     elif damage == "empty":
         last.write_bytes(b"")
     else:
-        last.write_bytes((foreign_runs[damage] / runs.LAST).read_bytes())
+        last.write_bytes((foreign_runs[damage] / "checkpoints/last.pt").read_bytes())
     before = snapshot(run)
     err = one_paragraph(cli("--resume", str(run), "train.epochs=3", cwd=tmp_path))
     assert says in err and str(last) in err and "train.resume_from=best" in err
@@ -371,8 +372,8 @@ def test_a_run_that_diverges_at_once_has_no_model_and_says_so(tmp_path):
         pytest.skip("this seed's first epoch ended finite")
     assert m["status"] == "diverged" and m["best_epoch"] is None and m["final"] == {}
     assert "no model" in m["reason"]
-    assert not (run / runs.BEST).exists() and not (run / runs.LAST).exists()
-    log = (run / runs.LOG).read_text()
+    assert not (run / "checkpoints/best.pt").exists() and not (run / "checkpoints/last.pt").exists()
+    log = (run / "train.log").read_text()
     assert "no model is kept" in log and "keeping the best checkpoint" not in log
 
     before = snapshot(run)
@@ -399,8 +400,8 @@ def test_a_killed_job_fails_alone_and_the_same_sweep_again_finishes_it(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "rasp_hydra", *args, "train.epochs=60,2,2"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    _wait_for(sweep / "0" / runs.HISTORY, proc)
-    job = json.loads((sweep / "0" / runs.LOCK).read_text())["pid"]  # the job's own process
+    _wait_for(sweep / "0" / "history.csv", proc)
+    job = json.loads((sweep / "0" / "run.lock").read_text())["pid"]  # the job's own process
     os.kill(job, signal.SIGKILL)  # as the out-of-memory killer does
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err
@@ -409,7 +410,7 @@ def test_a_killed_job_fails_alone_and_the_same_sweep_again_finishes_it(tmp_path)
     assert "killed by SIGKILL" in out + err and "Traceback" not in err
     m = metrics(sweep / "0")
     assert m["status"] == "failed" and m["reason"] == "killed by SIGKILL"
-    assert runs.read_invocations(sweep / "0")[-1]["outcome"] == "failed"
+    assert runs.RunDir(sweep / "0").invocations()[-1]["outcome"] == "failed"
     assert [metrics(sweep / n)["status"] for n in "12"] == ["completed", "completed"]
 
     again = cli(*args, "train.epochs=3,2,2", cwd=tmp_path)  # the same sweep, a shorter job 0
@@ -422,7 +423,7 @@ def test_a_killed_job_fails_alone_and_the_same_sweep_again_finishes_it(tmp_path)
 def _hold(run: Path) -> subprocess.Popen:
     """A process that claims `run`, writes a `running` record and waits (to be killed)."""
     code = ("import sys, time; from rasp_hydra import runs; "
-            "lock = runs.RunLock(sys.argv[1]).acquire().announce(); "
+            "lock = runs.RunDir(sys.argv[1]).lock().acquire().announce(); "
             "r = runs.RunRecord.from_dict({**runs.read_metrics(sys.argv[1]), "
             "'status': 'running', 'final': {}}); runs.write_metrics(sys.argv[1], r); "
             "print('ready', flush=True); time.sleep(600)")
@@ -437,12 +438,12 @@ def test_the_report_tells_crashed_and_incomplete_runs_from_running_ones(complete
     sweep = tmp_path / "sweep"
     live, killed, no_record, gone, done = (copy_of(completed_run, sweep / name) for name in
                                            ("live", "killed", "no_record", "gone", "done"))
-    (no_record / runs.METRICS).unlink()
+    (no_record / "metrics.json").unlink()
     for run in (killed, gone):
         dead = _hold(run)
         dead.kill()
         dead.wait()
-    (gone / runs.LAST).unlink()  # and its checkpoints deleted
+    (gone / "checkpoints/last.pt").unlink()  # and its checkpoints deleted
     holder = _hold(live)
     try:
         proc = cli(str(sweep), "--out", str(tmp_path / "report"), cwd=tmp_path,
@@ -473,17 +474,17 @@ def test_the_report_tells_crashed_and_incomplete_runs_from_running_ones(complete
 def test_the_drawer_and_load_run_refuse_a_checkpoint_of_another_run(
         completed_run, foreign_runs, tmp_path, damage, says):
     run = copy_of(completed_run, tmp_path / "run")
-    best = run / runs.BEST
+    best = run / "checkpoints/best.pt"
     if damage == "missing":
         best.unlink()
     elif damage == "empty":
         best.write_bytes(b"")
     else:
-        best.write_bytes((foreign_runs[damage] / runs.BEST).read_bytes())
+        best.write_bytes((foreign_runs[damage] / "checkpoints/best.pt").read_bytes())
     err = one_paragraph(cli(str(run), "--sequence", "abc", cwd=tmp_path,
                             module="rasp_hydra.draw"))
     assert says in err and "--which last" in err and "IndexError" not in err
-    assert not (run / runs.MAPS).exists()
+    assert not (run / "maps").exists()
     from rasp_hydra.api import load_run
 
     with pytest.raises((runs.CheckpointError, FileNotFoundError), match=says.split(" (")[0]):

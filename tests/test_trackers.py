@@ -29,7 +29,7 @@ def only_run_dir(root: Path) -> Path:
 
 
 def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / runs.HISTORY) as f:
+    with open(run_dir / "history.csv") as f:
         return list(csv.DictReader(f))
 
 
@@ -168,7 +168,7 @@ def test_wandb_offline_run_and_its_resume_read_back_with_wandb(cli_cwd):
     run_dir = only_run_dir(cli_cwd / "outputs" / "runs")
     (log,) = wandb_logs(run_dir)
     summary = wandb_read(log, "--summary")
-    run_id = runs.read_tracker_ids(run_dir)["wandb"]
+    run_id = runs.RunDir(run_dir).tracker_ids()["wandb"]
     assert summary["run_id"] == run_id and summary["state"] == "finished"
     assert summary["project"] == "rasp_hydra" and summary["exit_code"] == 0
     assert summary["name"] == "hist_10_bos-2L1H-seed0"  # task, arch (none: the shape), seed
@@ -307,7 +307,7 @@ def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tmp_path, cap
     assert broken.calls == ["start", 1, 2]  # switched off after its failure
     warnings = [r.message for r in caplog.records]
     assert len(warnings) == 1 and "logger broken failed in log_epoch" in warnings[0]
-    log = (tmp_path / runs.LOG).read_text()
+    log = (tmp_path / "train.log").read_text()
     assert log.count("logger broken failed") == 1 and "server gone" in log
     assert log.rstrip().splitlines()[-1].startswith("final ")  # the run went on to the end
 

@@ -61,18 +61,18 @@ def test_run_directory_contract(tmp_path):
     assert set(m["attention_match"]) == {runs.head_key(h) for h in task.selector_heads}
     assert all(0 <= v <= 1 for v in m["attention_match"].values())
 
-    with open(tmp_path / runs.HISTORY) as f:
+    with open(tmp_path / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert set(runs.HISTORY_COLUMNS) <= set(rows[0])
     assert "attn_match_0,0" in rows[0]
     assert math.isclose(float(rows[1]["lr"]), 1e-3 * 0.9)
-    assert runs.read_history(tmp_path)[2]["epoch"] == 3
+    assert runs.RunDir(tmp_path).history()[2]["epoch"] == 3
 
-    log = (tmp_path / runs.LOG).read_text().splitlines()
+    log = (tmp_path / "train.log").read_text().splitlines()
     assert sum(line.startswith("epoch") for line in log) == 3
     assert log[-1].startswith("final") and "test acc" in log[-1]
-    assert (tmp_path / runs.CURVES).stat().st_size > 1000
+    assert (tmp_path / "plots/curves.png").stat().st_size > 1000
 
     for which in ("best", "last"):
         ck = torch.load(tmp_path / "checkpoints" / f"{which}.pt", weights_only=True)
@@ -90,7 +90,7 @@ def test_supervised_sort_learns_its_attention(tmp_path):
     task, splits, cfg = setup("sort_10_with_attns", n_train=400, max_len=6, layers=2, d=32)
     out = train(task, splits, cfg, OptimizerConfig(lr=3e-3), ScheduleConfig(),
                 tc(epochs=6), tmp_path, log=quiet)
-    hist = runs.read_history(tmp_path)
+    hist = runs.RunDir(tmp_path).history()
     assert hist[-1]["train_attn_loss"] < 0.5 * hist[0]["train_attn_loss"]
     assert hist[-1]["val_attn_loss"] < hist[0]["val_attn_loss"]
     for head in ("0,0", "1,0"):
@@ -120,7 +120,7 @@ def test_reset_patience_reloads_best(tmp_path):
     # lr 1e-30 moves no float32 weight: the validation loss never improves after epoch 1
     train(task, splits, cfg, OptimizerConfig(lr=1e-30), train_cfg=tc(epochs=4, reset_patience=1),
           run_dir=tmp_path, log=quiet)
-    assert "reset to best of epoch 1" in (tmp_path / runs.LOG).read_text()
+    assert "reset to best of epoch 1" in (tmp_path / "train.log").read_text()
 
 
 def test_interrupt_flag_stops_cleanly(tmp_path):
@@ -147,7 +147,7 @@ def _comparable(m):
 
 
 def _history(run_dir):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in runs.read_history(run_dir)]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in runs.RunDir(run_dir).history()]
 
 
 def test_resume_after_crash_is_exact(tmp_path):
@@ -179,7 +179,7 @@ def test_resume_after_interrupt_mid_epoch_is_exact(tmp_path):
     out = train(task, splits, cfg, train_cfg=tc(), run_dir=tmp_path / "run", stop=stop,
                 log=quiet)
     assert out["status"] == "interrupted" and out["epochs_run"] == 0
-    assert (tmp_path / "run" / runs.BEST).is_file()
+    assert (tmp_path / "run" / "checkpoints/best.pt").is_file()
     # resume into another directory, naming the interrupted one
     out = train(task, splits, cfg, train_cfg=tc(), run_dir=tmp_path / "resumed", log=quiet,
                 resume_from=tmp_path / "run")
@@ -212,7 +212,7 @@ def test_signal_interrupts_after_the_batch(tmp_path, sig):
     assert out["status"] == "interrupted" and out["reason"] == sig.name
     assert out["epochs_run"] == 1 and out["final"]["test"]["token_acc"] >= 0
     assert signal.getsignal(sig) is before  # handlers restored
-    torch.load(tmp_path / runs.BEST, weights_only=True)
+    torch.load(tmp_path / "checkpoints/best.pt", weights_only=True)
 
 
 def test_runs_helpers_read_hydra_dirs(tmp_path):
@@ -230,7 +230,7 @@ def test_runs_helpers_read_hydra_dirs(tmp_path):
     assert runs.find_runs(tmp_path) == [run, only_config]
     model, task2, run_cfg, which = runs.load_model(run)
     assert task2.name == "hist_10_bos" and run_cfg.lang.size == 10 and which == "best"
-    assert runs.read_metrics(only_config) == {} and runs.read_history(only_config) == []
+    assert runs.read_metrics(only_config) == {} and runs.RunDir(only_config).history() == []
     runs.write_metrics(only_config, runs.RunRecord(status="skipped", reason="no such arch",
                                                   task="hist_10_bos"))
     assert runs.read_metrics(only_config)["status"] == "skipped"
@@ -242,11 +242,11 @@ def test_stops_after_perfect_validation_epochs(tmp_path):
     task, splits, cfg = setup("reverse_10", max_len=1)  # one token: reverse is the identity
     out = train(task, splits, cfg, OptimizerConfig(lr=1e-2),
                 train_cfg=tc(epochs=40, perfect_acc_epochs=2), run_dir=tmp_path, log=quiet)
-    hist = runs.read_history(tmp_path)
+    hist = runs.RunDir(tmp_path).history()
     assert out["epochs_run"] < 40 and out["status"] == "completed"
     assert [r["val_token_acc"] for r in hist[-2:]] == [1.0, 1.0]
     assert len(hist) == 2 or hist[-3]["val_token_acc"] < 1.0
-    assert "stop: validation accuracy 1.0 for 2 epochs" in (tmp_path / runs.LOG).read_text()
+    assert "stop: validation accuracy 1.0 for 2 epochs" in (tmp_path / "train.log").read_text()
 
 
 def test_the_progress_bar_shows_loss_and_rate_without_warnings(tmp_path, capsys):

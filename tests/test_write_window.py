@@ -60,10 +60,10 @@ def assert_same_run(run: Path, whole: Path) -> None:
     assert m["status"] == "completed"
     assert {k: v for k, v in m.items() if k not in TIMING} == \
         {k: v for k, v in w.items() if k not in TIMING}
-    assert m["best_epoch"] == runs.load_checkpoint(run / runs.BEST)["epoch"]
-    hist = [pd.read_csv(d / runs.HISTORY).drop(columns="seconds") for d in (run, whole)]
+    assert m["best_epoch"] == runs.load_checkpoint(run / runs.files.BEST)["epoch"]
+    hist = [pd.read_csv(d / runs.files.HISTORY).drop(columns="seconds") for d in (run, whole)]
     pd.testing.assert_frame_equal(*hist, check_exact=True)
-    for name in (runs.BEST, runs.LAST):
+    for name in (runs.files.BEST, runs.files.LAST):
         a, b = model(run / name), model(whole / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
@@ -84,8 +84,8 @@ def _kill_then_resume(whole, tmp_path, offset: int) -> None:
     m = metrics(run)
     # the record names only epochs whose files are all there; it may lag them by the
     # epoch whose writes were cut (best.pt then may hold that epoch already)
-    last, best = (runs.load_checkpoint(run / n)["epoch"] for n in (runs.LAST, runs.BEST))
-    assert m["epochs_run"] <= len(pd.read_csv(run / runs.HISTORY)) <= last
+    last, best = (runs.load_checkpoint(run / n)["epoch"] for n in (runs.files.LAST, runs.files.BEST))
+    assert m["epochs_run"] <= len(pd.read_csv(run / runs.files.HISTORY)) <= last
     assert m["best_epoch"] <= best <= last and m["epochs_run"] >= last - 1
     assert kill_writes(run, tmp_path / "writes") == 0
     assert_same_run(run, run_whole)
@@ -111,12 +111,12 @@ def test_a_first_epoch_that_does_not_fit_records_no_epoch_and_resumes(tmp_path):
     assert "last.pt could not be written" in one_paragraph(proc, 1)
     m = metrics(run)
     assert (m["status"], m["epochs_run"], m["best_epoch"]) == ("failed", 0, 0)
-    assert not (run / runs.LAST).exists() and not (run / runs.BEST).exists()
-    assert not (run / runs.HISTORY).exists()
+    assert not (run / runs.files.LAST).exists() and not (run / runs.files.BEST).exists()
+    assert not (run / runs.files.HISTORY).exists()
     cli("--resume", str(run), cwd=tmp_path, check=True)  # once there is space again
     m = metrics(run)
     assert (m["status"], m["epochs_run"]) == ("completed", 2)
-    assert m["best_epoch"] == runs.load_checkpoint(run / runs.BEST)["epoch"]
+    assert m["best_epoch"] == runs.load_checkpoint(run / runs.files.BEST)["epoch"]
 
 
 @pytest.mark.slow  # two command lines
@@ -127,12 +127,12 @@ def test_a_best_pt_that_fails_is_written_by_the_resume(tmp_path):
     one_paragraph(proc, 1)
     m = metrics(run)
     assert (m["status"], m["epochs_run"], m["best_epoch"]) == ("failed", 0, 0)
-    assert runs.load_checkpoint(run / runs.LAST)["epoch"] == 1
+    assert runs.load_checkpoint(run / runs.files.LAST)["epoch"] == 1
     cli("--resume", str(run), cwd=tmp_path, check=True)
     m = metrics(run)
     assert (m["status"], m["epochs_run"]) == ("completed", 2)
-    assert [r["epoch"] for r in runs.read_history(run)] == [1, 2]
-    assert m["best_epoch"] == runs.load_checkpoint(run / runs.BEST)["epoch"]
+    assert [r["epoch"] for r in runs.RunDir(run).history()] == [1, 2]
+    assert m["best_epoch"] == runs.load_checkpoint(run / runs.files.BEST)["epoch"]
 
 
 # ------------------------------------------------- a completed run's best.pt, gone or foreign
@@ -154,11 +154,11 @@ def test_a_completed_run_without_its_own_best_pt_is_not_resumed(completed, tmp_p
     import shutil
 
     run = Path(shutil.copytree(completed["run"], tmp_path / "run"))
-    best = run / runs.BEST
+    best = run / runs.files.BEST
     if damage == "missing":
         best.unlink()
     else:
-        best.write_bytes((completed["wider"] / runs.BEST).read_bytes())
+        best.write_bytes((completed["wider"] / runs.files.BEST).read_bytes())
     before = snapshot(run)
     err = one_paragraph(cli("--resume", str(run), "train.epochs=3", cwd=tmp_path))
     assert says in err and str(best) in err
@@ -172,14 +172,14 @@ def test_readers_check_best_pt_against_the_run_config_without_metrics_json(compl
     from rasp_hydra.api import load_run
 
     run = Path(shutil.copytree(completed["run"], tmp_path / "run"))
-    (run / runs.BEST).write_bytes((completed["wider"] / runs.BEST).read_bytes())
-    (run / runs.METRICS).unlink()
+    (run / runs.files.BEST).write_bytes((completed["wider"] / runs.files.BEST).read_bytes())
+    (run / runs.files.METRICS).unlink()
     with pytest.raises(runs.CheckpointError, match="d_model 32 where the run has 16"):
         load_run(run, which="best")
     err = one_paragraph(cli(str(run), "--which", "best", "--sequence", "abc", cwd=tmp_path,
                             module="rasp_hydra.draw"))
     assert "d_model 32 where the run has 16" in err
-    assert not (run / runs.MAPS).exists()
+    assert not (run / runs.files.MAPS).exists()
     # a resume checks it against the config it trains, record or none
     err = one_paragraph(cli("--resume", str(run), *TINY[-1:], cwd=tmp_path))
     assert "d_model 32 where the run has 16" in err

@@ -79,7 +79,7 @@ def _wait_for_records(sweep_dir: Path, numbers: list[int], patience: float = 120
 
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline and any(
-            runs.lock_state(sweep_dir / str(n)) == "held" for n in numbers):
+            runs.RunDir(sweep_dir / str(n)).lock_state() == "held" for n in numbers):
         time.sleep(0.2)
 
 
@@ -299,7 +299,7 @@ def _killed_job(args, pid: int, code: int):
     HydraConfig.instance().set_config(sweep_config)
     run_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
         OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
-    recorded = runs.write_killed(run_dir, how, pid)
+    recorded = runs.RunDir(run_dir).write_killed(how, pid)
     from rasp_hydra.cli import progress
 
     log.error("%s", progress.done_line(
@@ -379,10 +379,11 @@ def _job_status(job_dir: Path) -> str:
     from rasp_hydra import runs
     from rasp_hydra.cli.search import PRUNED
 
-    if runs.is_run_dir(job_dir):
-        status, reason = runs.run_status(job_dir)
+    rd = runs.RunDir(job_dir)
+    if rd.is_run():
+        status, reason = rd.status()
         # a trial that Optuna's pruner stopped ended as the search wanted
         return "pruned" if str(reason or "").startswith(PRUNED) else status
     if not job_dir.exists():
         return "missing"
-    return "running" if runs.lock_state(job_dir) == "held" else "incomplete"
+    return "running" if rd.lock_state() == "held" else "incomplete"

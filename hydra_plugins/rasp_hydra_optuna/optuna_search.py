@@ -138,7 +138,7 @@ class OptunaSearchSweeper(Sweeper):
         else:
             why = f"NaN: the run was skipped, failed or diverged (see {run_dir}/metrics.json)"
         if math.isnan(value):
-            reason = str(runs.read_metrics(run_dir).get("reason") or "")
+            reason = str(runs.RunDir(run_dir).record().get("reason") or "")
             if reason.startswith(search.PRUNED):
                 study.tell(trial, state=TrialState.PRUNED)
                 log.info("trial %d pruned (%s)", trial.number, reason)

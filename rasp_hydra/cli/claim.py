@@ -1,6 +1,6 @@
 """Claiming a run directory before Hydra writes anything into it.
 
-To claim a directory is to take its lock (`runs.RunLock`), compare this invocation's config
+To claim a directory is to take its lock (`RunDir.lock`), compare this invocation's config
 with the run's own if the directory already holds one, and decide where Hydra saves this
 invocation's composition: `.hydra/` for the first, `invocations/NNN/` for every later one,
 nowhere when the claim is refused (the directory is then left untouched).
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rasp_hydra.config import RESUME_SAFE_KEYS, Checkpoint, dotted
+from rasp_hydra.errors import UserError
 
 MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
 
@@ -43,6 +44,7 @@ class Claim:
     refusal: str | None = None  # why this invocation may not touch the directory
     locked: bool = False
     existing: bool = False  # the directory held a run before this invocation
+    before: frozenset | None = None  # the names in the directory when it was claimed
     overrides: list = field(default_factory=list)
 
 
@@ -67,6 +69,8 @@ class Claims:
         claim = self._made[output_dir] = Claim(Path(output_dir))
         try:
             _claim(claim, root)
+        except UserError as err:  # a broken file of the run (BrokenFile): its paragraph
+            claim.refusal, claim.subdir = str(err), None
         except OSError as err:  # a full disk or a read-only file system: leave nothing behind
             claim.refusal = (f"{output_dir} cannot be written ({err.strerror or err}), so "
                              "nothing was written there. Free some space (or give a writable "
@@ -84,9 +88,10 @@ class Claims:
 
         claim = self._made.pop(str(run_dir), None)
         if claim is None:
-            claim = Claim(run_dir, existing=runs.has_run(run_dir))
+            rd = runs.RunDir(run_dir)
+            claim = Claim(run_dir, existing=rd.has_run(), before=rd.names())
             try:
-                claim.lock = runs.RunLock(run_dir).acquire().announce()
+                claim.lock = rd.lock().acquire().announce()
             except runs.RunLocked as err:
                 claim.refusal, claim.locked = str(err), True
         return claim
@@ -108,20 +113,23 @@ def _claim(claim: Claim, root) -> None:
 
     from rasp_hydra import runs
 
+    rd = runs.RunDir(claim.run_dir)
+    # noted first: whatever goes wrong below, a refusal removes only what this one created
+    claim.before = rd.names()
     try:
-        claim.lock = runs.RunLock(claim.run_dir).acquire()
+        claim.lock = rd.lock().acquire()
     except runs.RunLocked as err:
         claim.refusal, claim.locked = str(err), True
         return
     claim.overrides = list(OmegaConf.to_container(root.hydra.overrides.task))
-    original = runs.read_original_config(claim.run_dir)
-    claim.existing = bool(original) or runs.has_run(claim.run_dir)
+    original = rd.original_config()
+    claim.existing = bool(original) or rd.has_run()
     free = shutil.disk_usage(claim.run_dir).free
     if free < MIN_FREE_BYTES:  # Hydra's own writes would fail next, with a traceback
         raise OSError(errno.ENOSPC, f"{free} bytes free, less than {MIN_FREE_BYTES} needed")
     if not claim.existing:
         claim.lock.announce()
-        claim.subdir = str(runs.HYDRA)
+        claim.subdir = rd.hydra_subdir
         return
     current = OmegaConf.to_container(root, resolve=False, enum_to_str=True)
     current.pop("hydra", None)
@@ -135,32 +143,23 @@ def _claim(claim: Claim, root) -> None:
             "written. To train with the new values, start a new run (leave out hydra.run.dir "
             f"or --resume); to continue this run, use --resume {claim.run_dir} without those "
             f"overrides. On resume only these may change: {', '.join(RESUME_SAFE_KEYS)}.")
-    elif not root.train.resume and runs.has_run(claim.run_dir):
+    elif not root.train.resume and rd.has_run():
         claim.refusal = (
             f"{claim.run_dir} already holds a run and train.resume=false would train it again "
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
     elif root.train.resume:  # never train finished epochs again from nothing
-        claim.refusal = runs.resume_problem(claim.run_dir,
-                                            Checkpoint(root.train.resume_from).value)
+        claim.refusal = rd.resume_problem(Checkpoint(root.train.resume_from).value)
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
-    runs.remove_stale_tmp(claim.run_dir)  # of a writer that was killed mid-write
-    claim.subdir = str(runs.next_invocation_dir(claim.run_dir))
+    rd.remove_stale_tmp()  # of a writer that was killed mid-write
+    claim.subdir = rd.next_invocation_dir()
 
 
 def remove_traces(claim: Claim) -> None:
-    """A refused new run leaves nothing: its empty lock and Hydra's empty train.log go, then
-    the directory if nothing else is in it (never a file someone else put there)."""
-    if claim.lock is not None:
-        claim.lock.release()
-    for name in ("run.lock", "train.log"):
-        path = claim.run_dir / name
-        if path.is_file() and (name == "run.lock" or path.stat().st_size == 0):
-            path.unlink()
-    try:
-        claim.run_dir.rmdir()
-    except OSError:  # not empty: it held something before
-        pass
+    """A refused new run leaves nothing (RunDir.remove_refused_traces)."""
+    from rasp_hydra import runs
+
+    runs.RunDir(claim.run_dir).remove_refused_traces(claim.lock, claim.before)

@@ -70,13 +70,18 @@ def kept_record(run_dir: Path) -> dict | None:
     """The record of a job that needs no process (final, and no process holds it), else
     None."""
     from rasp_hydra import runs
+    from rasp_hydra.errors import BrokenFile
 
-    if os.environ.get(CHANGED_ENV) or not runs.is_run_dir(run_dir):
+    rd = runs.RunDir(run_dir)
+    if os.environ.get(CHANGED_ENV) or not rd.is_run():
         return None  # changed values (more epochs): every job runs, as a resume would
-    metrics, problem = runs.read_metrics_or_problem(run_dir)
-    if problem or not metrics:
+    try:
+        metrics = rd.read_record()
+    except BrokenFile:  # the job's own process says what is wrong with it
         return None
-    status, _ = runs.run_status(run_dir, metrics)
-    if status not in KEPT_STATUSES or runs.lock_state(run_dir) == "held":
+    if not metrics:
+        return None
+    status, _ = rd.status(metrics)
+    if status not in KEPT_STATUSES or rd.lock_state() == "held":
         return None
     return metrics

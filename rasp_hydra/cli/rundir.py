@@ -45,7 +45,7 @@ def check_own_dir(path: str, key: str, allowed: bool) -> None:
     from rasp_hydra import runs
 
     run_dir = Path(path).absolute()
-    if allowed or not run_dir.is_dir() or runs.is_run_dir(run_dir):
+    if allowed or not run_dir.is_dir() or runs.RunDir(run_dir).is_run():
         return
     foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in OWN_NAMES)
     if not foreign:

@@ -72,7 +72,7 @@ def record_stopped(run_dir: Path, stop: Stopped) -> str:
     metrics = runs.read_metrics(run_dir)
     status = metrics.get("status")
     epochs = int(metrics.get("epochs_run") or 0) if isinstance(metrics, dict) else 0
-    reason = stop.name if epochs or runs.has_history(run_dir) else (
+    reason = stop.name if epochs or runs.RunDir(run_dir).has_history() else (
         f"{stop.name} before the first epoch")
     if status in (None, "running", "unreadable"):
         record = runs.RunRecord.from_dict({**metrics, "status": "interrupted",

@@ -48,17 +48,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     if i + 1 >= len(argv):
         raise ConfigError("--resume needs a run directory, e.g. --resume outputs/runs/DATE/TIME")
     run_dir = Path(argv[i + 1]).resolve()
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():
+    from rasp_hydra.runs import RunDir
+
+    rd = RunDir(run_dir)
+    if not rd.overrides_file.is_file():
         raise ConfigError(
             f"--resume {argv[i + 1]}: that directory holds no run (no "
             f".hydra/overrides.yaml). Give the directory of a run that `python -m rasp_hydra` "
             "started: one with .hydra/, train.log and checkpoints/, e.g. outputs/runs/DATE/TIME "
             "or outputs/multirun/DATE/TIME/N."
         )
-    from omegaconf import OmegaConf
-
-    saved = [str(o) for o in OmegaConf.load(overrides_file)]
+    saved = rd.overrides()  # BrokenFile (exit 2) if it is not a list of them
     extra = argv[1:i] + argv[i + 2:]
     if any(a in ("-m", "--multirun") for a in extra):
         raise ConfigError("--resume continues one run; it cannot be combined with -m/--multirun.")

@@ -199,12 +199,13 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
     alphabet, a sequence longer than the model's max_len, or a folder that cannot be
     written (a read-only run: give maps_dir, the command line's --out).
     """
-    run_dir = Path(run_dir)
+    rd = runs.RunDir(run_dir)
+    run_dir = rd.path
     if numbers is not None and not 0 <= int(numbers) <= 6:
         raise DrawError(f"--numbers gives the decimals to overlay, 0 to 6; got {numbers}.")
     model, task, run_cfg, used = _load(run_dir, which)
     notes = _check_sequence(task, model, sequence, run_cfg)
-    metrics = runs.read_metrics(run_dir)
+    metrics = rd.record()
     status = metrics.get("status", "unknown")
     why = _why(which, used, status)
     r = run_sequence(model, task, sequence)
@@ -221,7 +222,7 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
         "run_dir": str(run_dir), "task": task.name,
         "config": config_summary(model.cfg, run_cfg, metrics),
         "status": status, "epochs_run": metrics.get("epochs_run"),
-        "checkpoint": used, "checkpoint_epoch": runs.checkpoint_epoch(run_dir, used), "why": why,
+        "checkpoint": used, "checkpoint_epoch": rd.checkpoint_epoch(used), "why": why,
         "test_acc": test_acc, "test_text": test_text,
         "input": body, "tokens": r["tokens"], "output": r["output"], "correct": r["correct"],
         "output_ok": r["output"] == r["correct"], "tokens_right": right,
@@ -231,7 +232,7 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
                                    for h, v in r["match"].items()},
         "selector_names": names, "notes": notes,
     }
-    maps = Path(maps_dir) if maps_dir is not None else run_dir / runs.MAPS
+    maps = Path(maps_dir) if maps_dir is not None else rd.maps
     out = Path(out_dir) if out_dir is not None else maps / safe_name(body, spaced=task.spaced)
     summary = config_summary(model.cfg, run_cfg, metrics, short=True)
     text = in_out_text(rec)

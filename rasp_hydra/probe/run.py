@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rasp_hydra import runs
 from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
+from rasp_hydra.errors import BrokenFile
 from rasp_hydra.probe.fit import initial_model, probe_matrix, residual_streams
 from rasp_hydra.probe.output import summary_lines, write_outputs
 from rasp_hydra.probe.program import (
@@ -21,7 +22,7 @@ from rasp_hydra.probe.program import (
     sample_positions,
 )
 
-PROBES = "probes"  # the folder under the run directory
+PROBES = runs.PROBES  # the folder under the run directory
 DEFAULT_SEQUENCES = 500  # sequences of each split
 MAX_POSITIONS = 4000  # positions per split at most (fit cost grows with them)
 
@@ -37,7 +38,7 @@ def _load(run_dir: Path, which: str):
 
 def _seed(run_dir: Path, run_cfg) -> int:
     seed = dotted(run_cfg, "train.seed")
-    return int(seed if seed is not None else runs.read_metrics(run_dir).get("seed") or 0)
+    return int(seed if seed is not None else runs.RunDir(run_dir).record().get("seed") or 0)
 
 
 def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | None = None,
@@ -119,7 +120,7 @@ def probe_run(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] |
         title = (f"{task.name}: {c.layers} layer{'s' * (c.layers != 1)}, {c.heads} "
                  f"head{'s' * (c.heads != 1)}, d_model {c.d_model} ({prep['checkpoint']} "
                  "checkpoint)")
-        files = write_outputs(df, Path(run_dir) / PROBES, title)
+        files = write_outputs(df, runs.RunDir(run_dir).probes, title)
     return {"frame": df, "lines": lines, "files": files, "checkpoint": prep["checkpoint"]}
 
 
@@ -136,7 +137,10 @@ def probe_all(root, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | No
                          "or metrics.json.")
     probed, passed = [], []
     for run_dir in found:
-        status = runs.read_metrics(run_dir).get("status", "unknown")
+        try:
+            status = runs.RunDir(run_dir).read_record().get("status", "unknown")
+        except BrokenFile as e:
+            status = f"unreadable ({e.reason})"
         if status != "completed":
             passed.append((run_dir, f"status {status}"))
             echo(f"passed over {run_dir}: status {status}")

@@ -577,7 +577,7 @@ def write_run(w: Weights, check: Check, out, program_path, output_name: str, voc
         (tmp / ".hydra").mkdir()
         (tmp / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        runs.save_checkpoint(tmp / runs.BEST, ckpt)
+        runs.RunDir(tmp).save_checkpoint("best", ckpt)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

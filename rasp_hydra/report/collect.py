@@ -16,7 +16,7 @@ import pandas as pd
 
 from rasp_hydra import runs
 from rasp_hydra.config import ArchConfig, ArchName, ModelConfig, long_test_lengths, resolve_model
-from rasp_hydra.errors import UserError
+from rasp_hydra.errors import BrokenFile, UserError
 
 EPOCH_FOR_VAL = 20
 UNKNOWN_TASK = "(unknown)"
@@ -133,12 +133,23 @@ def _model_of(metrics: dict, flat_cfg: dict) -> dict:
             "predicted_heads": _num(p_heads)}
 
 
+def _read(reader, instead, problems: list):
+    """What `reader` returns, or `instead` with the broken file's reason noted."""
+    try:
+        return reader()
+    except BrokenFile as err:
+        problems.append(err.reason)
+        return instead
+
+
 def read_run(run_dir: str | os.PathLike) -> dict:
     """One row of the runs table: canonical columns, flattened config, flattened metrics."""
-    run_dir = Path(run_dir)
-    metrics, problem = runs.read_metrics_or_problem(run_dir)
-    hist = runs.read_history_frame(run_dir)
-    flat_cfg = runs.flatten(runs.read_config_dict(run_dir))
+    rd = runs.RunDir(run_dir)
+    problems = []  # a broken file makes the run `unreadable`; the others are still read
+    metrics = _read(rd.read_record, {}, problems)
+    hist = _read(rd.history_frame, None, problems)
+    flat_cfg = runs.flatten(_read(rd.config_dict, {}, problems))
+    problem = "; ".join(problems) or None
     flat_metrics = runs.flatten(metrics)
     row = {k if k not in flat_metrics else f"cfg.{k}": v for k, v in flat_cfg.items()}
     row.update(flat_metrics)
@@ -146,9 +157,9 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         row.pop("trial", None)
 
     model = _model_of(metrics, flat_cfg)
-    status, reason = runs.run_status(run_dir, metrics, problem)
+    status, reason = rd.status(metrics, problem)
     canonical = {
-        "run_dir": str(run_dir.resolve()),
+        "run_dir": str(rd.path.resolve()),
         "status": status,
         "reason": reason,
         "error": metrics.get("error"),
@@ -229,7 +240,7 @@ def _check_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
         raise ReportError(
             f"{', '.join(absent)}: no such directory. Give one or more sweep directories "
             "(for example outputs/multirun/2024-05-01/12-00-00) or run directories; every "
-            f"directory holding {runs.CONFIG} or {runs.METRICS} below them is read."
+            f"directory holding {runs.RUN_MARKS} below them is read."
         )
     not_dirs = [str(p) for p in roots if not p.is_dir()]
     if not_dirs:
@@ -237,13 +248,24 @@ def _check_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return roots
 
 
+def _read_or_name(run_dir: Path) -> dict:
+    """read_run, or an `unreadable` row: the report never stops at one foreign directory
+    (a value the readers accept that a column cannot take, e.g. a text where a size goes)."""
+    try:
+        return read_run(run_dir)
+    except Exception as err:
+        return {"run_dir": str(run_dir.resolve()), "status": "unreadable",
+                "reason": f"unreadable run: {type(err).__name__}: {err}",
+                "task": UNKNOWN_TASK, "arch": "(unknown)"}
+
+
 def _rows_below(root: Path, seen: set[Path]) -> list[dict]:
     """The rows of the runs below root not seen yet, and of its basic sweeps' missing jobs."""
     run_dirs = [d for d in runs.find_runs(root) if d.resolve() not in seen]
     seen.update(d.resolve() for d in run_dirs)
     kinds = {sr: runs.sweeper_kind(sr) for sr in sorted({root} | {d.parent for d in run_dirs})}
-    rows = [_with_trial(read_run(d), d) if kinds.get(d.parent) == "optuna" else read_run(d)
-            for d in run_dirs]
+    rows = [_with_trial(_read_or_name(d), d) if kinds.get(d.parent) == "optuna"
+            else _read_or_name(d) for d in run_dirs]
     for sr, kind in kinds.items():
         # only the basic sweeper's jobs can be rebuilt; an Optuna study's trials are
         # whatever the sampler asked for, so nothing is ever "missing" there
@@ -290,7 +312,7 @@ def collect_runs(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if not any(r["status"] != "missing" for r in rows):
         raise ReportError(
             f"no run directories found below {', '.join(str(p) for p in roots)}: a run "
-            f"directory holds {runs.CONFIG} or {runs.METRICS}. Is this the sweep directory "
+            f"directory holds {runs.RUN_MARKS}. Is this the sweep directory "
             "Hydra printed (outputs/multirun/DATE/TIME), and has the sweep started?"
         )
     return _fill_missing_tasks(pd.DataFrame(rows))

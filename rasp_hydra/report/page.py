@@ -69,7 +69,7 @@ def _run_links(r: pd.Series, anchor: str, out: Path, self_contained: bool) -> st
     elif run.is_dir():
         links = [f'<a href="{_href(run, out)}/">{html.escape(run.name)}</a>']
         links += [f'<a href="{_href(f, out)}">{html.escape(f.name)}</a>'
-                  for f in runs.run_files(run)]
+                  for f in runs.RunDir(run).files()]
     else:  # a missing job: nothing to link to
         links = [html.escape(run.name)]
     if r["status"] != "completed" and isinstance(r.get("reason"), str):
@@ -104,7 +104,7 @@ def run_sections(df: pd.DataFrame) -> str:
         for key in ("reason", "error"):
             if isinstance(r.get(key), str):
                 parts.append(f"<pre>{html.escape(r[key])}</pre>")
-        curves = runs.curves_path(r["run_dir"])
+        curves = runs.RunDir(r["run_dir"]).curves()
         if curves is not None:
             parts.append(f'<img alt="curves of {html.escape(run.name)}" '
                          f'src="{_data_uri(curves.read_bytes())}">')
@@ -123,7 +123,7 @@ def html_page(title: str, sources: Sequence[str], note: str, tables: dict[str, s
 <style>body{{font-family:sans-serif;margin:2em}} table.t{{border-collapse:collapse;font-size:90%}}
 table.t td,table.t th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
 tr.failed,tr.diverged,tr.missing,tr.crashed,tr.incomplete{{background:#fdd}}
-tr.running,tr.unknown{{background:#ffd}}
+tr.running,tr.unknown,tr.unreadable{{background:#ffd}}
 tr.skipped,tr.interrupted{{background:#eee}}</style></head><body>
 <h1>Table 1</h1><p>Sweeps: {html.escape(', '.join(sources))}</p>
 <p>{html.escape(note)}</p>

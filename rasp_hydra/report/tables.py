@@ -14,7 +14,7 @@ from rasp_hydra.report.collect import ARCH_ORDER, UNKNOWN_TASK
 
 STATUS_ORDER = (
     "completed", "interrupted", "running", "crashed", "incomplete", "diverged", "failed",
-    "skipped", "unknown", "missing",
+    "skipped", "unknown", "unreadable", "missing",
 )
 
 

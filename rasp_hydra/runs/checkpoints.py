@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from rasp_hydra.errors import UserError
+from rasp_hydra.errors import BrokenFile
 from rasp_hydra.runs.files import BEST, LAST, _atomic_write_bytes
 
 
@@ -22,7 +22,7 @@ def save_checkpoint(path, obj: dict) -> None:
     torch.save(obj, buf)
     _atomic_write_bytes(path, buf.getvalue())
 
-class CheckpointError(UserError):
+class CheckpointError(BrokenFile):
     """A checkpoint that cannot be read; the message names the file and the way out."""
 
 def load_checkpoint(path, map_location="cpu") -> dict:

@@ -6,22 +6,10 @@ changes when how a run's model is rebuilt changes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from rasp_hydra.errors import UserError
-from rasp_hydra.runs.checkpoints import (
-    SHAPE_KEYS,
-    CheckpointError,
-    check_fits,
-    checkpoints,
-    load_checkpoint,
-    record_shape,
-)
-from rasp_hydra.runs.configs import original_cwd, read_config
-from rasp_hydra.runs.files import BEST, LAST
-from rasp_hydra.runs.lock import run_status
-from rasp_hydra.runs.record import read_metrics
-from rasp_hydra.runs.sweeps import find_runs, is_run_dir
+from rasp_hydra.errors import BrokenFile, UserError
+from rasp_hydra.runs.checkpoints import SHAPE_KEYS, check_fits, record_shape
+from rasp_hydra.runs.rundir import RunDir
+from rasp_hydra.runs.sweeps import find_runs
 
 
 class NoModelError(UserError):
@@ -33,13 +21,14 @@ def open_model(run_dir, which: str, verb: str, all_hint: str):
     ``all_hint``, e.g. "add --all to draw every one", when runs lie below), no checkpoint
     (a diverged run that kept none says so), a checkpoint that cannot be read or is
     another run's."""
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
+    run_dir = rd.path
     if which not in ("auto", "best", "last"):
         raise NoModelError(f"--which must be auto, best or last, not {which!r}.")
     if not run_dir.is_dir():
         raise NoModelError(f"{run_dir} is not a directory. Give the directory of a run "
                            "(the one holding .hydra/, metrics.json and checkpoints/).")
-    if not is_run_dir(run_dir):
+    if not rd.is_run():
         below = [p for p in find_runs(run_dir) if p != run_dir]
         hint = (f" It holds {len(below)} runs below it (e.g. {below[0]}): give one of them, "
                 f"or {all_hint}." if below else
@@ -47,9 +36,12 @@ def open_model(run_dir, which: str, verb: str, all_hint: str):
                 "checkpoints/ (e.g. outputs/runs/DATE/TIME or outputs/multirun/DATE/TIME/N).")
         raise NoModelError(f"{run_dir} holds no run (no .hydra/config.yaml or metrics.json)."
                            + hint)
-    if not any(checkpoints(run_dir).values()):
-        m = read_metrics(run_dir)
-        status, reason = run_status(run_dir, m)
+    if not any(rd.checkpoints().values()):
+        try:
+            m = rd.read_record()
+        except BrokenFile as e:
+            raise NoModelError(str(e)) from None
+        status, reason = rd.status(m)
         if status == "diverged" and m.get("best_epoch") is None:
             raise NoModelError(f"{run_dir} has no model to {verb}: it diverged before any "
                                f"epoch ended with a finite loss ({reason}), so it kept no "
@@ -60,7 +52,7 @@ def open_model(run_dir, which: str, verb: str, all_hint: str):
                            "its first epoch.")
     try:
         return load_model(run_dir, which)
-    except (CheckpointError, FileNotFoundError) as e:  # names the file and the way out
+    except (BrokenFile, FileNotFoundError) as e:  # names the file and the way out
         raise NoModelError(str(e)) from None
     except Exception as e:  # a checkpoint that does not load is the user's to know about
         raise NoModelError(f"cannot load the model of {run_dir}: {type(e).__name__}: "
@@ -74,24 +66,24 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     """
     from rasp_hydra.model import Encoder
 
-    run_dir = Path(run_dir)
-    record = read_metrics(run_dir)
+    rd = RunDir(run_dir)
+    record = rd.read_record()
     if which == "auto":
         status = record.get("status")
-        if status == "completed" or not (run_dir / LAST).is_file():
+        if status == "completed" or not rd.checkpoints()["last"]:
             which = "best"
         else:
             which = "last"
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best', 'last' or 'auto', got {which!r}")
-    path = run_dir / (BEST if which == "best" else LAST)
-    if not path.is_file():
-        raise FileNotFoundError(_no_checkpoint(run_dir, which, record))
-    ckpt = load_checkpoint(path, map_location)
-    run_cfg = read_config(run_dir)
-    task = _task_from(run_dir, run_cfg, ckpt)
-    check_fits(path, ckpt, task.name, record_shape(record))
-    check_fits(path, ckpt, task.name, config_shape(run_cfg, task))  # metrics.json may be gone
+    if not rd.checkpoints()[which]:
+        raise FileNotFoundError(_no_checkpoint(rd, which, record))
+    ckpt = rd.load_checkpoint(which, map_location)
+    run_cfg = rd.config()
+    task = _task_from(rd, run_cfg, ckpt)
+    check_fits(rd.checkpoint_file(which), ckpt, task.name, record_shape(record))
+    # metrics.json may be gone: the run's own config says the shape too
+    check_fits(rd.checkpoint_file(which), ckpt, task.name, config_shape(run_cfg, task))
     model = Encoder.from_config_dict(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     model.eval()
@@ -115,15 +107,15 @@ def config_shape(run_cfg, task) -> dict:
         | ({"ff"} if "d_model" in given else set())  # ff: null is 2 * d_model
     return {k: getattr(shape, k) for k in SHAPE_KEYS if k in said}
 
-def _no_checkpoint(run_dir: Path, which: str, record: dict) -> str:
+def _no_checkpoint(rd: RunDir, which: str, record: dict) -> str:
     """Why a run has no `which` checkpoint, and what to use instead."""
-    path = run_dir / (BEST if which == "best" else LAST)
+    run_dir, path = rd.path, rd.checkpoint_file(which)
     if record.get("status") == "diverged" and record.get("best_epoch") is None:
         return (f"{run_dir} has no model: it diverged before any epoch ended with a finite "
                 f"loss ({record.get('reason')}), so it kept no checkpoint. Start a new run "
                 "with a smaller optimizer.lr.")
     other = "last" if which == "best" else "best"
-    if (run_dir / (LAST if other == "last" else BEST)).is_file():
+    if rd.checkpoints()[other]:
         return (f"{run_dir} has no {which} checkpoint ({path} does not exist), but it has "
                 f"the {other} one: use it (--which {other} when drawing, which='{other}' in "
                 "load_run).")
@@ -131,12 +123,12 @@ def _no_checkpoint(run_dir: Path, which: str, record: dict) -> str:
             f"{record.get('status', 'unknown')}); a run saves checkpoints/last.pt and "
             "best.pt after its first epoch.")
 
-def _task_from(run_dir, run_cfg, ckpt: dict):
+def _task_from(rd: RunDir, run_cfg, ckpt: dict):
     from rasp_hydra.tasks import get_task, make_task, task_of_lang
 
     lang = run_cfg.get("lang") if run_cfg is not None else None
     if lang is not None and lang.get("family") is not None:
-        return task_of_lang(lang, original_cwd(run_dir))
+        return task_of_lang(lang, rd.original_cwd())
     spec = ckpt.get("task_spec")
     if spec:
         return make_task(spec["family"], spec["size"], spec["bos"], spec["with_attns"])

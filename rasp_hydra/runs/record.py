@@ -34,7 +34,7 @@ from rasp_hydra.runs.files import (
 # Statuses that end a run's history until it is resumed; the report counts only "completed"
 FINAL_STATUSES = ("completed", "interrupted", "diverged", "failed", "skipped")
 # What a reader calls a job that did not complete (see run_status); a sweep ends with exit 1
-NOT_COMPLETED = ("failed", "crashed", "incomplete", "interrupted", "unknown")
+NOT_COMPLETED = ("failed", "crashed", "incomplete", "interrupted", "unknown", "unreadable")
 
 HISTORY_COLUMNS = [
     "epoch", "lr", "seconds", "train_loss", "train_token_acc", "train_attn_loss",
@@ -255,20 +255,6 @@ def has_started(run_dir) -> bool:
 # ---- readers for the report
 # The report reads directories that may be half-written, cut short or foreign; these
 # readers never raise: they return what is there, and say why when a file cannot be read.
-
-def read_metrics_or_problem(run_dir) -> tuple[dict, str | None]:
-    """(metrics, None), ({}, None) if there is no metrics.json yet, or ({}, why) if it
-    cannot be read (cut mid-write by a foreign writer, or not a JSON object)."""
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return {}, None
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return {}, f"unreadable {METRICS}: {e}"
-    if not isinstance(metrics, dict):
-        return {}, f"{METRICS} is not a JSON object"
-    return metrics, None
 
 def read_history_frame(run_dir):
     """history.csv as a pandas DataFrame, or None if there is none, it is empty, or it is

@@ -32,7 +32,7 @@ keeps no model (no best.pt, best_epoch None) and says so.
 Each epoch writes last.pt, history.csv, best.pt (if better), then metrics.json, each
 atomically: a write that fails (runs.WriteError) leaves a record that describes files that
 are all there. A resume refuses a last.pt that is missing, empty, unreadable or another
-run's when the run has finished epochs (runs.resume_problem), and a diverged run.
+run's when the run has finished epochs (RunDir.resume_problem), and a diverged run.
 
 Resume: checkpoints/last.pt holds the model, optimizer, scheduler, trainer counters,
 history, and torch RNG state, written after every epoch (and after the last batch on an

@@ -97,31 +97,32 @@ class _StopFlag:
 def _resume_path(run_dir: Path, tc: TrainConfig, resume_from) -> Path | None:
     """The checkpoint to continue from: `resume_from` (a run directory or a .pt file), else
     this run directory's last.pt (or best.pt) when train.resume is on and it exists."""
-    name = runs.BEST if tc.resume_from == "best" else runs.LAST
+    rd, which = runs.RunDir(run_dir), Checkpoint(tc.resume_from).value
     if resume_from is None and tc.resume:
-        problem = runs.resume_problem(run_dir, Checkpoint(tc.resume_from).value)
+        problem = rd.resume_problem(which)
         if problem:
             raise runs.CheckpointError(problem)
     if resume_from is not None:
         path = Path(resume_from)
-        path = path / name if path.is_dir() else path
+        path = runs.RunDir(path).checkpoint_file(which) if path.is_dir() else path
         if not path.is_file():
             raise ConfigError(f"cannot resume from {resume_from}: {path} does not exist.")
         return path
-    path = run_dir / name
+    path = rd.checkpoint_file(which)
     if tc.resume and path.is_file():
         return path
-    if tc.resume and tc.resume_from == "best" and runs.has_run(run_dir):
-        raise ConfigError(f"train.resume_from=best, but {run_dir} has no {runs.BEST}: the run "
-                          "never finished an epoch. Start it over in a new directory.")
+    if tc.resume and tc.resume_from == "best" and rd.has_run():
+        raise ConfigError(f"train.resume_from=best, but {run_dir} has no "
+                          f"{path.relative_to(run_dir)}: the run never finished an epoch. "
+                          "Start it over in a new directory.")
     return None
 
 
 def _copy_best(source: Path, run_dir: Path) -> None:
     """Resuming into a new directory: bring the best checkpoint along."""
-    src_best = source.parent / "best.pt"
+    src_best = runs.RunDir(source.parent.parent).checkpoint_file("best")
     if src_best.is_file() and source.parent.parent != run_dir:
-        runs.save_checkpoint(run_dir / runs.BEST, runs.load_checkpoint(src_best))
+        runs.RunDir(run_dir).save_checkpoint("best", runs.load_checkpoint(src_best))
 
 
 def _diverged(row: dict, val: dict | None) -> str | None:
@@ -192,9 +193,9 @@ def train(
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
             trainer.restore(source, from_best=tc.resume_from == "best")
-            if source == run_dir / runs.LAST:  # a kill may have cut its epoch's writes
-                trainer.finish_epoch_writes(int(runs.read_metrics(run_dir).get("epochs_run")
-                                                or 0))
+            rd = runs.RunDir(run_dir)
+            if source == rd.checkpoint_file("last"):  # a kill may have cut its epoch's writes
+                trainer.finish_epoch_writes(int(rd.record().get("epochs_run") or 0))
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)
@@ -219,6 +220,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
     status, reason = "completed", None
     try:
         for epoch in range(st.epoch + 1, 0 if trainer.done else tc.epochs + 1):
+            rec.rd.check_lock()  # run.lock deleted or replaced: stop before this epoch
             lr = trainer.lr
             bar = ProgressBar(epoch, trainer.n_batches, st.batch) if show_bar else None
             stats = trainer.train_epoch(epoch, flag, bar)
@@ -234,7 +236,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             if reason:
                 status, st.history = "diverged", [*st.history, row]
                 rec.record.diverged_epoch = epoch
-                runs.write_history(rec.run_dir, st.history)
+                rec.rd.write_history(st.history)
                 rec.line(f"diverged: {reason}; " + kept_after_divergence(trainer))
                 break
             row.update(val_loss=val["loss"], val_token_acc=val["token_acc"],
@@ -247,7 +249,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             # last.pt, then the history, then best.pt, then the record: a write that fails
             # leaves the record describing files that are all there
             trainer.save_last(rec.wall_seconds(st))
-            runs.write_history(rec.run_dir, st.history)
+            rec.rd.write_history(st.history)
             trainer.save_best()
             rec.epoch(st, row, val, tc.epochs, note)
             if on_epoch_end is not None:

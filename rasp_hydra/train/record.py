@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -65,8 +64,9 @@ class Recorder:
     """
 
     def __init__(self, run_dir, record: runs.RunRecord, log: Callable[[str], None]):
-        self.run_dir, self.record, self.log = Path(run_dir), record, log
-        previous = runs.read_metrics(self.run_dir)
+        self.rd, self.record, self.log = runs.RunDir(run_dir), record, log
+        self.run_dir = self.rd.path
+        previous = self.rd.record()
         self.previous = previous if previous.get("status") in runs.FINAL_STATUSES else None
         self.session_start = time.perf_counter()
         self.epochs_this_session = 0
@@ -82,7 +82,7 @@ class Recorder:
             self.update(st)
 
     def line(self, text: str) -> None:
-        runs.append_log(self.run_dir, text)
+        self.rd.log(text)
         self.log(text)
 
     def wall_seconds(self, st: TrainState) -> float:
@@ -95,7 +95,7 @@ class Recorder:
         self.record.resumes = st.resumes
         for k, v in fields.items():
             setattr(self.record, k, v)
-        runs.write_metrics(self.run_dir, self.record)
+        self.rd.write_record(self.record)
         self.wrote = True
 
     def epoch(self, st: TrainState, row: dict, val: dict, total_epochs: int, note: str) -> None:
@@ -113,14 +113,14 @@ class Recorder:
         self.line(line + note)
         self.update(st)
         if time.perf_counter() - self._last_plot > 60:
-            runs.plot_curves(self.run_dir, st.history)
+            self.rd.plot_curves(st.history)
             self._last_plot = time.perf_counter()
 
     def finish(self, st: TrainState, status: str, reason: str | None, final: dict,
                match: dict, uniform: dict, **fields) -> dict:
         self.update(st, status=status, reason=reason, final=final, attention_match=match,
                     attention_uniform=uniform, **fields)
-        runs.plot_curves(self.run_dir, st.history)
+        self.rd.plot_curves(st.history)
         line = "final " + (" ".join(
             f"{k} acc {v['token_acc']:.4f} (seq {v['seq_acc']:.4f})" for k, v in final.items())
             or "accuracy: none, the run has no model")
@@ -141,14 +141,14 @@ class Recorder:
         try:
             if self.previous is not None and not self.wrote:
                 # finished work stays as it was
-                runs.append_log(self.run_dir, f"resume failed before training: {what}")
+                self.rd.log(f"resume failed before training: {what}")
             else:
                 # a write that failed mid-epoch left that epoch's files incomplete: the
                 # record names only the epochs whose files are all on disk
                 epochs, best = self.on_disk
                 self.update(st, status=status, reason=reason, error=error,
                             epochs_run=epochs, best_epoch=best)
-                runs.append_log(self.run_dir, f"{status}: {what}")
+                self.rd.log(f"{status}: {what}")
         except Exception:  # pragma: no cover - the original error matters more
             pass
 

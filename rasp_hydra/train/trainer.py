@@ -151,7 +151,8 @@ class Trainer:
         self.task, self.model_cfg, self.tc = task, model_cfg, tc
         self.precision = Precision(tc.precision)
         self.splits = {k: _on_device(s, device) for k, s in splits.items()}
-        self.device, self.run_dir = device, Path(run_dir)
+        self.device, self.rd = device, runs.RunDir(run_dir)
+        self.run_dir = self.rd.path
         self.supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
         self.measured = present_heads(task.selector_heads, model_cfg)
         self.sup_layers = sorted({h[0] for h in self.supervised})
@@ -186,23 +187,22 @@ class Trainer:
         """After a restore from this run's own last.pt: the writes of its epoch that a kill
         left undone (history.csv, then best.pt when that epoch was the best: its weights and
         optimizer are last.pt's), so the files agree with last.pt before anything goes on.
-        A best.pt that cannot be the run's best model is refused (runs.best_problem),
+        A best.pt that cannot be the run's best model is refused (RunDir.best_problem),
         checked against the model this run's config builds. `record_epochs`: the epochs
         metrics.json names (an epoch it names had all its files written)."""
         st = self.st
         pending = st.best_epoch == st.epoch and not st.batch and record_epochs < st.epoch
-        problem = runs.best_problem(self.run_dir, st.best_epoch, pending, self.task.name,
-                                    self.model.config_dict())
+        problem = self.rd.best_problem(st.best_epoch, pending, self.task.name,
+                                       self.model.config_dict())
         if problem:
             raise runs.CheckpointError(problem)
-        if [r["epoch"] for r in runs.read_history(self.run_dir)] != \
-                [r["epoch"] for r in st.history]:
-            runs.write_history(self.run_dir, st.history)
-        if pending and runs.checkpoint_epoch(self.run_dir, "best") != st.best_epoch:
+        if [r["epoch"] for r in self.rd.history()] != [r["epoch"] for r in st.history]:
+            self.rd.write_history(st.history)
+        if pending and self.rd.checkpoint_epoch("best") != st.best_epoch:
             opt = self.opt.state_dict()
             for g in opt["param_groups"]:  # as keep_best_or_reset took it: the epoch's lr
                 g["lr"] = st.history[-1]["lr"]
-            runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint(
+            self.rd.save_checkpoint("best", self._checkpoint(
                 st.epoch, optimizer=opt, val_loss=st.best_val))
 
     def _check_precision(self, path: Path, ck: dict) -> None:
@@ -215,9 +215,10 @@ class Trainer:
                 f"train.precision={saved}, or start a new run.")
 
     def _restore_schedule_after(self, epoch: int, source_dir: Path) -> None:
-        history = [r for r in runs.read_history(source_dir) if r["epoch"] <= epoch]
+        source = runs.RunDir(source_dir)
+        history = [r for r in source.history() if r["epoch"] <= epoch]
         best = min(history, key=lambda r: r["val_loss"], default=None)
-        previous = runs.read_metrics(source_dir)
+        previous = source.record()
         self.st = TrainState(epoch=epoch, best_val=best["val_loss"] if best else math.inf,
                          best_epoch=epoch, history=history,
                          resumes=int(previous.get("resumes") or 0) + 1,
@@ -317,7 +318,7 @@ class Trainer:
         st.since_best += 1
         if st.since_best <= self.tc.reset_patience:
             return ""
-        best = runs.load_checkpoint(self.run_dir / runs.BEST, map_location=self.device)
+        best = self.rd.load_checkpoint("best", map_location=self.device)
         self.model.load_state_dict(best["model"])
         lrs = [g["lr"] for g in self.opt.param_groups]
         self.opt.load_state_dict(best["optimizer"])
@@ -336,7 +337,7 @@ class Trainer:
     @property
     def has_model(self) -> bool:
         """Whether some epoch ended finite (and so best.pt holds a model)."""
-        return self.st.best_epoch > 0 or (self.run_dir / runs.BEST).is_file()
+        return self.st.best_epoch > 0 or self.rd.checkpoints()["best"]
 
     @property
     def done(self) -> bool:
@@ -351,7 +352,7 @@ class Trainer:
         """Promote this epoch's model to best.pt, after last.pt and history.csv hold the
         epoch: best.pt is never ahead of the files that describe it."""
         if self.better is not None:
-            runs.save_checkpoint(self.run_dir / runs.BEST, self.better)
+            self.rd.save_checkpoint("best", self.better)
             self.better = None
 
     def save_last(self, wall_seconds: float) -> None:
@@ -362,17 +363,16 @@ class Trainer:
         trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
         ck = self._checkpoint(self.st.epoch, optimizer=self.opt.state_dict(),
                               scheduler=self.sched.state_dict(), trainer=trainer, rng=rng)
-        runs.save_checkpoint(self.run_dir / runs.LAST, ck)
+        self.rd.save_checkpoint("last", ck)
 
     def load_best(self) -> None:
         """The best checkpoint's weights; the current ones become it if there is none yet."""
-        path = self.run_dir / runs.BEST
-        if path.is_file():
-            ck = runs.load_checkpoint(path, self.device)
-            runs.check_fits(path, ck, self.task.name, self.model.config_dict())
+        if self.rd.checkpoints()["best"]:
+            ck = self.rd.load_checkpoint("best", self.device, task=self.task.name,
+                                         shape=self.model.config_dict())
             self.model.load_state_dict(ck["model"])
         else:  # stopped before the first validation: the current weights are the best
-            runs.save_checkpoint(path, self._checkpoint(self.st.epoch,
+            self.rd.save_checkpoint("best", self._checkpoint(self.st.epoch,
                                                         optimizer=self.opt.state_dict()))
 
     def final_evaluation(self) -> tuple[dict, dict, dict]:

@@ -1,0 +1,61 @@
+"""What a process that claims a run directory asks before it writes: whether the run can
+be resumed from its checkpoint (``resume_problem``). This module changes when what a resume
+accepts changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rasp_hydra.runs.checkpoints import (
+    CheckpointError,
+    _way_out,
+    best_problem,
+    check_fits,
+    load_checkpoint,
+    record_shape,
+)
+from rasp_hydra.runs.files import BEST, LAST
+from rasp_hydra.runs.readers import read_history_rows, read_record
+
+
+def resume_problem(run_dir, resume_from: str = "last") -> str | None:
+    """Why this run directory cannot be resumed from its `resume_from` checkpoint ("last" or
+    "best"), as one paragraph; None if it can (or holds nothing to resume: a new run).
+
+    A diverged run is not resumed (the same steps would diverge again); a run that finished
+    an epoch is never trained again from nothing because its checkpoint is missing, empty,
+    unreadable or another run's. A broken metrics.json or history.csv raises BrokenFile.
+    """
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)  # a broken record or history: BrokenFile, its paragraph
+    history = read_history_rows(run_dir)
+    if record.get("status") == "diverged":
+        return (f"{run_dir} diverged ({record.get('reason') or 'a non-finite loss'}), and a "
+                "resume would take the same steps into the same divergence, so nothing was "
+                "written. Start a new run with a smaller optimizer.lr (e.g. a tenth of "
+                f"{record.get('lr') or 'its lr'}); the diverged one stays as its record.")
+    path = run_dir / (BEST if resume_from == "best" else LAST)
+    if not path.is_file():
+        if not (int(record.get("epochs_run") or 0) > 0 or history):
+            return None  # cut short before its first epoch ended: it starts over
+        if resume_from == "best":
+            return (f"train.resume_from=best, but {path} does not exist, so nothing was "
+                    "written. Resume from last.pt (leave out train.resume_from), or start a "
+                    "new run.")
+        return (f"{path} does not exist, but {run_dir} has finished epochs: resuming would "
+                "train it again from nothing, so nothing was written. To go on, "
+                f"{_way_out(path)}.")
+    try:
+        ckpt = load_checkpoint(path)
+        check_fits(path, ckpt, record.get("task"), record_shape(record))
+    except CheckpointError as err:
+        return str(err)
+    if resume_from == "best":
+        return None
+    # the best model that last.pt's run goes on from must be there (or be last.pt's own)
+    trainer = ckpt.get("trainer") or {}
+    want = int(trainer.get("best_epoch") or 0)
+    pending = (want == int(ckpt["epoch"]) and not trainer.get("batch")
+               and int(record.get("epochs_run") or 0) < want)
+    return best_problem(run_dir, want, pending, record.get("task"), record_shape(record))
