@@ -18,7 +18,8 @@ from rasp_hydra.errors import BrokenFile
 from rasp_hydra.runs.files import CONFIG, HISTORY, METRICS, OVERRIDES
 from rasp_hydra.runs.record import FINAL_STATUSES
 
-STATUSES = ("running", *FINAL_STATUSES)
+# "compiled": a model built from a RASP program by rasp/weights.py, never trained
+STATUSES = ("running", *FINAL_STATUSES, "compiled")
 _INTS = ("epochs_run", "best_epoch", "diverged_epoch", "resumes", "trial", "layers", "heads",
          "d_model", "ff", "batch_size", "seed", "predicted_layers", "predicted_heads",
          "params", "num_threads")
