@@ -84,7 +84,8 @@ def _kill_then_resume(whole, tmp_path, offset: int) -> None:
     m = metrics(run)
     # the record names only epochs whose files are all there; it may lag them by the
     # epoch whose writes were cut (best.pt then may hold that epoch already)
-    last, best = (runs.load_checkpoint(run / n)["epoch"] for n in (runs.files.LAST, runs.files.BEST))
+    last, best = (runs.load_checkpoint(run / n)["epoch"]
+                  for n in (runs.files.LAST, runs.files.BEST))
     assert m["epochs_run"] <= len(pd.read_csv(run / runs.files.HISTORY)) <= last
     assert m["best_epoch"] <= best <= last and m["epochs_run"] >= last - 1
     assert kill_writes(run, tmp_path / "writes") == 0
