@@ -3,6 +3,7 @@ per value (0 == 0.0), and 0-layer budgets kept as compiled, end to end."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,45 @@ def test_rasp_eval_of_a_spaced_string_hints_at_the_list_form(capsys):
     assert "sort_int([10, 2, 33]) = [2, 10, 33] (ints)" in capsys.readouterr().out
     assert rasp_main([str(SORT_INT), "--eval", "sort_int", "10 2 33"]) == 2
     assert "give numbers or words as a list: '[10, 2, 33]'" in capsys.readouterr().err
+
+
+# The REPL's mean (its Support.py): ``sum(selected) * 1.0 / n``, Python's sum left to
+# right (floats compensated from Python 3.12 on, as the REPL running there does)
+MEANS = """
+full = select(indices, indices, ==) or select(indices, indices, !=);
+avg = aggregate(full, tokens_asis);
+prefix = aggregate(select(indices, indices, <=), tokens_asis);
+is_012 = avg == 0.12;
+"""
+
+
+def repl_mean(values):
+    return sum(values) * 1.0 / len(values)
+
+
+def test_a_mean_of_floats_is_the_repls_left_to_right_sum_at_every_position():
+    prog = load(MEANS)
+    tenths = [0.1] * 21
+    got = prog.eval("avg", tenths)
+    assert got == [repl_mean(tenths)] * 21
+    if sys.version_info < (3, 12):  # the plain left-to-right sum (no compensation)
+        assert got == [0.10000000000000002] * 21
+    x = [0.1] * 5 + [0.5] + [0.1] * 14
+    assert prog.eval("avg", x) == [repl_mean(x)] * 20
+    assert prog.eval("is_012", x) == [repl_mean(x) == 0.12] * 20
+    assert prog.eval("prefix", x) == [repl_mean(x[: q + 1]) for q in range(20)]
+    if sys.version_info < (3, 12):
+        assert repl_mean(x) == 0.12000000000000006 and prog.eval("is_012", x) == [False] * 20
+    # ints before the first float are summed exactly, then the float is added
+    mixed = [2**60, 1, 0.5, 3, 0.25, 7]
+    assert prog.eval("avg", mixed) == [repl_mean(mixed)] * 6
+
+
+def test_a_mean_of_ints_is_exact_before_its_one_rounding():
+    prog = load(MEANS)
+    for big in ([2**60 + i for i in range(12)], [2**60 + 1000 * i for i in range(12)],
+                [-(2**62) + 7 * i for i in range(12)], [2**70 + i for i in range(12)]):
+        assert prog.eval("avg", big) == [repl_mean(big)] * 12, big
+        assert prog.eval("prefix", big) == [repl_mean(big[: q + 1]) for q in range(12)]
+    # an earlier int64 sum of 12 ints near 2**60 overflowed to -3.8e17
+    assert prog.eval("avg", [2**60 + i for i in range(12)])[0] == 1.152921504606847e18

@@ -47,7 +47,8 @@ AGGREGATES = 100
 ROWS = 6  # inputs per program, evaluated as one batch (and the first alone too)
 BOS = "§"
 OPS = ["==", "!=", "<", ">", "<=", ">=", "true", "false"]
-STRATEGIES = ["aggregate_by_pairs", "aggregate_by_int_sums", "aggregate_by_float_product"]
+STRATEGIES = ["aggregate_by_pairs", "aggregate_by_int_sums", "aggregate_by_wide_ints",
+              "aggregate_by_float_sums"]
 
 # Each alphabet: a sampler of one input element, and the input s-ops a program on it
 # reads, by kind. Kinds: str, int (ints and bools), bool, float (dyadic: sums exact in any
