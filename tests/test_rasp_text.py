@@ -494,3 +494,15 @@ def test_doctests_of_the_text_modules():
 
     for module in (parse_module, interpret):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_layouts_the_repls_line_reader_rejects_are_accepted_as_documented():
+    # docs/rasp_text.md, "Accepted beyond the reference": two statements on one line, and
+    # an expression broken across lines inside parentheses, mean what they would on lines
+    # of their own / on one line
+    one_line = load("a = indices + 1; b = 0;")
+    assert one_line.eval("a", "xyz") == [1, 2, 3] and one_line.value("b") == 0
+    broken = load("c = (indices\n  + 1) * (2 +\n 3);\nd = aggregate(select(indices,\n"
+                  "  indices, ==), tokens);\n")
+    assert broken.eval("c", "xyz") == [5, 10, 15]
+    assert broken.eval("d", "xyz") == list("xyz")
