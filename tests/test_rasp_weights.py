@@ -116,3 +116,50 @@ def test_cli_refusal_exits_2_and_writes_nothing(tmp_path):
     assert r.returncode == 2
     assert "with_first" in r.stderr and "cannot be one head" in r.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_compiled_run_is_a_run_for_load_run_the_drawer_the_probes_and_the_report(tmp_path):
+    # a compiled run's metrics.json carries the ordinary final evaluation (training's
+    # final_evaluation on the task's splits); the report shows it as a cell of its own
+    # (arch "compiled") beside a trained run of the same task
+    import json
+    import shutil
+
+    from rasp_hydra.api import load_run
+    from rasp_hydra.draw.run import draw_run
+    from rasp_hydra.probe.run import probe_run
+    from rasp_hydra.report import load_sweep, table1
+    out = tmp_path / "sweep" / "compiled"
+    r = _cli(ROOT / "docs/results/mirror/mirror.rasp", "--weights", "mirror", "--alphabet",
+             "abc", "--max-len", 4, "--train-size", 300, "--valid-size", 100,
+             "--test-size", 100, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "final accuracy train 1.0000 valid 1.0000 test 1.0000" in r.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["status"], m["arch"], m["task"]) == ("compiled", "compiled", "mirror_3")
+    assert set(m["final"]) == {"train", "valid", "test"}
+    assert all(v["token_acc"] == v["seq_acc"] == 1.0 for v in m["final"].values())
+    assert m["attention_match"] == {"0,0": 1.0, "1,0": 1.0}
+    assert m["residual_width"] > 0 and m["params"] > 0 and m["budget"]["layers"] == 2
+    run = load_run(out)
+    assert run.task.name == "mirror_3" and run.status == "compiled"
+    draw_run(out, "abca")
+    assert (out / "maps" / "abca" / "attention_layer1.png").is_file()
+    probes = probe_run(out, sequences=100, positions=300)["frame"]
+    at = probes[probes["layer"] == probes["compiled_layer"]]
+    assert set(at["sop"]) == {"tokens", "indices", "length", "mirror"}
+    assert (at["trained"] >= 0.99).all(), at
+    # a trained run of the same task beside it (its record made up: a half-right model)
+    trained = tmp_path / "sweep" / "trained"
+    shutil.copytree(out, trained)
+    rec = json.loads((trained / "metrics.json").read_text())
+    rec.update(status="completed", arch="predicted", seed=0, epochs_run=3, best_epoch=3)
+    for split in rec["final"].values():
+        split.update(token_acc=0.5, seq_acc=0.25)
+    (trained / "metrics.json").write_text(json.dumps(rec))
+    df = load_sweep(tmp_path / "sweep")
+    t1 = table1(df).set_index("arch")
+    assert list(t1["task"]) == ["mirror_3", "mirror_3"]
+    assert t1.loc["compiled", "test_acc_mean"] == 1.0 and t1.loc["compiled", "seeds"] == 1
+    assert t1.loc["predicted", "test_acc_mean"] == 0.5 and t1.loc["predicted", "seeds"] == 1

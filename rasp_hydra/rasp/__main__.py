@@ -247,7 +247,9 @@ def _vocab(args) -> Any:
 def cmd_weights(args) -> int:
     import time
 
-    from .weights import build, check_weights, write_run
+    from rasp_hydra.compiled import write_compiled_run
+
+    from .weights import build, check_weights
     if args.max_len is None or args.max_len < 1 or args.out is None:
         raise RASPError("--weights NAME needs --max-len N (N >= 1) and --out DIR.")
     vocab = _vocab(args)
@@ -256,13 +258,16 @@ def cmd_weights(args) -> int:
     w = build(sop, vocab, args.max_len, args.bos)
     check = check_weights(w.model, sop, vocab, args.max_len, args.bos)
     seconds = time.perf_counter() - t
-    write_run(w, check, args.out, args.file, args.weights, vocab, args.max_len, args.bos,
-              seconds)
+    sizes = {f"{k}_size": v for k in ("train", "valid", "test")
+             if (v := getattr(args, f"{k}_size")) is not None}
+    record = write_compiled_run(w, check, args.out, args.file, args.weights, vocab,
+                                args.max_len, args.bos, seconds, **sizes)
     cfg = w.model.cfg
+    accs = " ".join(f"{k} {v['token_acc']:.4f}" for k, v in record["final"].items())
     print(f"{args.weights}: {cfg.layers} layers x {cfg.heads} heads, residual width "
           f"{w.residual_width} (d_model {cfg.d_model}, ff {cfg.ff}); checked on "
           f"{check.inputs} inputs ({'all' if check.exhaustive else 'sampled'}), 0 "
-          f"mismatches; {seconds:.1f}s; wrote {args.out}")
+          f"mismatches; {seconds:.1f}s; final accuracy {accs}; wrote {args.out}")
     return 0
 
 
@@ -290,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "a program of tokens_int)")
     p.add_argument("--max-len", type=int, help="--weights: the longest input (BOS aside)")
     p.add_argument("--bos", action="store_true", help="--weights: inputs start with BOS")
+    for split in ("train", "valid", "test"):
+        p.add_argument(f"--{split}-size", type=int,
+                       help=f"--weights: the {split} split the run is evaluated on (lang."
+                            f"{split}_size, default as training's)")
     return p
 
 

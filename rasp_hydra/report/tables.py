@@ -19,8 +19,11 @@ STATUS_ORDER = (
 
 
 def counted(df: pd.DataFrame, include_interrupted: bool = False) -> pd.Series:
-    """Boolean mask of the runs whose accuracy counts (see the package docstring)."""
-    ok = ["completed", "interrupted"] if include_interrupted else ["completed"]
+    """Boolean mask of the runs whose accuracy counts (see the package docstring): a
+    compiled model's (status and arch ``compiled``, rasp_hydra/compiled.py) counts in a
+    cell of its own, arch ``compiled``, beside the trained cells of its task."""
+    ok = ["completed", "compiled", "interrupted"] if include_interrupted \
+        else ["completed", "compiled"]
     return df["status"].isin(ok) & df["test_acc"].notna()
 
 

@@ -377,15 +377,29 @@ class Trainer:
 
     def final_evaluation(self) -> tuple[dict, dict, dict]:
         """Loss and accuracies of the best model on every split; attention match on test,
-        with the match of uniform attention on the same rows."""
+        with the match of uniform attention on the same rows (``final_evaluation``)."""
         self.load_best()
-        final, match, uniform = {}, {}, {}
-        for name in ("train", "valid", "test", "test_long"):
-            if name not in self.splits or not len(self.splits[name]):
-                continue
-            r = self.evaluate(name, self.measured if name == "test" else ())
-            final[name] = {k: r[k] for k in ("loss", "token_acc", "seq_acc", "attn_loss")
-                           if k in r}
-            if name == "test":
-                match, uniform = r["attention_match"], r["attention_uniform"]
-        return final, match, uniform
+        return final_evaluation(self.model, self.task, self.splits, self.tc.eval_batch_size,
+                                self.device, self.supervised, self.measured,
+                                self.tc.attn_loss_c, self.autocast)
+
+
+def final_evaluation(model, task, splits: dict, batch_size: int, device, supervised=(),
+                     measured=(), attn_loss_c: float = 0.0,
+                     autocast=contextlib.nullcontext) -> tuple[dict, dict, dict]:
+    """A run's final figures: loss and accuracies of ``model`` on every split present;
+    attention match of the ``measured`` heads on test, with the match of uniform attention
+    on the same rows. A trained run's best model and a compiled model (rasp_hydra.compiled)
+    are both scored by it."""
+    final, match, uniform = {}, {}, {}
+    for name in ("train", "valid", "test", "test_long"):
+        if name not in splits or not len(splits[name]):
+            continue
+        with autocast():
+            r = evaluate(model, task, splits[name], batch_size, device, supervised,
+                         measured if name == "test" else (), attn_loss_c)
+        final[name] = {k: r[k] for k in ("loss", "token_acc", "seq_acc", "attn_loss")
+                       if k in r}
+        if name == "test":
+            match, uniform = r["attention_match"], r["attention_uniform"]
+    return final, match, uniform
