@@ -210,3 +210,21 @@ def test_summary_lines_name_the_layers_above_their_scores():
         "length  compiled 1  R2:                  trained -0.25  1.00 | control  0.50  0.50"
         "  decodable from layer 1",
         "k       compiled 1  one value on the train sequences: not probed"]
+
+
+def test_a_test_value_never_seen_in_train_is_left_out_and_counted():
+    # a categorical probe cannot name a value its train positions never show: such test
+    # positions are left out of the score (column "unseen"), not scored as errors (they
+    # capped a compiled model, which holds every value exactly, below 1)
+    import numpy as np
+
+    from rasp_hydra.probe.fit import probe_matrix
+    train = [0, 1, 2] * 10
+    test = [0, 1, 2] * 5 + [3, 3]  # 3: never at a train position
+    onehot = lambda ys: np.eye(4, dtype=np.float32)[ys]  # noqa: E731  an exact residual
+    streams = {"train": [onehot(train)], "test": [onehot(test)]}
+    df = probe_matrix(streams, streams, {"train": {"s": train}, "test": {"s": test}},
+                      {"s": 0}, layers=0)
+    row = df.iloc[0]
+    assert (row["unseen"], row["n_test"], row["values"]) == (2, 15, 4)
+    assert row.trained == 1.0 and row.baseline == pytest.approx(1 / 3)

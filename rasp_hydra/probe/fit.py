@@ -16,7 +16,8 @@ OVER_CONTROL = 0.2  # trained skill minus control skill at or above: training pu
 
 MAX_ITER = 200  # logistic regression iterations (lbfgs)
 COLUMNS = ["sop", "kind", "layer", "metric", "trained", "control", "difference", "baseline",
-           "decodable", "over_control", "compiled_layer", "values", "n_train", "n_test"]
+           "decodable", "over_control", "compiled_layer", "values", "n_train", "n_test",
+           "unseen"]
 
 
 def residual_streams(model, pos: Positions, batch: int = 256) -> list:
@@ -110,25 +111,32 @@ def _probe_matrix(trained, control, labels, compiled, layers):
     for name, layer_of in compiled.items():
         train, test = labels["train"][name], labels["test"][name]
         kind, y_train, y_test, n_values = encode_labels(train, test)
+        seen = np.ones(len(y_test), dtype=bool)
         if kind == "numerical":
             metric, baseline = "r2", 0.0
         else:
+            # a test value the train positions never show is one no classifier fitted on
+            # them can name: such positions are left out (and counted), not scored wrong
+            seen = np.isin(y_test, y_train)
+            y_test = y_test[seen]
             metric = "accuracy"
             majority = np.bincount(y_train).argmax()
-            baseline = float(np.mean(y_test == majority))
-        one_value = len(np.unique(y_train)) < 2  # nothing to fit: reported, not probed
+            baseline = float(np.mean(y_test == majority)) if len(y_test) else float("nan")
+        # nothing to fit, or nothing to score: reported, not probed
+        one_value = len(np.unique(y_train)) < 2 or not len(y_test)
         for layer in range(layers + 1):
             t = c = float("nan")
             if not one_value:
-                t = fit_probe(kind, trained["train"][layer], y_train, trained["test"][layer],
-                              y_test)
-                c = fit_probe(kind, control["train"][layer], y_train, control["test"][layer],
-                              y_test)
+                t = fit_probe(kind, trained["train"][layer], y_train,
+                              trained["test"][layer][seen], y_test)
+                c = fit_probe(kind, control["train"][layer], y_train,
+                              control["test"][layer][seen], y_test)
             st, sc = skill(t, baseline), skill(c, baseline)
             rows.append({
                 "sop": name, "kind": "constant" if one_value else kind, "layer": layer,
                 "metric": metric, "trained": t, "control": c, "difference": t - c,
                 "baseline": baseline, "decodable": bool(st >= DECODABLE),
                 "over_control": bool(st - sc >= OVER_CONTROL), "compiled_layer": layer_of,
-                "values": n_values, "n_train": len(y_train), "n_test": len(y_test)})
+                "values": n_values, "n_train": len(y_train), "n_test": len(y_test),
+                "unseen": int((~seen).sum())})
     return pd.DataFrame(rows, columns=COLUMNS)
