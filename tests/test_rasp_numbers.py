@@ -240,3 +240,42 @@ def test_a_mean_of_ints_is_exact_before_its_one_rounding():
         assert prog.eval("prefix", big) == [repl_mean(big[: q + 1]) for q in range(12)]
     # an earlier int64 sum of 12 ints near 2**60 overflowed to -3.8e17
     assert prog.eval("avg", [2**60 + i for i in range(12)])[0] == 1.152921504606847e18
+
+
+def _sum_312(values):
+    """Python 3.12's sum() (Objects/bltinmodule.c): ints exactly until the first float,
+    then floats Neumaier-compensated, ints added as plain doubles."""
+    import math
+    total, i = 0, 0
+    while i < len(values) and not isinstance(values[i], float):
+        total, i = total + values[i], i + 1
+    if i == len(values):
+        return total
+    f, c = total + values[i], 0.0
+    for x in values[i + 1:]:
+        if isinstance(x, float):
+            t = f + x
+            c += (f - t) + x if abs(f) >= abs(x) else (x - t) + f
+            f = t
+        else:
+            f += float(x)
+    return f + c if c and math.isfinite(c) else f
+
+
+@pytest.mark.parametrize("compensated", [False, True])
+def test_the_key_by_key_sum_is_pythons_for_ints_beside_floats(monkeypatch, compensated):
+    # ints too large for the plain float path (n * max > 2**53) but within int64 take the
+    # int prefix; from Python 3.12 on sum() compensates floats: both replayed here
+    from rasp_hydra.rasp import aggregates
+    monkeypatch.setattr(aggregates, "COMPENSATED", compensated)
+    prog = load(MEANS)
+    mixed = [2**52 + 1, 3, 0.1, 2**52 + 7, 0.25, 0.1, 0.1, 5]
+    tenths = [0.1] * 21
+    for values in (mixed, tenths, [0.1] * 5 + [0.5] + [0.1] * 14):
+        n = len(values)
+        mean = (_sum_312 if compensated else sum)
+        assert prog.eval("avg", values) == [mean(values) * 1.0 / n] * n, values
+        assert prog.eval("prefix", values) == [mean(values[: q + 1]) * 1.0 / (q + 1)
+                                               for q in range(n)]
+    if compensated:
+        assert prog.eval("avg", tenths) == [0.1] * 21  # as the REPL on Python 3.12

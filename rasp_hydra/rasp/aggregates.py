@@ -40,6 +40,7 @@ PAIR_TABLE_MIN = 65536  # (max - min) * n * (n + 1) keys: worth it while they ar
 # a few per position of the batch, or few anyway (65536 int64: 512 KiB)
 PLANES_PER_PART = 32  # wide ints: bit planes summed per int64 part (n * 2**32 fits)
 INT64_SAFE = 2**62  # floats beside ints: the int prefix sums in int64 below this bound
+EXACT_IN_FLOAT = 2**53  # ... and in float64 (every partial sum an exact integer) below this
 COMPENSATED = sys.version_info >= (3, 12)  # sum() of floats is Neumaier-compensated from
 # Python 3.12 on (ints after the first float are added as plain doubles); the REPL's
 # means follow the Python it runs on, and so do these
@@ -193,14 +194,27 @@ class Aggregates:
         as_float = lookup(torch.tensor([float(v) if isinstance(v, float) else float(i)
                                         for v, i in zip(col.table, ints, strict=True)],
                                        dtype=torch.float64), col.codes)
-        dense = unpack(sel, n)  # [B, n or 1, n]
-        shape = dense.shape[:2]
+        shape = sel.shape[:2]  # [B, n or 1]
+        words = [sel[:, :, w].contiguous() for w in range(sel.shape[2])]
+
+        def selected(j: int) -> torch.Tensor:  # [B, n or 1]: whether key j is selected
+            return (words[j // 64] >> (j % 64)) & 1 != 0
+
+        if not COMPENSATED and max(abs(i) for i in ints) * max(n, 1) < EXACT_IN_FLOAT:
+            # ints this small sum exactly in float64 too, so the int prefix and its one
+            # rounding are the float sum of it: from 0.0, one addition per selected key
+            # (adding 0.0 at the others changes nothing: the sum is never -0.0)
+            f = torch.zeros(shape, dtype=torch.float64)
+            zero = f.new_zeros(())
+            for j in range(n):
+                f += torch.where(selected(j), as_float[:, j:j + 1], zero)
+            return f
         prefix = torch.zeros(shape, dtype=torch.long)
         f = torch.zeros(shape, dtype=torch.float64)
         c = torch.zeros(shape, dtype=torch.float64)
         floating = torch.zeros(shape, dtype=torch.bool)
         for j in range(n):  # over keys: each step is the batch's j-th addition
-            on = dense[:, :, j]
+            on = selected(j)
             fl, xi, xf = is_float[:, j:j + 1], as_int[:, j:j + 1], as_float[:, j:j + 1]
             prefix = torch.where(on & ~floating & ~fl, prefix + xi, prefix)
             start = on & ~floating & fl
