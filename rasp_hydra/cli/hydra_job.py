@@ -248,7 +248,7 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
     stop, pruning = threading.Event(), None
     try:
         runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:],
-                               overrides=claim.overrides, config=claim.subdir)
+                               overrides=claim.overrides, config=claim.subdir, threads=threads)
         if multirun and trial is not None:
             from hydra.core.hydra_config import HydraConfig
 
