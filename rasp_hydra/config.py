@@ -202,7 +202,10 @@ class TrainConfig:
     seed: int = 0  # model init and batch order (the data has lang.data_seed)
     device: Device = Device.auto
     precision: Precision = Precision.fp32  # fp32 | tf32 | bf16; a resume keeps it
-    num_threads: int | None = None  # None: the cores of this job / jobs running in parallel
+    # torch's CPU threads. 1 for a single run and a sweep's job alike: torch's CPU results
+    # depend on the thread count in their last bits, so a result does not depend on how
+    # its job was launched. None: the cores of this job / jobs running in parallel.
+    num_threads: int | None = 1
     # Continue from this run directory's checkpoints when it has them. A preempted SLURM job
     # that is requeued into the same directory picks up where it stopped.
     resume: bool = True

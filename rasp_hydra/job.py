@@ -175,7 +175,8 @@ def job_threads(num_threads: int | None, mode_is_multirun: bool, launcher: Any |
 
 
 def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
-    """Cores this job may use, so that parallel jobs times threads never exceeds the cores."""
+    """Cores this job may use, so that parallel jobs times threads never exceeds the cores
+    (the threads of `train.num_threads=null`; the default is 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = max(1, cores or 1)
     if not mode_is_multirun or launcher is None:
