@@ -47,6 +47,12 @@ def copy_of(run: Path, dest: Path) -> Path:
     return dest
 
 
+def last_pt_threads(run: Path) -> int:
+    import torch
+
+    return torch.load(run / "checkpoints/last.pt", weights_only=True)["num_threads"]
+
+
 def test_the_default_is_one_thread_and_null_is_the_jobs_share_of_the_cores():
     assert TrainConfig().num_threads == 1
     joblib = {"_target_": "hydra_plugins.x.joblib_job_process.JobProcessLauncher", "n_jobs": 2}
@@ -63,6 +69,9 @@ def test_a_single_run_trains_on_one_thread_by_default_and_records_it(completed_r
     assert "continuation" not in start
     first = (completed_run / "train.log").read_text().splitlines()[0]
     assert first.startswith("start hist_10_bos") and first.endswith(", 1 threads"), first
+    # what a resume compares: the count last.pt's state was trained on
+    assert last_pt_threads(completed_run) == 1
+    assert runs.RunDir(completed_run).threads_before() == 1
 
 
 def test_a_resume_on_another_thread_count_is_refused_and_changes_nothing(completed_run,
@@ -96,6 +105,7 @@ def test_an_inexact_resume_is_accepted_with_the_flag_and_recorded(completed_run,
     log = (run / "train.log").read_text()
     assert "inexact continuation: trained on 1 threads before, 2 now" in log
     assert "after epoch 2, 2 threads" in log
+    assert last_pt_threads(run) == 2
 
 
 @pytest.mark.slow  # two resumes: about 15 s on a busy 2-core machine

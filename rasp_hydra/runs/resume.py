@@ -62,11 +62,16 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
 
 
 def threads_before(run_dir) -> int | None:
-    """The torch thread count the run trained on last: its record's `num_threads` (written
-    by the invocation that last trained or evaluated), else the last invocation that names
-    one in invocations.jsonl; None if neither says."""
+    """The torch thread count the run trained on last: last.pt's (the state a resume goes
+    on from), else its record's `num_threads` (written by the invocation that last trained
+    or evaluated), else the last invocation that names one in invocations.jsonl; None if
+    none says."""
+    from rasp_hydra.runs.checkpoints import checkpoint_threads
     from rasp_hydra.runs.record import read_invocations, read_metrics
 
+    threads = checkpoint_threads(run_dir)
+    if threads is not None:
+        return threads
     threads = read_metrics(run_dir).get("num_threads")
     if isinstance(threads, int) and not isinstance(threads, bool):
         return threads
