@@ -4,7 +4,7 @@
 - ``python -m rasp_hydra.tasks list`` and ``python -m rasp_hydra.rasp FILE --budget NAME``,
   neither of which needs torch (target < 1 s each);
 - a refused config, ``python -m rasp_hydra optimizer.lr=-1`` (exit 2; target < 2 s);
-- a sweep job's first batch: the seconds from the job's ``[k/N] start`` line to the
+- a sweep job's first batch: the seconds from the job's ``[job N] start`` line to the
   trainer's ``start TASK: ...`` line, printed right before the first batch, in a 2-job
   sweep at the quick size (``+experiment=quick``; target < 3 s), and (no target) from the
   sweep's launch to that batch. The sweep is stopped once both jobs have started training.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -28,6 +29,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+# A job's lines: "[job 3] start ..." (its start, then the trainer's "start TASK: ...
+# layers"); "[2/4] start ..." in checkouts before the sweep numbered its jobs one way.
+START = re.compile(r"(\[job \d+\]|\[\d+/\d+\]) start ")
 
 
 def env_for(repo: Path) -> dict:
@@ -62,11 +66,12 @@ def first_batches(repo: Path, timeout: float = 300.0) -> tuple[list[float], list
         try:
             for line in proc.stdout:
                 now = time.perf_counter()
-                tag = next((w for w in line.split() if w.startswith("[") and "/" in w), None)
-                if tag and "] start trial" not in line and f"{tag} start " in line:
+                start = START.search(line)
+                if start:
+                    tag = start.group(1)
                     if tag not in started:
                         started[tag] = now
-                    elif tag in started and "layers" in line:  # the trainer's own start
+                    elif "layers" in line:  # the trainer's own start
                         gaps.append(now - started[tag])
                         since_launch.append(now - launch)
                 if len(gaps) == 2 or now > deadline:

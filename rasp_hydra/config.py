@@ -202,11 +202,17 @@ class TrainConfig:
     seed: int = 0  # model init and batch order (the data has lang.data_seed)
     device: Device = Device.auto
     precision: Precision = Precision.fp32  # fp32 | tf32 | bf16; a resume keeps it
-    num_threads: int | None = None  # None: the cores of this job / jobs running in parallel
+    # torch's CPU threads. 1 for a single run and a sweep's job alike: torch's CPU results
+    # depend on the thread count in their last bits, so a result does not depend on how
+    # its job was launched. None: the cores of this job / jobs running in parallel.
+    num_threads: int | None = 1
     # Continue from this run directory's checkpoints when it has them. A preempted SLURM job
     # that is requeued into the same directory picks up where it stopped.
     resume: bool = True
     resume_from: Checkpoint = Checkpoint.last  # best: the way out when last.pt is broken
+    # A resume on another thread count than the run trained on is refused (torch's CPU
+    # results differ in the last bits); true: continue anyway, recorded as `inexact`.
+    inexact_resume: bool = False
     # a tqdm bar per epoch: auto (when stderr is a terminal) | true | false. A string, not an
     # enum: Hydra reads `train.progress=true` as a boolean, which a string node keeps.
     progress: str = "auto"
@@ -288,10 +294,11 @@ def resolve_model(model: ModelConfig, arch: ArchConfig | None, rasp_budget: tupl
 
 
 # Keys that may differ when a run is resumed: they change neither the model, the data nor
-# the optimizer (docs/run-directory.md, its promises).
+# the optimizer (docs/run-directory.md, its promises). train.num_threads changes the last
+# bits of the results, so a resume on another count also needs train.inexact_resume=true.
 RESUME_SAFE_KEYS = ("train.epochs", "train.num_threads", "train.device", "train.resume",
-                    "train.resume_from", "train.progress", "train.eval_batch_size",
-                    "train.check_memory", "logger")
+                    "train.resume_from", "train.inexact_resume", "train.progress",
+                    "train.eval_batch_size", "train.check_memory", "logger")
 
 
 def long_test_lengths(max_len: int, long_min_len: int | None,

@@ -168,8 +168,15 @@ def check_job(cfg: Config) -> tuple[Any, ModelConfig]:
     return task, shape
 
 
+def job_threads(num_threads: int | None, mode_is_multirun: bool, launcher: Any | None) -> int:
+    """The torch thread count a job trains on: `train.num_threads`, or for null this job's
+    share of the cores (`default_threads`). A resume compares this resolved count."""
+    return int(num_threads) if num_threads else default_threads(mode_is_multirun, launcher)
+
+
 def default_threads(mode_is_multirun: bool, launcher: Any | None) -> int:
-    """Cores this job may use, so that parallel jobs times threads never exceeds the cores."""
+    """Cores this job may use, so that parallel jobs times threads never exceeds the cores
+    (the threads of `train.num_threads=null`; the default is 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = max(1, cores or 1)
     if not mode_is_multirun or launcher is None:
@@ -223,14 +230,16 @@ def build_data(task, lang: Any):
 
 def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
             experiment: str | None = None, trial: int | None = None,
-            stop=None, on_epoch_end=None) -> dict:
+            continuation: str | None = None, stop=None, on_epoch_end=None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
     Plain Python below this point: `cfg` is a Config, or a DictConfig composed with
     `hydra.compose` (a notebook can pass one), turned into a Config first. `experiment`:
     the trackers' experiment name (a sweep's directory; None: "rasp_hydra"). `trial`:
-    Optuna's trial number, recorded in metrics.json; `stop` and `on_epoch_end`: as in
-    `train` (an Optuna search's pruning).
+    Optuna's trial number, recorded in metrics.json; `continuation`: how a resume goes on
+    ("exact", "inexact": runs.RunDir.continuation), recorded in metrics.json, where an
+    inexact one stays so; `stop` and `on_epoch_end`: as in `train` (an Optuna search's
+    pruning).
     """
     import torch
 
@@ -239,8 +248,11 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra.train import train
 
     cfg = as_config(cfg)
+    previous = runs.read_metrics(run_dir)
     if trial is None:  # a resumed trial keeps its number
-        trial = runs.read_metrics(run_dir).get("trial")
+        trial = previous.get("trial")
+    if continuation == "exact" and previous.get("continuation") == "inexact":
+        continuation = "inexact"  # the run's numbers came through an inexact resume
     task, shape = check_job(cfg)
     tracking = trackers.from_config(cfg.logger)
     arch = None if cfg.arch is None else cfg.arch.name.value
@@ -260,7 +272,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
         _warn(run_dir, log, learned_positions_warning(lang.max_len, long_test[1:]))
     cfg.train.num_threads = threads
     meta = {"arch": arch, "num_threads": threads, "overlap_with_train": split_overlap(splits),
-            "trial": trial}
+            "trial": trial, "continuation": continuation}
 
     def epoch_end(epoch: int, row: dict) -> None:
         tracking.log_epoch(epoch, row)

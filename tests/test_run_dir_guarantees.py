@@ -65,7 +65,8 @@ def test_a_refused_resume_rewrites_nothing_and_a_plain_resume_works(completed_ru
     proc = cli("--resume", str(run), "train.epochs=3", cwd=tmp_path, check=True)
     m = metrics(run)
     assert m["status"] == "completed" and m["resumes"] == 1 and m["epochs_run"] == 3
-    assert "resumed from" in proc.stdout
+    assert m["continuation"] == "exact"  # on the thread count it trained on
+    assert "resumed from" in proc.stdout and "1 threads" in proc.stdout
     # the first composition stays; the resume's sits beside it
     assert (run / ".hydra/config.yaml").read_bytes() == (completed_run /
                                                          ".hydra/config.yaml").read_bytes()

@@ -46,6 +46,10 @@ class Claim:
     existing: bool = False  # the directory held a run before this invocation
     before: frozenset | None = None  # the names in the directory when it was claimed
     overrides: list = field(default_factory=list)
+    # a resume: how it continues the run (runs.resume.continuation), and the run's thread
+    # count before it when that differs from this invocation's
+    continuation: str | None = None
+    threads_before: int | None = None
 
 
 class Claims:
@@ -149,13 +153,41 @@ def _claim(claim: Claim, root) -> None:
             "from scratch over its checkpoints, so nothing was written. Start a new run "
             "directory, or continue this one with --resume.")
     elif root.train.resume:  # never train finished epochs again from nothing
-        claim.refusal = rd.resume_problem(Checkpoint(root.train.resume_from).value)
+        resume_from = Checkpoint(root.train.resume_from).value
+        claim.refusal = rd.resume_problem(resume_from) or _threads_refusal(claim, root, rd,
+                                                                            resume_from)
     if claim.refusal:
         claim.lock.release()
         return
     claim.lock.announce()
     rd.remove_stale_tmp()  # of a writer that was killed mid-write
     claim.subdir = rd.next_invocation_dir()
+
+
+def _threads_refusal(claim: Claim, root, rd, resume_from: str) -> str | None:
+    """Note how this resume continues the run; a resume from last.pt on another thread
+    count than the run's is refused (one paragraph) unless train.inexact_resume=true."""
+    from hydra.types import RunMode
+
+    from rasp_hydra.job import job_threads
+
+    given = root.train.num_threads
+    threads = job_threads(given, root.hydra.mode == RunMode.MULTIRUN, root.hydra.get("launcher"))
+    claim.continuation = rd.continuation(threads, resume_from)
+    if claim.continuation != "inexact" or resume_from != "last":
+        return None
+    claim.threads_before = before = rd.threads_before()
+    if root.train.inexact_resume:
+        return None
+    now = (f"train.num_threads={given}" if given else
+           "train.num_threads=null, this job's share of the cores")
+    return (f"{claim.run_dir} trained on {before} torch thread{'s' if before != 1 else ''}, "
+            f"and this resume would train on {threads} ({now}). Torch's CPU results depend "
+            "on the thread count in their last bits, so the run would not end bit for bit as "
+            "an uninterrupted one, and nothing was written. To continue it exactly, add "
+            f"train.num_threads={before}; to continue on {threads} anyway, add "
+            "train.inexact_resume=true (the run is then recorded as an inexact "
+            "continuation).")
 
 
 def remove_traces(claim: Claim) -> None:

@@ -60,7 +60,8 @@ usage:
 this project's flags:
   --resume RUN_DIR   continue RUN_DIR from checkpoints/last.pt with its own config; only
                      train.epochs, train.num_threads, train.device, train.progress, ... may
-                     change (anything else is refused before a byte is written)
+                     change (anything else is refused before a byte is written; another
+                     thread count needs train.inexact_resume=true)
   -h, --help         this text
 
 Hydra's flags (all of them: --hydra-help):

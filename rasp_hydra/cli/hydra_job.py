@@ -28,7 +28,7 @@ from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
 from rasp_hydra.cli.sweep_jobs import write_if_basic
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
-from rasp_hydra.job import as_config, check_ahead, default_threads, objective, run_job
+from rasp_hydra.job import as_config, check_ahead, job_threads, objective, run_job
 
 log = logging.getLogger("rasp_hydra")
 
@@ -183,7 +183,7 @@ def run_from_hydra(cfg: Any) -> float:
     else:
         log.info("run directory: %s", run_dir)
     try:
-        threads = cfg.train.num_threads or default_threads(multirun, hc.get("launcher"))
+        threads = job_threads(cfg.train.num_threads, multirun, hc.get("launcher"))
         experiment = str(hc.sweep.dir) if multirun else None
         if multirun and not _in_foreground(hc):  # parallel jobs' bars would collide
             cfg.train.progress = "false"
@@ -247,8 +247,18 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
     kind = "resume" if claim.existing else "start"
     stop, pruning = threading.Event(), None
     try:
+        resumed = {"continuation": claim.continuation} if claim.continuation else {}
+        if claim.threads_before is not None:  # accepted with train.inexact_resume=true
+            resumed["threads_before"] = claim.threads_before
         runs.append_invocation(run_dir, event=kind, argv=sys.argv[1:],
-                               overrides=claim.overrides, config=claim.subdir)
+                               overrides=claim.overrides, config=claim.subdir, threads=threads,
+                               **resumed)
+        if claim.threads_before is not None:
+            note = (f"{tag}inexact continuation: trained on {claim.threads_before} threads "
+                    f"before, {threads} now (train.inexact_resume=true); the results may differ "
+                    "in their last bits from an uninterrupted run's")
+            runs.append_log(run_dir, note)
+            log.warning("%s", note)
         if multirun and trial is not None:
             from hydra.core.hydra_config import HydraConfig
 
@@ -264,6 +274,7 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
 
             _refuse_unknown_keys(cfg, Hc.get().overrides.task)
         metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
+                          continuation=claim.continuation,
                           log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
                           stop=stop if pruning else None, on_epoch_end=pruning)
     except ConfigError as err:

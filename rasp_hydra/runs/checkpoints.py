@@ -117,6 +117,19 @@ def checkpoints(run_dir) -> dict[str, bool]:
     """Which checkpoints a run has: {"best": bool, "last": bool}."""
     return {"best": (Path(run_dir) / BEST).is_file(), "last": (Path(run_dir) / LAST).is_file()}
 
+def checkpoint_threads(run_dir) -> int | None:
+    """The torch thread count last.pt's state was trained on, without loading its tensors
+    (None: unknown, e.g. a checkpoint written before it was recorded)."""
+    import torch
+
+    try:
+        threads = torch.load(Path(run_dir) / LAST, map_location="cpu", weights_only=True,
+                             mmap=True).get("num_threads")
+    except Exception:  # a broken last.pt is resume_problem's to name
+        return None
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+
+
 def checkpoint_epoch(run_dir, which: str) -> int | None:
     """The epoch a checkpoint was taken after, without loading its tensors (None if unknown)."""
     import torch

@@ -25,7 +25,7 @@ _INTS = ("epochs_run", "best_epoch", "diverged_epoch", "resumes", "trial", "laye
          "params", "num_threads")
 _NUMBERS = ("wall_seconds", "tokens_per_second", "lr", "gamma", "dropout", "attn_loss_c")
 _TEXTS = ("reason", "error", "task", "family", "arch", "positions", "optimizer", "schedule",
-          "device", "checkpoint")
+          "device", "checkpoint", "continuation")
 _GROUPS = ("lang", "model", "arch", "optimizer", "schedule", "train", "logger")
 
 

@@ -97,6 +97,9 @@ class RunRecord:
     device: str | None = None
     precision: str | None = None  # train.precision: fp32 | tf32 | bf16 (None: before it)
     resumes: int = 0
+    # a resumed run: "exact" (bit for bit an uninterrupted run's), or "inexact" once a
+    # resume changed the thread count (train.inexact_resume) or went on from best.pt
+    continuation: str | None = None
     checkpoint: str = "best"  # the checkpoint `final` was evaluated from
     overlap_with_train: dict | None = None
     final: dict = field(default_factory=dict)  # split -> loss, token_acc, seq_acc[, attn_loss]

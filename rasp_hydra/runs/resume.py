@@ -59,3 +59,35 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
     pending = (want == int(ckpt["epoch"]) and not trainer.get("batch")
                and int(record.get("epochs_run") or 0) < want)
     return best_problem(run_dir, want, pending, record.get("task"), record_shape(record))
+
+
+def threads_before(run_dir) -> int | None:
+    """The torch thread count the run trained on last: last.pt's (the state a resume goes
+    on from), else its record's `num_threads` (written by the invocation that last trained
+    or evaluated), else the last invocation that names one in invocations.jsonl; None if
+    none says."""
+    from rasp_hydra.runs.checkpoints import checkpoint_threads
+    from rasp_hydra.runs.record import read_invocations, read_metrics
+
+    threads = checkpoint_threads(run_dir)
+    if threads is not None:
+        return threads
+    threads = read_metrics(run_dir).get("num_threads")
+    if isinstance(threads, int) and not isinstance(threads, bool):
+        return threads
+    named = [i["threads"] for i in read_invocations(run_dir) if isinstance(i.get("threads"), int)]
+    return named[-1] if named else None
+
+
+def continuation(run_dir, threads: int, resume_from: str = "last") -> str | None:
+    """How a resume on `threads` torch threads continues the run: None when there is
+    nothing to continue from (a new run, or one cut short before its first epoch, which
+    starts over), "exact" when it goes on bit for bit (from last.pt, on the thread count
+    the run trained on), "inexact" otherwise (another thread count, or from best.pt)."""
+    path = Path(run_dir) / (BEST if resume_from == "best" else LAST)
+    if not path.is_file():
+        return None
+    if resume_from == "best":
+        return "inexact"
+    before = threads_before(run_dir)
+    return "exact" if before is None or before == threads else "inexact"

@@ -266,6 +266,15 @@ class RunDir:
         """Why it cannot be resumed from `resume_from`, as one paragraph; None if it can."""
         return _resume.resume_problem(self.path, resume_from)
 
+    def threads_before(self) -> int | None:
+        """The torch thread count the run trained on last (None: unknown)."""
+        return _resume.threads_before(self.path)
+
+    def continuation(self, threads: int, resume_from: str = "last") -> str | None:
+        """How a resume on `threads` threads continues it: None (nothing to continue),
+        "exact" or "inexact" (runs.resume.continuation)."""
+        return _resume.continuation(self.path, threads, resume_from)
+
     def write_killed(self, how: str, pid: int) -> bool:
         """Record that its process died without a word; False if another holds it."""
         return _status.write_killed(self.path, how, pid)

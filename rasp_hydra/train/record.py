@@ -156,8 +156,9 @@ class Recorder:
 def first_line(trainer: Trainer, model_cfg: ModelConfig, params: int, source) -> str:
     st = trainer.st
     if st.resumes:
-        return f"resumed from {source} after epoch {st.epoch}" + (
-            f" (+{st.batch} batches)" if st.batch else "")
+        return (f"resumed from {source} after epoch {st.epoch}"
+                + (f" (+{st.batch} batches)" if st.batch else "")
+                + f", {torch.get_num_threads()} threads")
     return (f"start {trainer.task.name}: {model_cfg.layers} layers, {model_cfg.heads} heads, "
             f"d_model {model_cfg.d_model}, {params} params, "
             f"{len(trainer.splits['train'])} train sequences, device {trainer.device.type}, "

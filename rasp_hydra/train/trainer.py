@@ -362,7 +362,8 @@ class Trainer:
         trainer = asdict(self.st)
         trainer["wall_seconds"] = wall_seconds  # earlier sessions plus this one so far
         ck = self._checkpoint(self.st.epoch, optimizer=self.opt.state_dict(),
-                              scheduler=self.sched.state_dict(), trainer=trainer, rng=rng)
+                              scheduler=self.sched.state_dict(), trainer=trainer, rng=rng,
+                              num_threads=torch.get_num_threads())  # what a resume compares
         self.rd.save_checkpoint("last", ck)
 
     def load_best(self) -> None:
