@@ -40,17 +40,6 @@ from rasp_hydra.config import (
 log = logging.getLogger("rasp_hydra")
 
 
-def as_config(cfg: Any) -> Config:
-    """The typed Config of a composed DictConfig (or the Config itself)."""
-    if isinstance(cfg, Config):
-        return cfg
-    from omegaconf import OmegaConf
-
-    if OmegaConf.get_type(cfg) is not Config:  # e.g. a run's saved config.yaml
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-    return OmegaConf.to_object(cfg)
-
-
 def resolve_task(lang: Any):
     """The task of `lang`, or a ConfigError that names the closest valid choices."""
     from rasp_hydra.tasks import task_of_lang
@@ -221,13 +210,14 @@ def build_data(task, lang: Any):
     return splits, long_test
 
 
-def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
+def run_job(cfg: Config, run_dir: Path, *, threads: int, log=None,
             experiment: str | None = None, trial: int | None = None,
             stop=None, on_epoch_end=None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
-    Plain Python below this point: `cfg` is a Config, or a DictConfig composed with
-    `hydra.compose` (a notebook can pass one), turned into a Config first. `experiment`:
+    Plain Python below this point: `cfg` is the typed Config (a notebook with a config
+    composed by `hydra.compose` turns it into one with `rasp_hydra.cli.store.to_config`).
+    `experiment`:
     the trackers' experiment name (a sweep's directory; None: "rasp_hydra"). `trial`:
     Optuna's trial number, recorded in metrics.json; `stop` and `on_epoch_end`: as in
     `train` (an Optuna search's pruning).
@@ -238,7 +228,6 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra.data import split_overlap
     from rasp_hydra.train import train
 
-    cfg = as_config(cfg)
     if trial is None:  # a resumed trial keeps its number
         trial = runs.read_metrics(run_dir).get("trial")
     task, shape = check_job(cfg)
@@ -270,7 +259,7 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     name, tags = trackers.identity(task.name, arch or f"{shape.layers}L{shape.heads}H",
                                    cfg.train.seed, cfg.optimizer.lr, cfg.schedule.gamma,
                                    experiment)
-    tracking.start(run_dir, trackers.flatten(cfg), name, experiment, tags)
+    tracking.start(run_dir, trackers.config_params(cfg), name, experiment, tags)
     try:
         return train(task, splits, shape, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
                      meta=meta, log=log, on_epoch_end=epoch_end, stop=stop)
