@@ -2,10 +2,11 @@
 
 Hydra validates every YAML file and command-line override against these types, so a
 misspelled key (`model.layer=2`) or a wrong type (`model.layers=two`) fails before any work
-starts; `OmegaConf.to_object` turns a composed config into these same objects, which
-`train()` takes as they are. The defaults below are the ones of the original experiments
-("Training defaults" in docs/tasks.md) and are written nowhere else: `conf/` holds only presets
-that differ from them (`model=paper`, experiments).
+starts; the Hydra wing (`rasp_hydra.cli.store.to_config`) turns a composed config into these
+same objects, which `train()` takes as they are. The defaults below are the ones of the
+original experiments ("Training defaults" in docs/tasks.md) and are written nowhere else
+(the library's signatures take them from here, e.g. `LangConfig.max_len`): `conf/` holds
+only presets that differ from them (`model=paper`, experiments).
 
 Every task name of the registry is also an option of the `lang` group
 (`lang=hist2_26_bos_with_attns`); a user family is reached by overriding

@@ -215,7 +215,7 @@ def task_of_lang(lang: LangConfig | dict, base_dir=None) -> Task:
         alphabet = str(alphabet)  # lang.alphabet=123 is characters, as it always was
     elif alphabet is not None and not isinstance(alphabet, str):
         alphabet = list(alphabet)  # a list of ints or strings
-    alphabet = alphabet or lang.size  # None: make_program_task's default
+    alphabet = alphabet or lang.size or None  # None: make_program_task's default
     return make_program_task(
         program, output=output, **({} if alphabet is None else {"alphabet": alphabet}),
         bos=bool(lang.bos), with_attns=bool(lang.with_attns), sampler=lang.sampler,
