@@ -60,7 +60,7 @@ class Run:
     """A run directory, loaded: config, record, history, task and model."""
 
     run_dir: Path
-    config: object  # the run's composed config (OmegaConf DictConfig), or None
+    config: object  # the run's saved config (the typed config.Config), or None
     metrics: dict
     history: pd.DataFrame
     task: object

@@ -2,18 +2,20 @@
 
 Hydra validates every YAML file and command-line override against these types, so a
 misspelled key (`model.layer=2`) or a wrong type (`model.layers=two`) fails before any work
-starts; `OmegaConf.to_object` turns a composed config into these same objects, which
-`train()` takes as they are. The defaults below are the ones of the original experiments
-("Training defaults" in docs/tasks.md) and are written nowhere else: `conf/` holds only presets
-that differ from them (`model=paper`, experiments).
+starts; the Hydra wing (`rasp_hydra.cli.store.to_config`) turns a composed config into these
+same objects, which `train()` takes as they are. The defaults below are the ones of the
+original experiments ("Training defaults" in docs/tasks.md) and are written nowhere else
+(the library's signatures take them from here, e.g. `LangConfig.max_len`): `conf/` holds
+only presets that differ from them (`model=paper`, experiments).
 
 Every task name of the registry is also an option of the `lang` group
 (`lang=hist2_26_bos_with_attns`); a user family is reached by overriding
 `lang.family=mypkg.tasks:Palindrome`.
 
 Besides the dataclasses: the values derived from them (`resolve_model`, the shape a job
-trains; the lengths of the data), and `dotted`, the one reader of a raw config. The checks
-of these values are in `checks.py`.
+trains; the lengths of the data), and `from_dict`, which turns plain dicts (a run's saved
+config.yaml, read back as YAML) into these same objects. The checks of these values are in
+`checks.py`.
 
 This module must stay cheap to import (no torch, no hydra at import): `--help`, `--cfg job`,
 tab completion and `model.py` import it.
@@ -21,13 +23,16 @@ tab completion and `model.py` import it.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from rasp_hydra.errors import ConfigError  # noqa: F401  (re-exported: the checks raise it)
 
-MISSING = "???"  # OmegaConf's mark of a value that must be given (omegaconf.MISSING)
+MISSING = "???"  # OmegaConf's mark of a value that must be given (its MISSING)
 
 
 class Positions(str, Enum):
@@ -108,24 +113,6 @@ class ArchName(str, Enum):
             if arch.budget(rasp_layers, rasp_heads)[:2] == (layers, heads):
                 return arch
         return None
-
-
-def dotted(raw, key: str, default=None):
-    """raw["a"]["b"] for "a.b", or `default` where a key is missing or None.
-
-    For a config whose shape is not settled: a DictConfig or dict that may lack keys (an
-    old run's saved config.yaml, or None), or a section that may also be a dataclass (the
-    `lang` of `tasks.task_of_lang`). Code behind the job's entry point reads the typed
-    `Config` instead.
-
-    >>> dotted({"lang": {"max_len": 16, "size": None}}, "lang.max_len"), dotted(None, "a.b", 1)
-    (16, 1)
-    """
-    for part in key.split("."):
-        raw = raw.get(part) if hasattr(raw, "get") else getattr(raw, part, None)
-        if raw is None:
-            return default
-    return raw
 
 
 @dataclass
@@ -320,3 +307,51 @@ def longest_sequence(lang: LangConfig, bos: bool) -> int:
         longest = max(longest, long_test_lengths(lang.max_len, lang.long_min_len,
                                                  lang.long_max_len)[1])
     return longest + int(bos)
+
+
+def from_dict(cls: type, values: Mapping | None):
+    """The dataclass `cls` (Config, LangConfig, ...) of plain nested dicts, as a run's saved
+    config.yaml holds them: enums from their values, a whole number where a float goes as a
+    float, a missing key at its default, a key `cls` does not know left out (a config of
+    another version of the code). ValueError for a value that is no member of its enum or
+    a section that is not a mapping.
+
+    >>> c = from_dict(Config, {"lang": {"family": "sort", "size": 10},
+    ...                        "optimizer": {"name": "sgd", "lr": 1}, "arch": None})
+    >>> c.lang.size, c.optimizer.name, c.optimizer.lr, c.model.layers, c.arch
+    (10, <OptimizerName.sgd: 'sgd'>, 1.0, 2, None)
+    """
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{cls.__name__} needs a mapping of its fields, not {values!r}")
+    hints = typing.get_type_hints(cls)
+    given = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            given[f.name] = _typed(hints[f.name], values[f.name], f.name)
+        elif f.default is MISSING and dataclasses.is_dataclass(hints[f.name]):
+            given[f.name] = from_dict(hints[f.name], {})  # e.g. a saved config without lang
+    return cls(**given)
+
+
+def _typed(hint, value, name: str):
+    """`value` as the type `hint` (a dataclass, an enum, float, or a union with None)."""
+    args = typing.get_args(hint)
+    if value is None:
+        return None
+    if type(None) in args:  # X | None
+        hint = next(a for a in args if a is not type(None))
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name} is {value!r}, not a mapping")
+        return from_dict(hint, value)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ValueError(f"{name} is {value!r}, not one of "
+                             f"{', '.join(m.value for m in hint)}") from None
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value

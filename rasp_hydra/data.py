@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import LangConfig
 from .tasks import Task
 
-DEFAULT_SIZES = {"train": 50000, "valid": 1000, "test": 1000}
+DEFAULT_SIZES = {"train": LangConfig.train_size, "valid": LangConfig.valid_size,
+                 "test": LangConfig.test_size}
 GROUP_BATCHES = 50  # batches per length-sorted group when shuffling
 
 
@@ -39,8 +41,8 @@ class Split:
         return int(self.lengths.shape[0])
 
 
-def build_split(task: Task, size: int, seed: int = 0, split: str = "train", min_len: int = 1,
-                max_len: int = 100) -> Split:
+def build_split(task: Task, size: int, seed: int = 0, split: str = "train",
+                min_len: int = LangConfig.min_len, max_len: int = LangConfig.max_len) -> Split:
     """One split of ``size`` samples (lengths without BOS in min_len..max_len)."""
     tokens, lengths = task.sample(size, seed=seed, split=split, min_len=min_len,
                                   max_len=max_len)
@@ -48,7 +50,7 @@ def build_split(task: Task, size: int, seed: int = 0, split: str = "train", min_
 
 
 def build_splits(task: Task, seed: int = 0, sizes: dict[str, int] | None = None,
-                 min_len: int = 1, max_len: int = 100,
+                 min_len: int = LangConfig.min_len, max_len: int = LangConfig.max_len,
                  long_test: tuple[int, int, int] | None = None) -> dict[str, Split]:
     """The task's splits, by name (default train 50,000 / valid 1,000 / test 1,000).
 

@@ -1,12 +1,13 @@
 """One job, in plain Python: check the config, build the data, train.
 
-Everything that can be wrong with a config is checked here (`check_job`: the library's own
-checks in `rasp_hydra.checks`, the task, the memory estimate of `rasp_hydra.memory`) and
-reported as one `ConfigError` paragraph that says what was wrong and what is allowed. A
-single run is checked by the `hydra_job.RunDirCheck` callback before Hydra creates its
-directory, so a refused config leaves nothing behind; a sweep's jobs are checked each in
-its own job. `run_job` takes a typed config and a run directory that is already claimed
-(`rasp_hydra.claim`); `hydra_job` runs it under Hydra, a notebook can call it directly.
+Everything that can be wrong with a config is checked here, once per job (`check_job`: the
+library's own checks in `rasp_hydra.checks`, the task, the memory estimate of
+`rasp_hydra.memory`; `train` is told not to check again) and reported as one `ConfigError`
+paragraph that says what was wrong and what is allowed. A single run is checked by the
+`hydra_job.RunDirCheck` callback before Hydra creates its directory, so a refused config
+leaves nothing behind; a sweep's jobs are checked each in its own job. `run_job` takes a
+typed config and a run directory that is already claimed (`rasp_hydra.cli.claim`);
+`cli.hydra_job` runs it under Hydra, a notebook can call it directly.
 """
 
 from __future__ import annotations
@@ -38,17 +39,6 @@ from rasp_hydra.config import (
 )
 
 log = logging.getLogger("rasp_hydra")
-
-
-def as_config(cfg: Any) -> Config:
-    """The typed Config of a composed DictConfig (or the Config itself)."""
-    if isinstance(cfg, Config):
-        return cfg
-    from omegaconf import OmegaConf
-
-    if OmegaConf.get_type(cfg) is not Config:  # e.g. a run's saved config.yaml
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-    return OmegaConf.to_object(cfg)
 
 
 def resolve_task(lang: Any):
@@ -83,11 +73,23 @@ def skip_reason(task, arch: ArchConfig | None, shape: ModelConfig) -> str | None
             "of each.")
 
 
-def check_config(cfg: Any, task, shape: ModelConfig, cuda_available) -> None:
-    """Raise ConfigError for every combination that cannot train; called before any work."""
+def check_values(cfg: Config) -> None:
+    """The checks of a config's values that need neither the task nor torch."""
     check_lang(cfg.lang)
     check_optimizer(cfg.optimizer, cfg.schedule)
     check_train(cfg.train)
+
+
+def check_config(cfg: Config, task, shape: ModelConfig, cuda_available) -> None:
+    """Raise ConfigError for every combination that cannot train (`check_values`, then
+    `check_for_task`), for a caller that has the task and the shape already."""
+    check_values(cfg)
+    check_for_task(cfg, task, shape, cuda_available)
+
+
+def check_for_task(cfg: Config, task, shape: ModelConfig, cuda_available) -> None:
+    """The checks that need the task and the model shape: the shape, the supervised heads,
+    the positions, the device and precision, and the memory estimate."""
     if skip_reason(task, cfg.arch, shape):
         return
     check_model_shape(shape.layers, shape.heads, shape.d_model, shape.ff,
@@ -136,7 +138,7 @@ _checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task,
 
 def check_ahead(cfg: Config) -> None:
     """`check_job` before Hydra creates a single run's directory (hydra_job.RunDirCheck);
-    the job's own `check_job` in this process then takes the answer, not checking twice."""
+    `run_job` in this process then takes the answer, not checking twice."""
     _checked.clear()
     _checked[repr(cfg)] = check_job(cfg)
 
@@ -145,13 +147,9 @@ def check_job(cfg: Config) -> tuple[Any, ModelConfig]:
     """Every check of a job's config, in order, before anything is built or written:
     the trackers, the values, the task (a RASP program is loaded, compiled and tried on
     sample inputs), the model shape, and whether it all fits in memory. Returns the task
-    and the model shape (`resolve_shape`); raises ConfigError."""
-    key = repr(cfg)
-    if key in _checked:  # this process's RunDirCheck checked it a moment ago
-        return _checked.pop(key)
-    check_lang(cfg.lang)  # the cheap checks first: a bad seed needs no task, nor torch
-    check_optimizer(cfg.optimizer, cfg.schedule)
-    check_train(cfg.train)
+    and the model shape (`resolve_shape`); raises ConfigError. Each check runs once: `train`
+    is then told (checked=True) not to run them again."""
+    check_values(cfg)  # the cheap checks first: a bad seed needs no task, nor torch
     import torch
 
     from rasp_hydra import trackers
@@ -164,7 +162,7 @@ def check_job(cfg: Config) -> tuple[Any, ModelConfig]:
         raise ConfigError(str(err)) from None
     task = resolve_task(cfg.lang)
     shape = resolve_shape(cfg, task)
-    check_config(cfg, task, shape, cuda_available)
+    check_for_task(cfg, task, shape, cuda_available)
     return task, shape
 
 
@@ -228,13 +226,14 @@ def build_data(task, lang: Any):
     return splits, long_test
 
 
-def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
+def run_job(cfg: Config, run_dir: Path, *, threads: int, log=None,
             experiment: str | None = None, trial: int | None = None,
             continuation: str | None = None, stop=None, on_epoch_end=None) -> dict:
     """Check `cfg`, build the data, train, and return the run's metrics.json record.
 
-    Plain Python below this point: `cfg` is a Config, or a DictConfig composed with
-    `hydra.compose` (a notebook can pass one), turned into a Config first. `experiment`:
+    Plain Python below this point: `cfg` is the typed Config (a notebook with a config
+    composed by `hydra.compose` turns it into one with `rasp_hydra.cli.store.to_config`).
+    `experiment`:
     the trackers' experiment name (a sweep's directory; None: "rasp_hydra"). `trial`:
     Optuna's trial number, recorded in metrics.json; `continuation`: how a resume goes on
     ("exact", "inexact": runs.RunDir.continuation), recorded in metrics.json, where an
@@ -247,13 +246,13 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     from rasp_hydra.data import split_overlap
     from rasp_hydra.train import train
 
-    cfg = as_config(cfg)
     previous = runs.read_metrics(run_dir)
     if trial is None:  # a resumed trial keeps its number
         trial = previous.get("trial")
     if continuation == "exact" and previous.get("continuation") == "inexact":
         continuation = "inexact"  # the run's numbers came through an inexact resume
-    task, shape = check_job(cfg)
+    # this process's RunDirCheck checked this config a moment ago: its answer, else check
+    task, shape = _checked.pop(repr(cfg), None) or check_job(cfg)
     tracking = trackers.from_config(cfg.logger)
     arch = None if cfg.arch is None else cfg.arch.name.value
     skipped = skip_reason(task, cfg.arch, shape)
@@ -282,10 +281,10 @@ def run_job(cfg: Any, run_dir: Path, *, threads: int, log=None,
     name, tags = trackers.identity(task.name, arch or f"{shape.layers}L{shape.heads}H",
                                    cfg.train.seed, cfg.optimizer.lr, cfg.schedule.gamma,
                                    experiment)
-    tracking.start(run_dir, trackers.flatten(cfg), name, experiment, tags)
+    tracking.start(run_dir, trackers.config_params(cfg), name, experiment, tags)
     try:
         return train(task, splits, shape, cfg.optimizer, cfg.schedule, cfg.train, run_dir,
-                     meta=meta, log=log, on_epoch_end=epoch_end, stop=stop)
+                     meta=meta, log=log, on_epoch_end=epoch_end, stop=stop, checked=True)
     finally:
         tracking.finish(run_dir)  # final metrics and files, even after a failure
 

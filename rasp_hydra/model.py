@@ -95,12 +95,15 @@ class EncoderLayer(nn.Module):
 class Encoder(nn.Module):
     """The model of a resolved `ModelConfig` (`config.resolve_model`: ff and max_len set)
     for a task's `vocab_size` input ids (BOS and padding included), `n_out` output classes
-    and input padding id `pad_id` (its embedding is zero and frozen)."""
+    and input padding id `pad_id` (its embedding is zero and frozen); `checked`: the shape
+    was checked already (job.check_job)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, n_out: int, pad_id: int):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_out: int, pad_id: int,
+                 checked: bool = False):
         super().__init__()
-        check_model_shape(cfg.layers, cfg.heads, cfg.d_model, cfg.ff, cfg.dropout,
-                          cfg.positions)
+        if not checked:
+            check_model_shape(cfg.layers, cfg.heads, cfg.d_model, cfg.ff, cfg.dropout,
+                              cfg.positions)
         if cfg.max_len is None:
             raise ValueError("Encoder needs a resolved ModelConfig (config.resolve_model): "
                              "max_len is None")

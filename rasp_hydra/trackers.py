@@ -42,6 +42,7 @@ console and in train.log): a tracker never costs a run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -50,6 +51,7 @@ import time
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +79,25 @@ def _missing(name: str, package: str, err: ImportError) -> TrackerUnavailable:
     )
 
 
-def flatten(config: Any) -> dict[str, Any]:
-    """A config (DictConfig, dataclass or dict) as {"a.b.c": value} (runs.flatten), enums
-    as their values.
+def config_params(config: Any) -> dict[str, Any]:
+    """A config (a dataclass such as config.Config, or dicts of them) as the trackers'
+    params, {"a.b.c": value} (runs.flatten), enums as their values.
 
-    >>> flatten({"model": {"layers": 2, "ff": None}, "lang": {"family": "sort"}})
+    >>> config_params({"model": {"layers": 2, "ff": None}, "lang": {"family": "sort"}})
     {'model.layers': 2, 'model.ff': None, 'lang.family': 'sort'}
     """
-    from omegaconf import OmegaConf
+    return runs.flatten(_plain(config))
 
-    config = config if OmegaConf.is_config(config) else OmegaConf.structured(config)
-    return runs.flatten(OmegaConf.to_container(config, resolve=True, enum_to_str=True))
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts (field order), enums as their values, all the way down."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.value if isinstance(value, Enum) else value
 
 
 def _scalars(row: Mapping[str, Any]) -> dict[str, float]:

@@ -51,7 +51,8 @@ def _task(cfg: DictConfig):
 
 def _shape(cfg: DictConfig):
     """The model the job trains (job.resolve_shape)."""
-    from rasp_hydra.job import as_config, resolve_shape
+    from rasp_hydra.cli.store import to_config as as_config
+    from rasp_hydra.job import resolve_shape
 
     return resolve_shape(as_config(cfg), _task(cfg))
 
@@ -64,7 +65,7 @@ def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
 
 def _record(cfg: DictConfig, **fields) -> runs.RunRecord:
     """The RunRecord that train() / job.py would write for this config."""
-    from rasp_hydra.job import as_config
+    from rasp_hydra.cli.store import to_config as as_config
 
     typed = as_config(cfg)
     task = _task(cfg)

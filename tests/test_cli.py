@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from rasp_hydra import job, runs
-from rasp_hydra.cli.store import register_configs
+from rasp_hydra.cli.store import register_configs, to_config
 from tests.conftest import TINY, cli, metrics
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -96,7 +96,7 @@ def test_model_paper_preset():
 def test_arch_is_relative_to_the_rasp_budget(arch, expect):
     cfg = compose_cfg("lang=hist2_10_bos", f"arch={arch}", "model.d_model=64")
     task = job.resolve_task(cfg.lang)
-    b = job.resolve_shape(job.as_config(cfg), task)
+    b = job.resolve_shape(to_config(cfg), task)
     assert (b.layers, b.heads, b.d_model, b.ff) == expect
     assert job.skip_reason(task, cfg.arch, b) is None
 
@@ -104,7 +104,7 @@ def test_arch_is_relative_to_the_rasp_budget(arch, expect):
 def test_arch_that_cannot_exist_is_skipped():
     cfg = compose_cfg("lang=hist_10_bos", "arch=fewer_layers")
     task = job.resolve_task(cfg.lang)
-    skipped = job.skip_reason(task, cfg.arch, job.resolve_shape(job.as_config(cfg), task))
+    skipped = job.skip_reason(task, cfg.arch, job.resolve_shape(to_config(cfg), task))
     assert skipped and "0 layers" in skipped
 
 
@@ -142,7 +142,7 @@ def test_every_job_of_a_preset_passes_the_config_checks(preset):
     # lr and gamma do not change what is checked: one value each keeps this test fast
     for cfg in sweep_job_configs(preset, only=("lang", "arch")):
         task = job.resolve_task(cfg.lang)
-        shape = job.resolve_shape(job.as_config(cfg), task)
+        shape = job.resolve_shape(to_config(cfg), task)
         job.check_config(cfg, task, shape, lambda: False)
         skipped += job.skip_reason(task, cfg.arch, shape) is not None
     assert skipped > 0  # the variants with 0 layers or heads are skipped, not failed
@@ -163,7 +163,7 @@ def test_config_errors_name_the_problem(overrides, words):
     cfg = compose_cfg(*overrides)
     with pytest.raises(job.ConfigError) as err:
         task = job.resolve_task(cfg.lang)
-        job.check_config(cfg, task, job.resolve_shape(job.as_config(cfg), task),
+        job.check_config(cfg, task, job.resolve_shape(to_config(cfg), task),
                          lambda: True)
     for word in words:
         assert word in str(err.value)
@@ -173,7 +173,7 @@ def test_cuda_asked_where_none_exists():
     cfg = compose_cfg("train.device=cuda")
     task = job.resolve_task(cfg.lang)
     with pytest.raises(job.ConfigError, match="no CUDA device"):
-        job.check_config(cfg, task, job.resolve_shape(job.as_config(cfg), task),
+        job.check_config(cfg, task, job.resolve_shape(to_config(cfg), task),
                          lambda: False)
 
 

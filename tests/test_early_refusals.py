@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rasp_hydra import job, runs
+from rasp_hydra.cli.store import to_config
 from tests.conftest import TINY, cli, metrics
 from tests.test_cli import compose_cfg, sweep_job_configs
 
@@ -51,7 +52,7 @@ def test_a_setting_that_cannot_take_effect_is_refused_before_any_directory(
 
 
 def test_the_fields_a_family_uses_are_named():
-    cfg = job.as_config(compose_cfg("lang=sort_10", "lang.program=reverse",
+    cfg = to_config(compose_cfg("lang=sort_10", "lang.program=reverse",
                                     "lang.classes=[a,b]"))
     with pytest.raises(job.ConfigError) as err:
         job.check_job(cfg)
@@ -60,12 +61,12 @@ def test_the_fields_a_family_uses_are_named():
     assert "reads lang.family, size, bos" in text and "RASP program tasks (lang=rasp)" in text
     # a program task takes its tokens from lang.alphabet: a size beside it must agree
     with pytest.raises(job.ConfigError, match="lang.size=26 and lang.alphabet='xyz'"):
-        job.check_job(job.as_config(compose_cfg("lang=rasp/quick/reverse_26",
+        job.check_job(to_config(compose_cfg("lang=rasp/quick/reverse_26",
                                                 "lang.alphabet=xyz")))
-    job.check_job(job.as_config(compose_cfg("lang=rasp/quick/reverse_26", "lang.size=3",
+    job.check_job(to_config(compose_cfg("lang=rasp/quick/reverse_26", "lang.size=3",
                                             "lang.alphabet=xyz")))
     # the largest seed both generators take still passes
-    job.check_job(job.as_config(compose_cfg("lang=sort_10", "train.seed=4294967295",
+    job.check_job(to_config(compose_cfg("lang=sort_10", "train.seed=4294967295",
                                             "lang.data_seed=4294967295")))
 
 
@@ -74,7 +75,7 @@ def test_every_preset_still_passes_every_check(preset):
     configs = sweep_job_configs(preset, only=("lang",)) if preset != "quick" else [
         compose_cfg("+experiment=quick")]
     for cfg in configs:  # the fields check, the program's trial inputs and the memory check
-        job.check_job(job.as_config(cfg))
+        job.check_job(to_config(cfg))
 
 
 # --------------------------------------------------------------------------------- memory
@@ -93,13 +94,13 @@ def test_a_config_that_cannot_fit_in_memory_is_refused_with_the_figures(
 def test_the_estimate_lets_real_configs_through_and_the_check_can_be_turned_off():
     from rasp_hydra import config, memory
 
-    cfg = job.as_config(compose_cfg("lang=sort_by_freq_100_bos", "model=paper"))
+    cfg = to_config(compose_cfg("lang=sort_by_freq_100_bos", "model=paper"))
     task, budget = job.check_job(cfg)
     est = memory.estimate(cfg.lang, budget, cfg.train, vocab_size=task.vocab_size,
                           n_out=task.n_out, longest=101, max_len=101,
                           learned_positions=False, optimizer="adam", momentum=0.0)
     assert 50_000 * 101 * 16 < est.total < 2 * memory.GiB  # the paper's size is small
-    huge = job.as_config(compose_cfg("lang=hist_10", "lang.max_len=100000",
+    huge = to_config(compose_cfg("lang=hist_10", "lang.max_len=100000",
                                      "train.check_memory=false"))
     job.check_job(huge)  # no refusal: the user knows better
     assert "train.check_memory" in config.RESUME_SAFE_KEYS

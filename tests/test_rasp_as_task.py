@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rasp_hydra import job, runs
+from rasp_hydra.cli.store import to_config
 from rasp_hydra.config import ConfigError
 from tests.conftest import TINY, cli, metrics
 from tests.records import compose_config
@@ -25,7 +26,7 @@ SHRINK = ["model.d_model=16", "lang.train_size=150", "lang.valid_size=30", "lang
 def _train(tmp_path: Path, lang: str) -> dict:
     cfg = compose_config(f"lang={lang}", *SHRINK)
     run_dir = tmp_path / lang.replace("/", "_")
-    return job.run_job(cfg, run_dir, threads=1, log=lambda line: None)
+    return job.run_job(to_config(cfg), run_dir, threads=1, log=lambda line: None)
 
 
 @pytest.mark.parametrize("name", QUICK)

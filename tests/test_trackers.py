@@ -315,15 +315,16 @@ def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tmp_path, cap
 def test_flatten_and_final_scalars():
     from rasp_hydra.config import Config, LangConfig, LoggerConfig, MlflowConfig
 
-    flat = trackers.flatten({"logger": LoggerConfig(mlflow=MlflowConfig()),
+    flat = trackers.config_params({"logger": LoggerConfig(mlflow=MlflowConfig()),
                              "model": {"layers": 2}})
     assert flat == {"logger.tensorboard": None,
                     "logger.mlflow.tracking_uri": "sqlite:///outputs/mlflow.db",
                     "logger.mlflow.experiment_name": None, "logger.wandb": None,
                     "model.layers": 2}
-    assert set(trackers.flatten(Config(lang=LangConfig(family="sort")))) >= {
+    assert set(trackers.config_params(Config(lang=LangConfig(family="sort")))) >= {
         "lang.family", "model.positions", "train.device", "logger.mlflow"}
-    assert trackers.flatten(Config(lang=LangConfig(family="sort")))["model.positions"] == "sin"
+    params = trackers.config_params(Config(lang=LangConfig(family="sort")))
+    assert params["model.positions"] == "sin"
     assert trackers.final_scalars({"final": {"valid": {"token_acc": 0.5, "loss": float("nan")}},
                                    "status": "completed"}) == {"final/valid/token_acc": 0.5}
     assert trackers.from_config(LoggerConfig()) == []

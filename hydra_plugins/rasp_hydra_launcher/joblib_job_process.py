@@ -165,7 +165,7 @@ def _set_jobs_per_gpu(launcher, job_overrides) -> None:
     from omegaconf import OmegaConf, open_dict, read_write
 
     from rasp_hydra import devices
-    from rasp_hydra.job import as_config
+    from rasp_hydra.cli.store import to_config
 
     cfg = launcher.config
     if devices.n_jobs_given(list(cfg.hydra.overrides.hydra), launcher.joblib.get("n_jobs")):
@@ -180,7 +180,7 @@ def _set_jobs_per_gpu(launcher, job_overrides) -> None:
     for job in distinct.values():
         try:
             job_cfg = launcher.hydra_context.config_loader.load_sweep_config(cfg, list(job))
-            configs.append(as_config(OmegaConf.masked_copy(
+            configs.append(to_config(OmegaConf.masked_copy(
                 job_cfg, [k for k in job_cfg if k != "hydra"])))
         except Exception:  # noqa: BLE001 - a job that cannot compose fails on its own
             continue

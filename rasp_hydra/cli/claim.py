@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rasp_hydra.config import RESUME_SAFE_KEYS, Checkpoint, dotted
+from rasp_hydra.config import RESUME_SAFE_KEYS, Checkpoint
 from rasp_hydra.errors import UserError
 
 MIN_FREE_BYTES = 1 << 20  # a claim refuses a file system with less free space than this
@@ -139,7 +139,7 @@ def _claim(claim: Claim, root) -> None:
     current.pop("hydra", None)
     differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
     if differ:
-        shown = "; ".join(f"{k}: {dotted(original, k)!r} -> {dotted(current, k)!r}"
+        shown = "; ".join(f"{k}: {_value_at(original, k)!r} -> {_value_at(current, k)!r}"
                           for k in differ)
         claim.refusal = (
             f"{claim.run_dir} already holds a run whose config differs from this one in "
@@ -195,3 +195,10 @@ def remove_traces(claim: Claim) -> None:
     from rasp_hydra import runs
 
     runs.RunDir(claim.run_dir).remove_refused_traces(claim.lock, claim.before)
+
+
+def _value_at(config: dict, key: str):
+    """config["a"]["b"] for key "a.b"; None where a key is missing."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config

@@ -3,8 +3,7 @@
 What runs before Hydra: torch deferred (`_lazytorch`), idle OpenMP threads set to sleep,
 and `--help`, answered here from the config directory and the task registry without
 composing a config (Hydra's own help composes one and walks every `lang` option, seconds;
-`--hydra-help` is still Hydra's). `config_dir` says where the configs are, installed or
-in a checkout.
+`--hydra-help` is still Hydra's).
 """
 
 from __future__ import annotations
@@ -13,16 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from rasp_hydra.cli.conf import config_dir
+
 APP = "rasp-hydra"
-
-
-def config_dir() -> str:
-    """The configs: `rasp_hydra/conf/` in an installed package (the build copies the
-    checkout's top-level `conf/` there), else the checkout's `conf/` (an editable install).
-    Absolute: Hydra reads a relative config_path as relative to the calling module."""
-    package = Path(__file__).resolve().parents[1]
-    installed = package / "conf"
-    return str(installed if installed.is_dir() else package.parent / "conf")
 
 
 def train() -> None:

@@ -26,9 +26,10 @@ from hydra.experimental.callback import Callback
 from rasp_hydra.cli import progress, relaunch, rundir, signals
 from rasp_hydra.cli.claim import CLAIMS, Claim, remove_traces
 from rasp_hydra.cli.errors import exits
+from rasp_hydra.cli.store import to_config
 from rasp_hydra.cli.sweep_jobs import write_if_basic
 from rasp_hydra.errors import ConfigError, HeldError, Interrupted
-from rasp_hydra.job import as_config, check_ahead, job_threads, objective, run_job
+from rasp_hydra.job import check_ahead, job_threads, objective, run_job
 
 log = logging.getLogger("rasp_hydra")
 
@@ -107,7 +108,7 @@ def _refuse_bad_config(config) -> None:
     """Run a single run's checks on its composed config before Hydra creates the directory."""
     from omegaconf import OmegaConf
 
-    check_ahead(as_config(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])))
+    check_ahead(to_config(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])))
 
 
 def _check_launcher(launcher) -> None:
@@ -273,8 +274,8 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
             from hydra.core.hydra_config import HydraConfig as Hc
 
             _refuse_unknown_keys(cfg, Hc.get().overrides.task)
-        metrics = run_job(cfg, run_dir, threads=threads, experiment=experiment, trial=trial,
-                          continuation=claim.continuation,
+        metrics = run_job(to_config(cfg), run_dir, threads=threads, experiment=experiment,
+                          trial=trial, continuation=claim.continuation,
                           log=lambda line: log.info("%s%s", tag, line),  # [3/16] epoch 4/20
                           stop=stop if pruning else None, on_epoch_end=pruning)
     except ConfigError as err:

@@ -24,7 +24,7 @@ def _dataclass_of(hint: Any) -> type | None:
 
 
 def unknown_keys(values: dict, schema: type, prefix: str = "") -> list[tuple[str, list[str]]]:
-    """(dotted key, the keys that exist beside it) for each key of `values` that `schema`
+    """(key as a.b.c, the keys that exist beside it) for each key of `values` that `schema`
     does not have, depth first.
 
     >>> from rasp_hydra.config import Config
@@ -76,7 +76,7 @@ def close_names(key: str, siblings: list[str]) -> str:
 
 
 def siblings_of(key: str) -> list[str] | None:
-    """The schema's keys beside dotted `key` (model.layerz -> model.layers, ...), or None
+    """The schema's keys beside `key` (a.b.c) (model.layerz -> model.layers, ...), or None
     where the schema does not say (a free-form value)."""
     from rasp_hydra.config import Config
 

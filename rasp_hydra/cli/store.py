@@ -1,6 +1,9 @@
-"""The config schema and every code-defined group option, in Hydra's ConfigStore."""
+"""The config schema and every code-defined group option, in Hydra's ConfigStore, and the
+way back from a composed DictConfig to the typed Config the library takes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -39,3 +42,15 @@ def register_configs() -> None:
     cs.store(group="schedule", name="constant", node=ScheduleConfig(name=ScheduleName.constant))
     for arch in ArchName:
         cs.store(group="arch", name=arch.value, node=ArchConfig(name=arch))
+
+
+def to_config(cfg: Any) -> Config:
+    """The typed Config of a composed DictConfig (or the Config itself); a DictConfig that
+    is not of the schema (a config loaded from a file) is merged into it first."""
+    if isinstance(cfg, Config):
+        return cfg
+    from omegaconf import OmegaConf
+
+    if OmegaConf.get_type(cfg) is not Config:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+    return OmegaConf.to_object(cfg)

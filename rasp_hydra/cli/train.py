@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from rasp_hydra.cli.claim import claim_run_dir
-from rasp_hydra.cli.entry import config_dir
+from rasp_hydra.cli.conf import config_dir
 from rasp_hydra.cli.errors import run_command
 from rasp_hydra.cli.store import register_configs
 from rasp_hydra.errors import ConfigError, UserError

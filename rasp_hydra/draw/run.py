@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rasp_hydra import runs
-from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 from rasp_hydra.draw.figures import draw_layer
 from rasp_hydra.draw.names import safe_name, token_label
 from rasp_hydra.errors import UserError
@@ -24,10 +23,20 @@ class DrawError(UserError):
 # ---------------------------------------------------------------------------- run info
 
 def config_summary(model_cfg, run_cfg, metrics: dict, short: bool = False) -> str:
-    """The run's config in one line (``short``: for figure titles)."""
-    lr = dotted(run_cfg, "optimizer.lr", metrics.get("lr"))
-    gamma = dotted(run_cfg, "schedule.gamma", metrics.get("gamma"))
-    arch = dotted(run_cfg, "arch.name", metrics.get("arch"))
+    """The run's config in one line (``short``: for figure titles); `run_cfg` is the run's
+    typed config.Config, None for a run without one (its record says what it can)."""
+    if run_cfg is None:
+        lr, gamma, arch = metrics.get("lr"), metrics.get("gamma"), metrics.get("arch")
+        optimizer, epochs, batch_size = metrics.get("optimizer"), None, metrics.get("batch_size")
+        attn_loss_c, seed = metrics.get("attn_loss_c"), metrics.get("seed")
+        train_size = lengths = None
+    else:
+        lr, gamma = run_cfg.optimizer.lr, run_cfg.schedule.gamma
+        arch = None if run_cfg.arch is None else run_cfg.arch.name.value
+        optimizer, epochs = run_cfg.optimizer.name.value, run_cfg.train.epochs
+        batch_size, attn_loss_c = run_cfg.train.batch_size, run_cfg.train.attn_loss_c
+        seed, train_size = run_cfg.train.seed, run_cfg.lang.train_size
+        lengths = f"{run_cfg.lang.min_len}-{run_cfg.lang.max_len}"
     if short:
         out = f"L{model_cfg.layers} H{model_cfg.heads} d{model_cfg.d_model}"
         out += f" lr {lr:g}" if lr is not None else ""
@@ -36,16 +45,10 @@ def config_summary(model_cfg, run_cfg, metrics: dict, short: bool = False) -> st
     items = [("layers", model_cfg.layers), ("heads", model_cfg.heads),
              ("d_model", model_cfg.d_model), ("ff", model_cfg.ff),
              ("dropout", model_cfg.dropout), ("positions", model_cfg.positions.value),
-             ("max_len", model_cfg.max_len), ("arch", arch),
-             ("optimizer", dotted(run_cfg, "optimizer.name", metrics.get("optimizer"))),
-             ("lr", lr), ("gamma", gamma),
-             ("epochs", dotted(run_cfg, "train.epochs")),
-             ("batch_size", dotted(run_cfg, "train.batch_size", metrics.get("batch_size"))),
-             ("attn_loss_c", dotted(run_cfg, "train.attn_loss_c", metrics.get("attn_loss_c"))),
-             ("seed", dotted(run_cfg, "train.seed", metrics.get("seed"))),
-             ("train_size", dotted(run_cfg, "lang.train_size")),
-             ("lengths", None if dotted(run_cfg, "lang.max_len") is None else
-              f"{dotted(run_cfg, 'lang.min_len', 1)}-{dotted(run_cfg, 'lang.max_len')}")]
+             ("max_len", model_cfg.max_len), ("arch", arch), ("optimizer", optimizer),
+             ("lr", lr), ("gamma", gamma), ("epochs", epochs), ("batch_size", batch_size),
+             ("attn_loss_c", attn_loss_c), ("seed", seed), ("train_size", train_size),
+             ("lengths", lengths)]
     return " ".join(f"{k}={v}" for k, v in items if v is not None)
 
 
@@ -103,7 +106,7 @@ def _check_sequence(task, model, sequence, run_cfg) -> list[str]:
             + f" but the model covers at most {limit} positions"
             + (" (BOS included)" if task.bos else "") + f"; give at most "
             f"{limit - int(task.bos)} tokens.")
-    trained = dotted(run_cfg, "lang.max_len")
+    trained = None if run_cfg is None else run_cfg.lang.max_len
     if trained is not None and len(body) > int(trained):
         notes.append(f"the sequence is longer than the training sequences (at most "
                      f"{trained} tokens): the model has not seen such lengths")

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rasp_hydra import runs
-from rasp_hydra.config import dotted  # the run's saved config.yaml is a raw DictConfig
 from rasp_hydra.errors import BrokenFile
 from rasp_hydra.probe.fit import initial_model, probe_matrix, residual_streams
 from rasp_hydra.probe.output import summary_lines, write_outputs
@@ -37,7 +36,7 @@ def _load(run_dir: Path, which: str):
 
 
 def _seed(run_dir: Path, run_cfg) -> int:
-    seed = dotted(run_cfg, "train.seed")
+    seed = None if run_cfg is None else run_cfg.train.seed
     return int(seed if seed is not None else runs.RunDir(run_dir).record().get("seed") or 0)
 
 
@@ -55,8 +54,8 @@ def prepare(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | N
         raise ProbeError(f"--positions is the most train positions to fit on (test: half), "
                          f"at least 2; got {positions}.")
     model, task, run_cfg, used = _load(run_dir, which)
-    defaults = LangConfig(family="?")
-    get = lambda key: dotted(run_cfg, f"lang.{key}", getattr(defaults, key))  # noqa: E731
+    lang = LangConfig(family="?") if run_cfg is None else run_cfg.lang  # no config: defaults
+    get = lambda key: getattr(lang, key)  # noqa: E731
     prog_task = program_task(task, max_len=int(get("max_len")))
     known = program_sops(prog_task)
     if sops:

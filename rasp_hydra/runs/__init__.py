@@ -4,7 +4,7 @@
 history, log, invocations, lock, checkpoints, figures) and is the only code that names a
 file inside it; its modules, one reason to change each, are listed in ``runs/rundir.py``.
 Every reader imports from here: ``from rasp_hydra import runs``; the names below are the
-ones used outside this package. Torch, matplotlib, pandas and OmegaConf are imported on
+ones used outside this package. Torch, matplotlib and pandas are imported on
 first use.
 """
 

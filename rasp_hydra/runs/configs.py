@@ -41,6 +41,54 @@ def load_yaml(path):
         return yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def parse_yaml(text: str):
+    """YAML text as `load_yaml` reads a file."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+_INTERPOLATION = re.compile(r"\$\{([^${}]*)\}")
+
+
+def resolve_interpolations(cfg: dict) -> dict:
+    """`cfg` with every ``${a.b}`` (a key of `cfg` itself) replaced by its value, as OmegaConf
+    resolves a saved config; ValueError naming the key for one that cannot be resolved (a
+    missing key, a resolver such as ``${now:...}``, a cycle).
+
+    >>> resolve_interpolations({"a": {"b": 2}, "c": "${a.b}", "d": "x${a.b}"})
+    {'a': {'b': 2}, 'c': 2, 'd': 'x2'}
+    """
+    def lookup(key: str, seen: tuple) -> object:
+        if key in seen:
+            raise ValueError(f"{key} refers to itself")
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"no key {key!r}")
+            node = node[part]
+        return walk(node, key, (*seen, key))
+
+    def walk(node, where: str, seen: tuple = ()):
+        if isinstance(node, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k), seen)
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{where}[{i}]", seen) for i, v in enumerate(node)]
+        if not isinstance(node, str) or "${" not in node:
+            return node
+        try:
+            whole = _INTERPOLATION.fullmatch(node)
+            if whole:
+                return lookup(whole[1], seen)
+            text = _INTERPOLATION.sub(lambda m: str(lookup(m[1], seen)), node)
+        except ValueError as err:
+            raise ValueError(f"{where}: {node!r}: {err}") from None
+        if "${" in text:
+            raise ValueError(f"{where}: {node!r}: not an interpolation of a key")
+        return text
+
+    return walk(cfg, "")
+
+
 def read_config(run_dir) -> dict | None:
     """The run's resolved config as plain nested dicts, or None if it has none."""
     path = Path(run_dir) / CONFIG

@@ -59,7 +59,8 @@ def open_model(run_dir, which: str, verb: str, all_hint: str):
                            f"{e}") from None
 
 def load_model(run_dir, which: str = "auto", map_location="cpu"):
-    """(model in eval mode, task, run_config or None, which_used) from a run directory.
+    """(model in eval mode, task, run config (a typed config.Config) or None, which_used)
+    from a run directory.
 
     which: "best", "last", or "auto" (best if the run completed, else last if it exists,
     else best). A checkpoint that cannot be read raises CheckpointError naming it.
@@ -83,15 +84,17 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     task = _task_from(rd, run_cfg, ckpt)
     check_fits(rd.checkpoint_file(which), ckpt, task.name, record_shape(record))
     # metrics.json may be gone: the run's own config says the shape too
-    check_fits(rd.checkpoint_file(which), ckpt, task.name, config_shape(run_cfg, task))
+    check_fits(rd.checkpoint_file(which), ckpt, task.name,
+               config_shape(rd.config_dict(), task))
     model = Encoder.from_config_dict(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, task, run_cfg, which
 
-def config_shape(run_cfg, task) -> dict:
-    """The model shape (layers, heads, d_model, ff) the run's own config builds for `task`,
-    its arch variant included; {} where the config does not say (none, or foreign)."""
+def config_shape(run_cfg: dict, task) -> dict:
+    """The model shape (layers, heads, d_model, ff) the run's own config (its saved YAML as
+    plain dicts: what it says, not the defaults) builds for `task`, its arch variant
+    included; {} where the config does not say (none, or foreign)."""
     from rasp_hydra.config import ArchConfig, ModelConfig, resolve_model
 
     try:
@@ -124,11 +127,11 @@ def _no_checkpoint(rd: RunDir, which: str, record: dict) -> str:
             "best.pt after its first epoch.")
 
 def _task_from(rd: RunDir, run_cfg, ckpt: dict):
+    from rasp_hydra.config import MISSING
     from rasp_hydra.tasks import get_task, make_task, task_of_lang
 
-    lang = run_cfg.get("lang") if run_cfg is not None else None
-    if lang is not None and lang.get("family") is not None:
-        return task_of_lang(lang, rd.original_cwd())
+    if run_cfg is not None and run_cfg.lang.family not in (None, MISSING):
+        return task_of_lang(run_cfg.lang, rd.original_cwd())
     spec = ckpt.get("task_spec")
     if spec:
         return make_task(spec["family"], spec["size"], spec["bos"], spec["with_attns"])

@@ -162,29 +162,38 @@ def _parses(v: str) -> bool:
 # ---------------------------------------------------------------------------- .hydra/
 
 def read_run_config(run_dir):
-    """.hydra/config.yaml as an OmegaConf DictConfig whose every interpolation resolves and
-    whose config groups are mappings; None if there is none; BrokenFile otherwise."""
+    """.hydra/config.yaml as the typed ``config.Config`` (read as plain YAML, every
+    interpolation resolved, a key it lacks at its default); None if there is none;
+    BrokenFile if it does not parse, is not a mapping of config groups, holds an
+    interpolation that does not resolve or a value its type does not allow."""
     text = _text(run_dir, CONFIG)
     if text is None:
         return None
-    from omegaconf import DictConfig, OmegaConf
+    import yaml
+
+    from rasp_hydra.config import Config, from_dict
+    from rasp_hydra.runs.configs import parse_yaml, resolve_interpolations
 
     try:
-        cfg = OmegaConf.create(text) if text.strip() else None
-    except Exception as err:  # yaml's and OmegaConf's own errors: a file that does not parse
+        cfg = parse_yaml(text) if text.strip() else None
+    except yaml.YAMLError as err:  # a file that does not parse
         raise broken(run_dir, CONFIG, f"it is not valid YAML ({_first_line(err)})") from None
-    if not isinstance(cfg, DictConfig):
-        raise broken(run_dir, CONFIG, "it is " + ("empty" if cfg is None else
-                                                  "a list, not a mapping of config groups"))
+    if not isinstance(cfg, dict):
+        raise broken(run_dir, CONFIG, "it is " + (
+            "empty" if cfg is None else "a list, not a mapping of config groups"
+            if isinstance(cfg, list) else "not a mapping of config groups"))
     for group in _GROUPS:
-        if group in cfg and not isinstance(cfg.get(group), (DictConfig, type(None))):
+        if group in cfg and not isinstance(cfg.get(group), (dict, type(None))):
             raise broken(run_dir, CONFIG, f"{group} is {cfg.get(group)!r}, not a mapping")
     try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except Exception as err:  # InterpolationResolutionError and kin
+        cfg = resolve_interpolations(cfg)
+    except ValueError as err:
         raise broken(run_dir, CONFIG, f"an interpolation cannot be resolved "
                      f"({_first_line(err)})") from None
-    return cfg
+    try:
+        return from_dict(Config, cfg)
+    except (ValueError, TypeError) as err:
+        raise broken(run_dir, CONFIG, _first_line(err)) from None
 
 def read_overrides(run_dir) -> list[str] | None:
     """.hydra/overrides.yaml as a list of override strings; None if there is none;

@@ -185,9 +185,10 @@ class RunDir:
 
     # ---------------------------------------------------------------- the config
     def config(self):
-        """The run's saved config (OmegaConf), None if it has none, BrokenFile if it does
-        not parse, is not a mapping of config groups or holds an interpolation that does
-        not resolve."""
+        """The run's saved config as the typed ``config.Config`` (a key it lacks at its
+        default), None if it has none, BrokenFile if it does not parse, is not a mapping of
+        config groups, holds an interpolation that does not resolve or a value its type
+        does not allow."""
         return _readers.read_run_config(self.path)
 
     def config_dict(self) -> dict:

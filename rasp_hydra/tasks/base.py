@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rasp_hydra.config import LangConfig
+
 ALL_TOKENS = string.ascii_letters + string.digits + string.punctuation + string.whitespace
 BOS = "§"
 IGNORE = -100  # the target id of padding: cross_entropy's ignore_index default, which the loss uses
@@ -310,8 +312,9 @@ class Task:
         return out
 
     # --- data -----------------------------------------------------------------------------
-    def sample(self, count: int, seed: int = 0, split: str = "train", min_len: int = 1,
-               max_len: int = 100, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, count: int, seed: int = 0, split: str = "train",
+               min_len: int = LangConfig.min_len, max_len: int = LangConfig.max_len,
+               start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples start..start+count-1 of a split as (tokens, lengths), with BOS for bos
         tasks, padded with pad_id to the longest.
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rasp_hydra.config import LangConfig
 from rasp_hydra.errors import UserError
 
 from .base import ALL_TOKENS, BOS, Family, Selector, Task, task_name
@@ -168,8 +169,9 @@ class ProgramFamily(Family):
     name = "program"
     output_chunk = 1 << 16  # the program family sorts and chunks rows itself
 
-    def __init__(self, output, alphabet: str | tuple, bos: bool = False, sampler="uniform",
-                 max_len: int = 100, name: str = "program", base: str | None = None,
+    def __init__(self, output, alphabet: str | tuple, bos: bool = False,
+                 sampler=LangConfig.sampler, max_len: int = LangConfig.max_len,
+                 name: str = "program", base: str | None = None,
                  classes: Sequence | None = None):
         from rasp_hydra.rasp import compile_program
         from rasp_hydra.rasp.lang import SOp
@@ -349,10 +351,11 @@ def _load_output(program: Any, output: str | None):
 
 def make_program_task(program: Any, output: str | None = None,
                       alphabet: str | int | Sequence = 10, bos: bool = False,
-                      with_attns: bool = False, sampler="uniform", max_len: int = 100,
+                      with_attns: bool = False, sampler=LangConfig.sampler,
+                      max_len: int = LangConfig.max_len,
                       name: str | None = None, base: str | None = None,
                       classes: Sequence | None = None, sees_bos: bool | None = None,
-                      min_len: int = 1) -> Task:
+                      min_len: int = LangConfig.min_len) -> Task:
     """A Task from a RASP program (see the module docstring).
 
     ``program``: an s-op, a loaded program (``rasp_hydra.rasp.load``), or a .rasp path or

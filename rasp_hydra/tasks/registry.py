@@ -17,7 +17,7 @@ import importlib
 import re
 from pathlib import Path
 
-from rasp_hydra.config import dotted
+from rasp_hydra.config import LangConfig, from_dict
 from rasp_hydra.errors import UserError
 from rasp_hydra.rasp.source import PROGRAMS, is_source
 
@@ -180,47 +180,48 @@ def task_names(family: str | None = None, grouped: bool = False):
     return [n for names in out.values() for n in names]
 
 
-def task_of_lang(lang, base_dir=None) -> Task:
-    """The task a `lang` config section describes (a config.LangConfig, a DictConfig or a
-    dict): a family by name, or, with family "rasp", a RASP program's output
+def task_of_lang(lang: LangConfig | dict, base_dir=None) -> Task:
+    """The task a `lang` config section describes (a config.LangConfig, or a plain dict of
+    its fields): a family by name, or, with family "rasp", a RASP program's output
     (tasks.program). A relative program path is looked up in `base_dir` (default: the
     working directory), then among the shipped programs (rasp_hydra/rasp/programs/)."""
-    def get(key: str):
-        return dotted(lang, key)
+    lang = from_dict(LangConfig, lang)
+    if lang.family != "rasp":
+        return make_task(lang.family, lang.size, bool(lang.bos), bool(lang.with_attns))
+    from rasp_hydra.config import long_test_lengths
 
-    if get("family") != "rasp":
-        return make_task(get("family"), get("size"), bool(get("bos")), bool(get("with_attns")))
     from .program import make_program_task
 
-    if not get("program"):
+    if not lang.program:
         raise ValueError(
             "lang=rasp needs a program: lang.program=FILE.rasp (or a shipped program's name, "
             "e.g. lang.program=sort_bos, or inline source), with lang.output=NAME for the "
             "s-op to learn.")
-    max_len = int(get("max_len") or 100)
-    # the longest input of any split (config.long_test_lengths: long_max_len defaults to 2x)
-    longest = max(max_len, int(get("long_max_len") or 2 * max_len)
-                  if get("long_test_size") else 0)
+    max_len = int(lang.max_len)
+    # the longest input of any split
+    longest = max(max_len, int(long_test_lengths(max_len, lang.long_min_len,
+                                                 lang.long_max_len)[1])
+                  if lang.long_test_size else 0)
     from rasp_hydra.rasp import load
 
-    path_or_source = find_program(get("program"), base_dir)
+    path_or_source = find_program(lang.program, base_dir)
     program = load(path_or_source)
     names = program.names()
-    output = get("output") or (  # default: the s-op named as the file, else the last one
+    output = lang.output or (  # default: the s-op named as the file, else the last one
         path_or_source.stem if isinstance(path_or_source, Path)
         and path_or_source.stem in names else (names[-1] if names else None))
-    alphabet = get("alphabet")
+    alphabet = lang.alphabet
     if isinstance(alphabet, int | float) and not isinstance(alphabet, bool):
         alphabet = str(alphabet)  # lang.alphabet=123 is characters, as it always was
     elif alphabet is not None and not isinstance(alphabet, str):
-        alphabet = list(alphabet)  # a list (OmegaConf's ListConfig) of ints or strings
+        alphabet = list(alphabet)  # a list of ints or strings
+    alphabet = alphabet or lang.size or None  # None: make_program_task's default
     return make_program_task(
-        program, output=output,
-        alphabet=alphabet or get("size") or 10, bos=bool(get("bos")),
-        with_attns=bool(get("with_attns")), sampler=get("sampler") or "uniform",
-        max_len=longest, base=get("name"), min_len=int(get("min_len") or 1),
-        classes=(get("classes") if isinstance(get("classes"), str | None)
-                 else list(get("classes"))))
+        program, output=output, **({} if alphabet is None else {"alphabet": alphabet}),
+        bos=bool(lang.bos), with_attns=bool(lang.with_attns), sampler=lang.sampler,
+        max_len=longest, base=lang.name, min_len=int(lang.min_len),
+        classes=(lang.classes if isinstance(lang.classes, str | None)
+                 else list(lang.classes)))
 
 
 def find_program(program: str, base_dir=None) -> Path | str:

@@ -164,6 +164,7 @@ def train(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     handle_signals: bool = True,
     resume_from=None,
+    checked: bool = False,
 ) -> dict:
     """Train one model on `task`; write the run directory; return metrics.json's dict.
 
@@ -176,20 +177,25 @@ def train(
         exception there ends the run "failed" (and is re-raised), like a crash.
     resume_from: another run directory (or a .pt file) to continue from; by default a
         run continues from its own checkpoints when train_cfg.resume is on.
+    checked: the caller has run every check of this config (job.check_job does), so
+        they are not run again.
     Bad values raise ConfigError before anything is written; so does a checkpoint that
     cannot be read (runs.CheckpointError).
     """
     opt_cfg, sched_cfg = opt_cfg or OptimizerConfig(), sched_cfg or ScheduleConfig()
     tc, run_dir = train_cfg or TrainConfig(), Path(run_dir)
-    check_run(task, splits, model_cfg, opt_cfg, sched_cfg, tc)
-    device = resolve_device(tc.device)
-    check_precision(tc.precision, device.type, device_capability(device))
+    if not checked:
+        check_run(task, splits, model_cfg, opt_cfg, sched_cfg, tc)
+    device = resolve_device(tc.device, check=not checked)
+    if not checked:
+        check_precision(tc.precision, device.type, device_capability(device))
     threads_before = torch.get_num_threads()
     if tc.num_threads:
         torch.set_num_threads(int(tc.num_threads))
     flag = _StopFlag(stop)
     try:
-        trainer = Trainer(task, splits, model_cfg, opt_cfg, sched_cfg, tc, device, run_dir)
+        trainer = Trainer(task, splits, model_cfg, opt_cfg, sched_cfg, tc, device, run_dir,
+                          checked=checked)
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
             trainer.restore(source, from_best=tc.resume_from == "best")

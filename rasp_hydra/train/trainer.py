@@ -57,10 +57,11 @@ class TrainState:
 
 # ------------------------------------------------------------------------------ pieces
 
-def resolve_device(name: Device | str) -> torch.device:
+def resolve_device(name: Device | str, check: bool = True) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(name, torch.cuda.is_available())
+    if check:
+        check_device(name, torch.cuda.is_available())
     return torch.device(Device(name).value)
 
 
@@ -147,7 +148,8 @@ class Trainer:
     """The model, its optimizer and schedule, and the counters of the procedure."""
 
     def __init__(self, task, splits, model_cfg: ModelConfig, opt_cfg: OptimizerConfig,
-                 sched_cfg: ScheduleConfig, tc: TrainConfig, device: torch.device, run_dir):
+                 sched_cfg: ScheduleConfig, tc: TrainConfig, device: torch.device, run_dir,
+                 checked: bool = False):
         self.task, self.model_cfg, self.tc = task, model_cfg, tc
         self.precision = Precision(tc.precision)
         self.splits = {k: _on_device(s, device) for k, s in splits.items()}
@@ -157,7 +159,8 @@ class Trainer:
         self.measured = present_heads(task.selector_heads, model_cfg)
         self.sup_layers = sorted({h[0] for h in self.supervised})
         torch.manual_seed(tc.seed)
-        self.model = Encoder(model_cfg, task.vocab_size, task.n_out, task.pad_id).to(device)
+        self.model = Encoder(model_cfg, task.vocab_size, task.n_out, task.pad_id,
+                             checked=checked).to(device)
         self.opt = make_optimizer(self.model.parameters(), opt_cfg)
         self.sched = make_scheduler(self.opt, sched_cfg)
         self.sched_cfg = sched_cfg
