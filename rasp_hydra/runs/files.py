@@ -30,6 +30,11 @@ LAST = Path("checkpoints") / "last.pt"
 CURVES = Path("plots") / "curves.png"
 MAPS = "maps"  # the drawer's figures, one folder per sequence
 TRACKER_IDS = "trackers.json"  # each tracker's run id, so a resume continues that run
+# Everything a run writes inside its directory (invocations/ with all below it): none may
+# be a symlink (RunDir.refuse_symlinks), or a write would land outside the directory
+WRITTEN = (METRICS, HISTORY, LOG, INVOCATIONS, LOCK, TRACKER_IDS, HYDRA, CONFIG, OVERRIDES,
+           HYDRA / "hydra.yaml", INVOCATION_DIRS, BEST.parent, BEST, LAST, CURVES.parent,
+           CURVES)
 
 
 def run_files(run_dir) -> list[Path]:
