@@ -53,8 +53,19 @@ def check_lang_fields(lang) -> None:
 
     Only values that differ from the defaults count: presets and defaults always pass.
     """
-    if lang.family == "rasp" and lang.alphabet is not None and lang.size is not None:
-        size = (len(lang.alphabet) - 1) // 2 if lang.sampler == "dyck" else len(lang.alphabet)
+    alphabet = lang.alphabet
+    if lang.family == "rasp" and alphabet is not None and (
+            isinstance(alphabet, bool) or hasattr(alphabet, "__len__") and len(alphabet) == 0):
+        raise ConfigError(
+            f"lang.alphabet={alphabet!r}: a program task's input tokens are at least one "
+            "token, written as characters, a list or a range (lang.alphabet=abc, "
+            "lang.alphabet=[10,20,30], lang.alphabet=0..99); this value would be stored in the "
+            "config while the run trained on the default tokens. Give the tokens, or "
+            "lang.alphabet=null for the "
+            "first lang.size of the project's tokens.")
+    if lang.family == "rasp" and alphabet is not None and lang.size is not None:
+        tokens = str(alphabet) if isinstance(alphabet, int | float) else alphabet  # 123: chars
+        size = (len(tokens) - 1) // 2 if lang.sampler == "dyck" else len(tokens)
         if size != lang.size:
             raise ConfigError(
                 f"lang.size={lang.size} and lang.alphabet={lang.alphabet!r}: a program task "

@@ -320,8 +320,9 @@ def test_an_io_error_in_a_fresh_run_is_recorded_as_failed(tmp_path):
 def test_stale_temporary_files_are_removed_when_the_run_is_next_claimed(completed_run,
                                                                         tmp_path):
     run = copy_of(completed_run, tmp_path / "run")
-    stale = [run / ".metrics.json.99999.tmp", run / "checkpoints/.last.pt.99999.tmp",
-             run / "plots/.curves.99999.tmp.png"]
+    stale = [run / ".rasp_hydra-metrics.json.99999.tmp",
+             run / "checkpoints/.rasp_hydra-last.pt.99999.tmp",
+             run / "plots/.rasp_hydra-curves.png.99999.tmp"]
     for p in stale:
         p.write_bytes(b"half")
     cli("--resume", str(run), cwd=tmp_path, check=True)

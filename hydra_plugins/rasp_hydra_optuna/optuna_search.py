@@ -72,10 +72,12 @@ class OptunaSearchSweeper(Sweeper):
                  "model.heads: choice(1, 2, 4).")
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its lines are said below
-        study = optuna.create_study(
-            study_name=self.study_name, storage=storage, direction=self.direction,
-            pruner=instantiate(self.pruner) if self.pruner is not None else None,
-            load_if_exists=True)
+        pruner = instantiate(self.pruner) if self.pruner is not None else None
+        try:  # a storage that cannot be opened stops here, before any trial
+            study = search.open_study(storage, study_name=self.study_name,
+                                      direction=self.direction, pruner=pruner)
+        except ValueError as err:
+            _bad(str(err))
         if study.direction.name.lower() != self.direction:
             _bad(f"the study {study.study_name!r} in {self.storage} maximizes or minimizes "
                  f"the other way ({study.direction.name.lower()}) than "

@@ -120,6 +120,7 @@ def _claim(claim: Claim, root) -> None:
     rd = runs.RunDir(claim.run_dir)
     # noted first: whatever goes wrong below, a refusal removes only what this one created
     claim.before = rd.names()
+    rd.refuse_symlinks()  # before run.lock is opened: it may be one of them
     try:
         claim.lock = rd.lock().acquire()
     except runs.RunLocked as err:

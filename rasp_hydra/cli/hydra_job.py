@@ -227,10 +227,11 @@ def _done_line(hc, run_dir: Path, trial: int | None) -> str:
 
 
 def _refused(claim: Claim, multirun: bool) -> float:
-    """Nothing was written; say why, and fail this invocation (a sweep goes on)."""
+    """Nothing was written; say why, and fail this invocation (a sweep goes on). A
+    directory this invocation created (its run.lock, Hydra's empty train.log) goes."""
+    if not claim.existing and not claim.locked:
+        remove_traces(claim)
     if not multirun:
-        if not claim.existing and not claim.locked:
-            remove_traces(claim)
         raise (HeldError if claim.locked else ConfigError)(claim.refusal)
     if claim.locked:
         _note_held(claim.run_dir)

@@ -178,6 +178,49 @@ def prepare_storage(storage: Any, sweep_dir: str, pruning: bool) -> Any:
     return JournalStorage(JournalFileBackend(str(Path(sweep_dir) / JOURNAL)))
 
 
+def open_study(storage: Any, **study: Any):
+    """optuna.create_study(storage=storage, **study, load_if_exists=True), before any trial.
+
+    Raises ValueError with one paragraph naming the storage when it cannot be opened: a
+    file that is not a database (random bytes, a database cut short, a directory), a
+    database driver that is not installed, a URL SQLAlchemy cannot read."""
+    import optuna
+
+    try:
+        return optuna.create_study(storage=storage, load_if_exists=True, **study)
+    except Exception as err:  # SQLAlchemy's, the driver's or Optuna's own errors
+        if not isinstance(storage, str):
+            raise
+        raise ValueError(storage_problem(storage, err)) from None
+
+
+def storage_problem(url: str, err: BaseException) -> str:
+    """One paragraph: why the study's storage `url` cannot be opened, and what to do."""
+    said = " ".join(str(getattr(err, "orig", None) or err).split("\n")[0].split())
+    scheme = url.partition(":")[0]
+    way_out = ("Give another storage (e.g. hydra.sweeper.storage=sqlite:///outputs/optuna.db, "
+               "a new file is created), or drop it (hydra.sweeper.storage=null) to keep the "
+               "study in memory. No trial was run.")
+    head = f"hydra.sweeper.storage={url}: the Optuna study's storage cannot be opened"
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        if db.is_dir():
+            return f"{head}: {db} is a directory, not a database file. {way_out}"
+        if db.is_file() and type(err).__name__ in ("DatabaseError", "OperationalError"):
+            return (f"{head}: {db} is not a SQLite database Optuna can read ({said}): not a "
+                    "database at all, or one cut short or damaged. Move it away or restore "
+                    f"it from a copy. {way_out}")
+    if isinstance(err, ImportError) or type(err).__name__ == "NoSuchModuleError":
+        return (f"{head}: the database driver for {scheme!r} is not installed here, or "
+                f"SQLAlchemy has no dialect of that name ({said}). Install the driver "
+                "(e.g. pip install psycopg2-binary for postgresql://, pip install pymysql "
+                f"and mysql+pymysql:// for MySQL). {way_out}")
+    if type(err).__name__ == "ArgumentError":
+        return (f"{head}: it is not a database URL ({said}); write it as "
+                f"DIALECT://... (sqlite:///path/to/optuna.db). {way_out}")
+    return f"{head} ({type(err).__name__}: {said}). {way_out}"
+
+
 def storage_url(storage: Any, sweep_dir: str) -> str | None:
     """The text a job opens the study's storage with (see `open_storage`)."""
     if storage is None:

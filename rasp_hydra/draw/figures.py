@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from rasp_hydra.draw.names import token_label, visible
+from rasp_hydra.runs.files import tmp_path
 
 MAX_TICKS = 40  # at most this many labelled ticks per axis; beyond, every k-th token
 
@@ -142,9 +143,9 @@ def draw_layer(path: Path, kind: str, layer: int, values, labels: list[str], tas
         fig.suptitle(f"{task.name}, layer {layer}: {what}\n{summary}\ninput {seq}",
                      fontsize=11, y=1 - 0.12 / figsize[1], va="top")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.png")
+        tmp = tmp_path(path)  # .rasp_hydra-NAME.PID.tmp: two drawers never share one
         try:
-            fig.savefig(tmp, dpi=_dpi(n, numbers))
+            fig.savefig(tmp, dpi=_dpi(n, numbers), format="png")
             tmp.replace(path)
         finally:  # a failed write (a full disk) leaves no temporary figure behind
             tmp.unlink(missing_ok=True)

@@ -256,22 +256,43 @@ def _write(out: Path, r: dict, task, layers: int, summary: str, body: str,
            numbers: int | None, text: str) -> dict:
     """The figures of every layer and in_out.txt under `out`; DrawError if it cannot be
     written."""
+    import os
+
+    from rasp_hydra.runs.files import tmp_path
+
     sel_names = getattr(task, "selector_names", {})
     files = {"attention": [], "scores": []}
+    made = [d for d in (out, *out.parents) if not d.exists()]  # folders this call creates
+    new = []  # the files this call writes that were not there before
     try:
         out.mkdir(parents=True, exist_ok=True)
         for layer in range(layers):
             for kind, values in (("attention", r["attention"][layer]),
                                  ("scores", r["scores"][layer])):
+                path = out / f"{kind}_layer{layer}.png"
+                new += [] if path.exists() else [path]
                 files[kind].append(draw_layer(
-                    out / f"{kind}_layer{layer}.png", kind, layer, values, r["tokens"], task,
+                    path, kind, layer, values, r["tokens"], task,
                     summary, body, r["selectors"], sel_names, r["match"], numbers))
         files["in_out"] = out / IN_OUT
-        files["in_out"].write_text(text, encoding="utf-8")
+        new += [] if files["in_out"].exists() else [files["in_out"]]
+        tmp = tmp_path(files["in_out"])
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, files["in_out"])
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as e:  # a read-only run, a full disk, no permission
         import errno
-        import os
 
+        for path in new:  # what this call added goes; nothing it found is touched
+            path.unlink(missing_ok=True)
+        for folder in made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         why = "is on a read-only file system" if e.errno == errno.EROFS else (
             f"cannot be written ({os.strerror(e.errno) if e.errno else e})")
         raise DrawError(

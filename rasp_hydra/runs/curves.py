@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rasp_hydra.runs.files import CURVES
+from rasp_hydra.runs.files import CURVES, tmp_path
 
 
 def _num(x) -> float:
@@ -53,9 +53,9 @@ def plot_curves(run_dir, rows: list[dict]) -> Path | None:
         ax2.set_ylabel("accuracy")
         ax2.legend(fontsize=7)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+        tmp = tmp_path(path)
         try:
-            fig.savefig(tmp, dpi=100)
+            fig.savefig(tmp, dpi=100, format="png")
             os.replace(tmp, path)
         except OSError:  # a full disk: the record matters, the picture can wait
             tmp.unlink(missing_ok=True)

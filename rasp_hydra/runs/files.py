@@ -1,7 +1,7 @@
 """The names of a run directory's files and the one safe way to write them.
 
 Every name a reader or a writer uses (``METRICS``, ``BEST``, ...), the atomic write (a
-temporary file ``.NAME.PID.tmp`` beside the target, then ``os.replace``), the
+temporary file ``.rasp_hydra-NAME.PID.tmp`` beside the target, then ``os.replace``), the
 ``WriteError`` paragraph a failed write becomes, and the removal of the temporary files a
 killed writer left. This module changes when the layout of a run directory changes.
 """
@@ -30,6 +30,11 @@ LAST = Path("checkpoints") / "last.pt"
 CURVES = Path("plots") / "curves.png"
 MAPS = "maps"  # the drawer's figures, one folder per sequence
 TRACKER_IDS = "trackers.json"  # each tracker's run id, so a resume continues that run
+# Everything a run writes inside its directory (invocations/ with all below it): none may
+# be a symlink (RunDir.refuse_symlinks), or a write would land outside the directory
+WRITTEN = (METRICS, HISTORY, LOG, INVOCATIONS, LOCK, TRACKER_IDS, HYDRA, CONFIG, OVERRIDES,
+           HYDRA / "hydra.yaml", INVOCATION_DIRS, BEST.parent, BEST, LAST, CURVES.parent,
+           CURVES)
 
 
 def run_files(run_dir) -> list[Path]:
@@ -53,11 +58,22 @@ def _write_error(path: Path, err: OSError) -> WriteError:
         "held before (metrics.json the last complete record). Free some space (or fix the "
         f"file system), then continue with python -m rasp_hydra --resume {run_dir}")
 
+TMP_PREFIX = ".rasp_hydra-"  # every temporary file of the project starts so: a user's
+# own `.notes.1.tmp` can never be taken for one
+
+
+def tmp_path(path) -> Path:
+    """The temporary file beside `path` that this process writes before moving it into
+    place: ``.rasp_hydra-NAME.PID.tmp`` (a figure is saved to it with an explicit format)."""
+    path = Path(path)
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.tmp")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then os.replace: a reader sees the old file
     or the new one, never a part. A failed write removes its temporary file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
@@ -70,11 +86,12 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise _write_error(path, err) from None
 
 
-TMP_PATTERN = re.compile(r"^\..+\.\d+\.tmp(\.png)?$")  # .NAME.PID.tmp of _atomic_write_bytes
+TMP_PATTERN = re.compile(r"^" + re.escape(TMP_PREFIX) + r".+\.\d+\.tmp$")  # of tmp_path
 
 
 def remove_stale_tmp(run_dir) -> list[Path]:
-    """Remove the temporary files a killed writer left (only the lock holder calls this)."""
+    """Remove the temporary files a killed writer left (only the lock holder calls this):
+    only the project's own (`tmp_path`), never another file that ends in .tmp."""
     removed = []
     for folder in (Path(run_dir), Path(run_dir) / "checkpoints", Path(run_dir) / "plots"):
         if not folder.is_dir():

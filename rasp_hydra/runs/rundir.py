@@ -13,8 +13,10 @@ lists the files and what the directory promises.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from rasp_hydra.errors import UserError
 from rasp_hydra.runs import checkpoints as _ckpt
 from rasp_hydra.runs import configs as _configs
 from rasp_hydra.runs import curves as _curves
@@ -27,6 +29,11 @@ from rasp_hydra.runs.lock import RunLock, held_lock, lock_state
 from rasp_hydra.runs.sweeps import is_run_dir
 
 PROBES = "probes"  # the probes' table and figure
+
+
+class SymlinkInside(UserError):
+    """A path the run writes inside its directory is a symlink (RunDir.refuse_symlinks)."""
+
 RUN_MARKS = f"{_files.CONFIG} or {_files.METRICS}"  # what makes a directory a run, in words
 
 
@@ -280,6 +287,34 @@ class RunDir:
         """Record that its process died without a word; False if another holds it."""
         return _status.write_killed(self.path, how, pid)
 
+    def symlinks(self) -> list[Path]:
+        """The paths a run writes inside the directory (files.WRITTEN, and everything below
+        invocations/) that are symlinks, dangling ones included. The directory itself may
+        be one (e.g. outputs/ linked to a scratch disk): only what is inside counts."""
+        found = [self.path / name for name in _files.WRITTEN
+                 if (self.path / name).is_symlink()]
+        below = self.path / _files.INVOCATION_DIRS
+        if below.is_dir() and not below.is_symlink():
+            found += sorted(p for p in below.rglob("*") if p.is_symlink())
+        return found
+
+    def refuse_symlinks(self) -> None:
+        """SymlinkInside (one paragraph, exit code 2) if a path the run writes inside the
+        directory is a symlink: called before anything is written (the claim, before the
+        lock; the trainer), so that no write goes through one to a file elsewhere."""
+        links = self.symlinks()
+        if not links:
+            return
+        shown = ", ".join(f"{p.relative_to(self.path)} -> {os.readlink(p)}" for p in links[:5])
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        raise SymlinkInside(
+            f"{self.path} holds symlinks where the run writes its own files ({shown}{more}): "
+            "a run writes only inside its directory, and through a link it would change "
+            "files elsewhere (another run's checkpoints, another log), so nothing was "
+            "written. Replace each link by a copy of what it points to (cp -r --remove-"
+            "destination TARGET LINK) or remove it, then run again; the directory itself may "
+            "be a link.")
+
     def remove_stale_tmp(self) -> list[Path]:
         """Remove the temporary files a killed writer left (the lock holder only)."""
         return _files.remove_stale_tmp(self.path)
@@ -299,9 +334,11 @@ class RunDir:
         it did not create is never removed."""
         if lock is not None:
             lock.release()
-        if self.lock_file.is_file() and self.lock_file.name not in (before or ()):
+        if self.lock_file.is_file() and not self.lock_file.is_symlink() and \
+                self.lock_file.name not in (before or ()):
             self.lock_file.unlink()
-        if self.log_file.is_file() and self.log_file.stat().st_size == 0:
+        if self.log_file.is_file() and not self.log_file.is_symlink() and \
+                self.log_file.stat().st_size == 0:
             self.log_file.unlink()
         try:
             self.path.rmdir()

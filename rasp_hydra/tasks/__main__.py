@@ -13,6 +13,8 @@ from .base import BOS, SPLIT_IDS  # noqa: E402  (after the stand-in)
 from .registry import FAMILIES, get_task, task_names  # noqa: E402
 
 MATRIX_MAX = 20  # selectors are printed for sequences (BOS included) shorter than this
+PEEP_SAMPLES = 1000  # peep shows at most this many samples at once (--start..--stop)
+PEEP_LEN = 1000  # ... each of at most this many tokens (--max-len)
 
 
 def _show_char(c: str) -> str:
@@ -83,10 +85,34 @@ terminal; they are shown up to length 18 (--max-len 18)'
             f"up to length {longest} (--max-len {longest})")
 
 
+def check_range(start: int, stop: int, min_len: int, max_len: int) -> None:
+    """A range peep can print: ValueError with the way out otherwise (a terminal's worth,
+    so that a typo such as --stop 100000000000 never fills the memory).
+
+    >>> check_range(10**11 - 5, 10**11, 1, 100)
+    >>> check_range(0, 10**11, 1, 100)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --start 0 --stop 100000000000 asks for 100,000,000,000 samples: peep ...
+    """
+    if start < 0 or stop < start:
+        raise ValueError(f"--start {start} --stop {stop}: the samples shown are those "
+                         "numbered start to stop - 1, so 0 <= --start <= --stop.")
+    if stop - start > PEEP_SAMPLES:
+        raise ValueError(
+            f"--start {start} --stop {stop} asks for {stop - start:,} samples: peep shows "
+            f"at most {PEEP_SAMPLES:,} at a time; give a narrower range, e.g. --start "
+            f"{start} --stop {start + PEEP_SAMPLES} (any start works: --start "
+            f"{max(0, stop - PEEP_SAMPLES)} --stop {stop}).")
+    if not 1 <= min_len <= max_len <= PEEP_LEN:
+        raise ValueError(
+            f"--min-len {min_len} --max-len {max_len}: peep shows sequences of 1 to "
+            f"{PEEP_LEN:,} tokens, so 1 <= --min-len <= --max-len <= {PEEP_LEN:,}.")
+
+
 def cmd_peep(args) -> int:
+    check_range(args.start, args.stop, args.min_len, args.max_len)
     task = peep_task(args)
-    if args.stop < args.start:
-        raise ValueError("--stop must be >= --start")
     tokens, lengths = task.sample(args.stop - args.start, seed=args.seed, split=args.split,
                                   min_len=args.min_len, max_len=args.max_len,
                                   start=args.start)

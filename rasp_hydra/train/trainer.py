@@ -154,6 +154,7 @@ class Trainer:
         self.precision = Precision(tc.precision)
         self.splits = {k: _on_device(s, device) for k, s in splits.items()}
         self.device, self.rd = device, runs.RunDir(run_dir)
+        self.rd.refuse_symlinks()  # no write of the run goes through a link (a library run)
         self.run_dir = self.rd.path
         self.supervised = tuple(task.supervised_heads) if tc.attn_loss_c > 0 else ()
         self.measured = present_heads(task.selector_heads, model_cfg)

@@ -2,10 +2,10 @@
 folder on PYTHONPATH (tests/test_run_dir_guarantees.py). Off unless RASP_FAULT_DIR is set.
 
 Writes to files below RASP_FAULT_DIR whose name matches the glob RASP_FAULT_AT (a
-checkpoint's temporary file ``.last.pt.PID.tmp`` matches ``*last.pt*``) pass for the first
-RASP_FAULT_SKIP of them; the next one raises OSError(ENOSPC), and so does every write below
-RASP_FAULT_DIR after it (a full disk, which shutil.disk_usage then reports), or only that
-one with RASP_FAULT_ONCE=1 (an I/O error). RASP_FAULT_FULL=1: full from the start. The
+checkpoint's temporary file ``.rasp_hydra-last.pt.PID.tmp`` matches ``*last.pt*``) pass for
+the first RASP_FAULT_SKIP of them; the next one raises OSError(ENOSPC), and so does every
+write below RASP_FAULT_DIR after it (a full disk, which shutil.disk_usage then reports), or
+only that one with RASP_FAULT_ONCE=1 (an I/O error). RASP_FAULT_FULL=1: full from the start. The
 file is opened as usual (a temporary file appears, as on a real disk); its first ``write``
 fails.
 """
