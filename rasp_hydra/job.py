@@ -133,7 +133,10 @@ def memory_estimate(cfg: Any, task, shape: ModelConfig):
         optimizer=cfg.optimizer.name.value, momentum=cfg.optimizer.momentum)
 
 
-_checked: dict[str, tuple] = {}  # a config checked by RunDirCheck -> its (task, shape)
+# a config checked by RunDirCheck -> its (task, shape). A module dict because Hydra's
+# on_run_start callback and the task function it then calls share no object to carry it;
+# keyed by the config itself, so a different config is checked afresh.
+_checked: dict[str, tuple] = {}
 
 
 def check_ahead(cfg: Config) -> None:
