@@ -50,8 +50,12 @@ def two_runs(tmp_path_factory) -> dict:
     return {"run": cwd / "run", "other": cwd / "other"}
 
 
-@pytest.mark.parametrize("link", ["train.log", "invocations.jsonl", "metrics.json",
-                                  "run.lock", "checkpoints", "checkpoints/last.pt", ".hydra"])
+# a file and a folder in the default suite; the other links of the same rule with -m slow
+_slow = pytest.mark.slow
+@pytest.mark.parametrize("link", [
+    "train.log", "checkpoints",
+    *(pytest.param(name, marks=_slow) for name in (
+        "invocations.jsonl", "metrics.json", "run.lock", "checkpoints/last.pt", ".hydra"))])
 def test_a_resume_through_a_symlink_is_refused_and_writes_nothing(two_runs, tmp_path, link):
     run = Path(shutil.copytree(two_runs["run"], tmp_path / "run"))
     other = Path(shutil.copytree(two_runs["other"], tmp_path / "other"))
