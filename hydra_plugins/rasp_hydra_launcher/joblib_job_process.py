@@ -214,19 +214,36 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     from rasp_hydra.cli.warm import import_training
 
     import_training()  # once per worker: its jobs inherit torch instead of importing it
+    done, value = fork_job(
+        lambda: execute_job(*args), dumps,
+        on_signal=lambda signum: signals.note_sweep_stop(signal.Signals(signum).name))
+    return value if done else _killed_job(args, *value)
+
+
+def fork_job(job, dumps, *, prepare=None, on_signal=None) -> tuple[bool, Any]:
+    """Run `job()` in a forked child of this process, in a process group of its own, and
+    wait for it: `(True, its return value)` (an exception it raised is raised here), or
+    `(False, (pid, exit code))` for a child that died without an answer. `dumps` pickles
+    the answer as the launcher sends results; `prepare()` runs first in the child;
+    `on_signal(signum)` runs here at each SIGINT/SIGTERM, which reaches the child once (it
+    stops after its batch)."""
+    from rasp_hydra.cli import signals
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the job; it never returns into the worker's code it was forked from
+    if pid == 0:  # the job; it never returns into the code it was forked from
         try:
             os.close(read_fd)
-            os.setpgid(0, 0)  # a signal to the sweep's group reaches it once, from here
+            os.setpgid(0, 0)  # a signal to the group reaches it once, from the parent
+            if prepare is not None:
+                prepare()
             _die_with_parent()
             try:
-                answer = dumps(("ok", execute_job(*args)))
-            except BaseException as err:  # noqa: BLE001 - the worker re-raises it
+                answer = dumps(("ok", job()))
+            except BaseException as err:  # noqa: BLE001 - the parent re-raises it
                 answer = dumps(("raised", err))
             with os.fdopen(write_fd, "wb") as f:
-                f.write(answer)  # BrokenPipeError if the worker died: nobody to tell
+                f.write(answer)  # BrokenPipeError if the parent died: nobody to tell
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -234,11 +251,11 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     os.close(write_fd)
     with contextlib.suppress(OSError):  # the child may have done it already
         os.setpgid(pid, pid)
-    # a signal to the sweep reaches the job from here, once: it stops after its batch
     forwarded: list[int] = []
 
     def forward(signum, frame):
-        signals.note_sweep_stop(signal.Signals(signum).name)
+        if on_signal is not None:
+            on_signal(signum)
         if not forwarded:
             forwarded.append(signum)
             with contextlib.suppress(OSError):
@@ -252,13 +269,12 @@ def execute_job_in_child(idx: int, overrides: Sequence[str], hydra_context, conf
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    code = os.waitstatus_to_exitcode(status)
     if answer:
         kind, value = pickle.loads(answer)
         if kind == "raised":
             raise value
-        return value
-    return _killed_job(args, pid, code)
+        return True, value
+    return False, (pid, os.waitstatus_to_exitcode(status))
 
 
 def signals_tag(idx: int) -> str:

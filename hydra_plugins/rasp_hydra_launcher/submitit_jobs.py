@@ -16,13 +16,10 @@ Hydra imports every module under `hydra_plugins` at startup: this one imports on
 at the top (the submitit plugin, when a launcher is made).
 """
 
-import contextlib
 import logging
 import math
 import os
-import pickle
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,57 +120,14 @@ def _in_child(job, args):
     that dies without one is recorded (joblib_job_process._killed_job) and answers NaN."""
     import cloudpickle
 
-    from hydra_plugins.rasp_hydra_launcher.joblib_job_process import (
-        _die_with_parent,
-        _killed_job,
-    )
-    from rasp_hydra.cli import signals
+    from hydra_plugins.rasp_hydra_launcher.joblib_job_process import _killed_job, fork_job
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the job; it never returns into the task's code it was forked from
-        try:
-            os.close(read_fd)
-            os.setpgid(0, 0)  # a signal to the task's group reaches it once, from the task
-            # submitit's task ignores SIGTERM (it waits for a requeue): the job must not
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            _die_with_parent()
-            try:
-                answer = cloudpickle.dumps(("ok", job()))
-            except BaseException as err:  # noqa: BLE001 - the task re-raises it
-                answer = cloudpickle.dumps(("raised", err))
-            with os.fdopen(write_fd, "wb") as f:
-                f.write(answer)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-    os.close(write_fd)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
-    forwarded: list[int] = []
+    def prepare():  # submitit's task ignores SIGTERM (it waits for a requeue): the job must not
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def forward(signum, frame):  # submitit's controller signals the task: pass it on once
-        if not forwarded:
-            forwarded.append(signum)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signum)
-
-    old = {sig: signal.signal(sig, forward) for sig in signals.SIGNALS}
-    try:
-        with os.fdopen(read_fd, "rb") as f:
-            answer = f.read()
-        _, status = os.waitpid(pid, 0)
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if answer:
-        kind, value = pickle.loads(answer)
-        if kind == "raised":
-            raise value
-        return value
-    return _killed_job(args, pid, os.waitstatus_to_exitcode(status))
+    done, value = fork_job(job, cloudpickle.dumps, prepare=prepare)
+    return value if done else _killed_job(args, *value)
 
 
 def _lost_job(launcher, idx: int, overrides: list[str], job, state: dict, err) -> Any:
