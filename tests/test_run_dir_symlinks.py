@@ -4,7 +4,8 @@ checkpoints/ or a checkpoint, .hydra/, ...) is a symlink: one paragraph naming e
 its target, exit code 2, and nothing written, neither in the directory nor where the links
 point. They used to be written through: an outside train.log and invocations.jsonl gained
 lines, and a checkpoints/ linked to another run's overwrote that run's checkpoints. The run
-directory itself may be a link."""
+directory itself may be a link; a link that appears while the run trains stops it before
+its next writes, and the writers themselves never follow one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,63 @@ def test_a_library_run_refuses_a_linked_checkpoints_folder(tmp_path):
               log=lambda line: None, handle_signals=False)
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]
+
+
+def test_a_link_that_appears_while_a_run_trains_stops_it_before_its_next_writes(
+        two_runs, tmp_path):
+    # checked before each epoch's writes, not only at the start: a checkpoints/ swapped for
+    # another run's while an epoch trains is never written through
+    other = Path(shutil.copytree(two_runs["other"], tmp_path / "other"))
+    elsewhere, run = tree(other), tmp_path / "run"
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    args = [*RUN, "lang.train_size=40000", "train.epochs=2", "train.num_threads=1",
+            f"hydra.run.dir={run}"]
+    proc = subprocess.Popen([sys.executable, "-m", "rasp_hydra", *args], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "history.csv").is_file():  # epoch 1's writes are done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    (run / "checkpoints").rename(tmp_path / "kept")
+    (run / "checkpoints").symlink_to(other / "checkpoints")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err)
+    err = err.strip()
+    assert err.startswith("error: ") and "Traceback" not in err + out and "\n" not in err, err
+    assert f"checkpoints -> {other / 'checkpoints'}" in err
+    assert "the run stopped before its next writes" in err and "--resume" in err
+    assert tree(other) == elsewhere  # nothing went through the link
+    record = metrics(run)
+    assert (record["status"], record["reason"], record["epochs_run"]) == (
+        "failed", "SymlinkInside", 1)
+    # the way out the paragraph gives: the link replaced by the run's own folder, then resume
+    (run / "checkpoints").unlink()
+    (tmp_path / "kept").rename(run / "checkpoints")
+    cli("--resume", str(run), "train.num_threads=1", cwd=tmp_path, check=True)
+    assert metrics(run)["epochs_run"] == 2 and tree(other) == elsewhere
+
+
+def test_the_writers_themselves_never_follow_a_link(tmp_path):
+    # the last line of defence, for a link made between the trainer's check and its write:
+    # appends open with O_NOFOLLOW, and an atomic write does not replace a link
+    from rasp_hydra import runs
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("someone else's file\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("train.log", "invocations.jsonl", "metrics.json"):
+        (run / name).symlink_to(outside)
+    with pytest.raises(runs.WriteError, match="train.log could not be written .*Replace the "
+                                              "link by a copy"):
+        runs.append_log(run, "a line")
+    with pytest.raises(runs.WriteError, match="invocations.jsonl could not be written"):
+        runs.append_invocation(run, event="start")
+    with pytest.raises(runs.WriteError, match="metrics.json could not be written"):
+        runs.write_metrics(run, runs.RunRecord(status="running"))
+    assert outside.read_text() == "someone else's file\n"
+    assert all((run / name).is_symlink() for name in ("train.log", "invocations.jsonl",
+                                                      "metrics.json"))
+    assert sorted(p.name for p in run.iterdir()) == ["invocations.jsonl", "metrics.json",
+                                                     "train.log"]  # no temporary file left

@@ -281,14 +281,15 @@ def _run_claimed(cfg: Any, claim: Claim, multirun: bool, threads: int,
                           stop=stop if pruning else None, on_epoch_end=pruning)
     except ConfigError as err:
         return _config_error(claim, err, multirun)
-    except (runs.CheckpointError, runs.WriteError) as err:
-        # a file that cannot be read (exit 2: the user's to fix) or written (exit 1)
+    except (runs.CheckpointError, runs.WriteError, runs.SymlinkInside) as err:
+        # a file that cannot be read or a link where the run writes (exit 2: the user's to
+        # fix), or a file that cannot be written (exit 1)
         _best_effort(runs.append_invocation, run_dir, event="end", outcome="failed",
                      error=str(err))
         if multirun:
             log.error("job failed: %s", err)
             return math.nan
-        raise  # CheckpointError: the user's to fix (2); WriteError: failed (1)
+        raise  # CheckpointError, SymlinkInside: the user's to fix (2); WriteError: failed (1)
     except Exception as err:
         text = traceback.format_exc()
         log.error("job failed: %s\n%s", err, text)

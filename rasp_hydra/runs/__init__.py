@@ -29,7 +29,7 @@ from rasp_hydra.runs.record import (
     read_metrics,
     write_metrics,
 )
-from rasp_hydra.runs.rundir import PROBES, RUN_MARKS, RunDir
+from rasp_hydra.runs.rundir import PROBES, RUN_MARKS, RunDir, SymlinkInside
 from rasp_hydra.runs.sweeps import (
     find_runs,
     read_sweep_config,

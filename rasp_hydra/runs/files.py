@@ -8,6 +8,7 @@ killed writer left. This module changes when the layout of a run directory chang
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -52,11 +53,13 @@ class WriteError(FailedError):
 
 def _write_error(path: Path, err: OSError) -> WriteError:
     run_dir = path.parent.parent if path.parent.name in ("checkpoints", "plots") else path.parent
+    fix = ("Replace the link by a copy of what it points to (or remove it)"
+           if err.errno == errno.ELOOP else "Free some space (or fix the file system)")
     return WriteError(
         err.errno, f"{path} could not be written ({err.strerror or err}): the write was "
         f"abandoned and its temporary file removed, so every file of {run_dir} holds what it "
-        "held before (metrics.json the last complete record). Free some space (or fix the "
-        f"file system), then continue with python -m rasp_hydra --resume {run_dir}")
+        f"held before (metrics.json the last complete record). {fix}, then continue with "
+        f"python -m rasp_hydra --resume {run_dir}")
 
 TMP_PREFIX = ".rasp_hydra-"  # every temporary file of the project starts so: a user's
 # own `.notes.1.tmp` can never be taken for one
@@ -76,6 +79,9 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = tmp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():  # replacing it would silently undo what a person linked
+            raise OSError(errno.ELOOP, "it is a symlink, and a run writes no file through "
+                          "one", str(path))
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -84,6 +90,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise _write_error(path, err) from None
+
+
+def open_append(path):
+    """`path` opened to append text, refused (OSError ELOOP) if it is a symlink: an append
+    through a link would add lines to a file outside the run directory."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(fd, "a")
 
 
 TMP_PATTERN = re.compile(r"^" + re.escape(TMP_PREFIX) + r".+\.\d+\.tmp$")  # of tmp_path

@@ -29,6 +29,7 @@ from rasp_hydra.runs.files import (
     _json_safe,
     _now,
     _write_error,
+    open_append,
 )
 
 # Statuses that end a run's history until it is resumed; the report counts only "completed"
@@ -148,7 +149,7 @@ def append_log(run_dir, line: str) -> None:
     path = Path(run_dir) / LOG
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
+        with open_append(path) as f:
             f.write(line.rstrip("\n") + "\n")
     except OSError as err:
         raise _write_error(path, err) from None
@@ -174,7 +175,7 @@ def append_invocation(run_dir, **entry) -> None:
                                   "host": socket.gethostname(), **entry}))
     path = Path(run_dir) / INVOCATIONS
     try:
-        with open(path, "a") as f:
+        with open_append(path) as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())

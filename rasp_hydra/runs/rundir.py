@@ -291,29 +291,60 @@ class RunDir:
         """The paths a run writes inside the directory (files.WRITTEN, and everything below
         invocations/) that are symlinks, dangling ones included. The directory itself may
         be one (e.g. outputs/ linked to a scratch disk): only what is inside counts."""
-        found = [self.path / name for name in _files.WRITTEN
-                 if (self.path / name).is_symlink()]
+        found = self.links_among(self.path / name for name in _files.WRITTEN)
         below = self.path / _files.INVOCATION_DIRS
         if below.is_dir() and not below.is_symlink():
             found += sorted(p for p in below.rglob("*") if p.is_symlink())
         return found
 
-    def refuse_symlinks(self) -> None:
+    def links_among(self, paths) -> list[Path]:
+        """Those of `paths` (inside the directory) that are symlinks or lie below a folder
+        of the directory that is one: a write to any of them would land elsewhere."""
+        found = []
+        for path in paths:
+            path = Path(path)
+            parts = path.relative_to(self.path).parts
+            for depth in range(1, len(parts) + 1):
+                step = self.path.joinpath(*parts[:depth])
+                if step.is_symlink():
+                    if step not in found:
+                        found.append(step)
+                    break
+        return found
+
+    def links_text(self, links: list[Path]) -> str:
+        """`links` as a paragraph shows them: "NAME -> TARGET, ..." (five at most)."""
+        shown = ", ".join(f"{p.relative_to(self.path)} -> {os.readlink(p)}" for p in links[:5])
+        return shown + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+
+    def refuse_symlinks(self, training: bool = False) -> None:
         """SymlinkInside (one paragraph, exit code 2) if a path the run writes inside the
         directory is a symlink: called before anything is written (the claim, before the
-        lock; the trainer), so that no write goes through one to a file elsewhere."""
+        lock; the trainer) and, `training`, before each epoch's writes, so that no write
+        goes through one to a file elsewhere."""
         links = self.symlinks()
         if not links:
             return
-        shown = ", ".join(f"{p.relative_to(self.path)} -> {os.readlink(p)}" for p in links[:5])
-        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        if training:
+            told = ("so the run stopped before its next writes: its files hold the epochs "
+                    "before, and nothing was written through a link")
+            again = f"continue with python -m rasp_hydra --resume {self.path}"
+        else:
+            told, again = "so nothing was written", "run again"
         raise SymlinkInside(
-            f"{self.path} holds symlinks where the run writes its own files ({shown}{more}): "
-            "a run writes only inside its directory, and through a link it would change "
-            "files elsewhere (another run's checkpoints, another log), so nothing was "
-            "written. Replace each link by a copy of what it points to (cp -r --remove-"
-            "destination TARGET LINK) or remove it, then run again; the directory itself may "
-            "be a link.")
+            f"{self.path} holds symlinks where the run writes its own files "
+            f"({self.links_text(links)}): a run writes only inside its directory, and "
+            "through a link it would change files elsewhere (another run's checkpoints, "
+            f"another log), {told}. Replace each link by a copy of what it points to (cp -r "
+            f"--remove-destination TARGET LINK) or remove it, then {again}; the directory "
+            "itself may be a link.")
+
+    def check_own(self) -> None:
+        """Before each epoch's writes: LockLost if this process no longer holds the
+        directory (run.lock deleted or replaced), SymlinkInside if a link has appeared where
+        the run writes. Either stops the run with its files agreeing with its record."""
+        self.check_lock()
+        self.refuse_symlinks(training=True)
 
     def remove_stale_tmp(self) -> list[Path]:
         """Remove the temporary files a killed writer left (the lock holder only)."""

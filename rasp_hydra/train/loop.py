@@ -205,11 +205,21 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         if source is not None and resume_from is not None:
             _copy_best(source, run_dir)
+        # read before the Recorder rewrites the record: a resume on another device cannot
+        # go on bit for bit, whatever the thread counts say
+        device_before = runs.RunDir(run_dir).record().get("device") if source else None
         params = sum(p.numel() for p in trainer.model.parameters())
         record = _describe(trainer, opt_cfg, sched_cfg, params, meta)
+        moved = isinstance(device_before, str) and device_before != device.type
+        if moved:
+            record.continuation = "inexact"
         rec = Recorder(run_dir, record, log or logger.info)
         rec.start(trainer.st)
         rec.line(first_line(trainer, model_cfg, params, source))
+        if moved:
+            rec.line(f"inexact continuation: trained on {device_before} before, "
+                     f"{device.type} now; the results may differ in their last bits from an "
+                     "uninterrupted run's")
         if handle_signals:
             flag.install()
         with matmul_precision(tc.precision):
@@ -226,7 +236,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
     status, reason = "completed", None
     try:
         for epoch in range(st.epoch + 1, 0 if trainer.done else tc.epochs + 1):
-            rec.rd.check_lock()  # run.lock deleted or replaced: stop before this epoch
+            rec.rd.check_own()  # run.lock replaced, or a link appeared: stop before it
             lr = trainer.lr
             bar = ProgressBar(epoch, trainer.n_batches, st.batch) if show_bar else None
             stats = trainer.train_epoch(epoch, flag, bar)
@@ -234,6 +244,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
                 bar.close()
             if not stats.complete:  # interrupted mid-epoch: keep it all for an exact resume
                 st.acc = stats.to_state()
+                rec.rd.check_own()
                 trainer.save_last(rec.wall_seconds(st))
                 break
             row = stats.row(epoch, lr, bool(trainer.supervised))
@@ -242,6 +253,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             if reason:
                 status, st.history = "diverged", [*st.history, row]
                 rec.record.diverged_epoch = epoch
+                rec.rd.check_own()
                 rec.rd.write_history(st.history)
                 rec.line(f"diverged: {reason}; " + kept_after_divergence(trainer))
                 break
@@ -254,6 +266,7 @@ def _loop(trainer: Trainer, rec: Recorder, flag: _StopFlag, on_epoch_end) -> dic
             trainer.end_epoch(epoch, row, val["perfect"])
             # last.pt, then the history, then best.pt, then the record: a write that fails
             # leaves the record describing files that are all there
+            rec.rd.check_own()  # the epoch took minutes: ask again right before its writes
             trainer.save_last(rec.wall_seconds(st))
             rec.rd.write_history(st.history)
             trainer.save_best()
