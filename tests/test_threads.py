@@ -119,3 +119,21 @@ def test_a_run_resumed_inexactly_stays_inexact(completed_run, tmp_path):
     m = metrics(run)
     assert (m["epochs_run"], m["num_threads"], m["continuation"]) == (4, 2, "inexact")
     assert runs.RunDir(run).invocations()[-2]["continuation"] == "exact"
+
+
+def test_a_resume_on_another_device_is_recorded_inexact(completed_run, tmp_path):
+    # a run that trained on a GPU (its record says so) resumed on this CPU: the thread
+    # counts agree, but the kernels differ, so the continuation cannot be bit for bit
+    import json
+
+    run = copy_of(completed_run, tmp_path / "run")
+    record = metrics(run)
+    assert record["device"] == "cpu" and record.get("continuation") is None
+    (run / "metrics.json").write_text(json.dumps({**record, "device": "cuda"}))
+    proc = cli("--resume", str(run), "train.epochs=3", cwd=tmp_path, check=True)
+    assert "inexact continuation: trained on cuda before, cpu now" in proc.stdout
+    m = metrics(run)
+    assert (m["status"], m["epochs_run"], m["device"]) == ("completed", 3, "cpu")
+    assert m["continuation"] == "inexact"
+    assert "inexact continuation: trained on cuda before, cpu now" in (
+        run / "train.log").read_text()
