@@ -234,3 +234,29 @@ def test_cli_error_in_a_subprocess(sweep):
                            "--sequence", "ab"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("link", ["maps", "maps/abc/in_out.txt"])
+def test_the_drawer_refuses_a_linked_maps_folder_or_figure(sweep, tmp_path, link):
+    # a maps/ (or a figure) linked to another run's would be overwritten through the link
+    run = Path(shutil.copytree(sweep / "0", tmp_path / "run",
+                               ignore=shutil.ignore_patterns("maps")))
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "abc").mkdir(parents=True)
+    (elsewhere / "abc" / "in_out.txt").write_text("another run's drawing\n")
+    target = elsewhere if link == "maps" else elsewhere / "abc" / "in_out.txt"
+    (run / link).parent.mkdir(parents=True, exist_ok=True)
+    (run / link).symlink_to(target)
+    draw = [sys.executable, "-m", "rasp_hydra.draw", str(run), "--sequence", "abc"]
+    proc = subprocess.run(draw, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{link} -> {target}" in proc.stderr and "--out DIR" in proc.stderr
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["abc", "in_out.txt"]
+    assert (elsewhere / "abc" / "in_out.txt").read_text() == "another run's drawing\n"
+    # the way out it names: another folder
+    proc = subprocess.run([*draw, "--out", str(tmp_path / "figs")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "figs" / "abc" / "attention_layer1.png").is_file()
+    assert (elsewhere / "abc" / "in_out.txt").read_text() == "another run's drawing\n"

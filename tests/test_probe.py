@@ -175,6 +175,28 @@ def test_errors_are_one_paragraph_exit_2_and_write_nothing(mirror_run, tmp_path,
     assert not any((tmp_path / d / "probes").exists() for d in ("run", "empty", "other"))
 
 
+@pytest.mark.parametrize("link", ["probes", "probes/probes.csv"])
+def test_a_linked_probes_folder_or_table_is_refused_before_probing(mirror_run, tmp_path, link):
+    # through the link the table of another run would be overwritten
+    run = _copy(mirror_run, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "probes.csv").write_text("another run's probes\n")
+    target = elsewhere if link == "probes" else elsewhere / "probes.csv"
+    (run / link).parent.mkdir(exist_ok=True)
+    (run / link).symlink_to(target)
+    proc = cli(str(run), *FAST, module="rasp_hydra.probe", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{link} -> {target}" in proc.stderr and "nothing was written" in proc.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["probes.csv"]
+    assert (elsewhere / "probes.csv").read_text() == "another run's probes\n"
+    # the way out: the link removed, then the probes write inside the run
+    (run / link).unlink()
+    cli(str(run), *FAST, module="rasp_hydra.probe", cwd=tmp_path, timeout=600, check=True)
+    assert (run / "probes" / "probes.csv").is_file() and not (run / "probes").is_symlink()
+
+
 def test_all_probes_every_completed_run_and_passes_over_the_rest(mirror_run, tmp_path):
     sweep = tmp_path / "sweep"
     _copy(mirror_run, sweep / "0")

@@ -211,6 +211,11 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
     metrics = rd.record()
     status = metrics.get("status", "unknown")
     why = _why(which, used, status)
+    body = task.words(input_tokens(task, sequence))  # "abc", or "10 2 33"
+    maps = Path(maps_dir) if maps_dir is not None else rd.maps
+    out = Path(out_dir) if out_dir is not None else maps / safe_name(body, spaced=task.spaced)
+    if maps_dir is None and out_dir is None:
+        _refuse_links(rd, out, model.cfg.layers)
     r = run_sequence(model, task, sequence)
     test_acc, test_text = _test_accuracy(metrics)
     refs = set(getattr(task, "reference_heads", ()))
@@ -219,7 +224,6 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
     for h in r["missing_heads"]:
         notes.append(f"the task has a selector for layer {h[0]} head {h[1]}, which this "
                      f"model ({model.cfg.layers} layers, {model.cfg.heads} heads) lacks")
-    body = task.words(input_tokens(task, sequence))  # "abc", or "10 2 33"
     right = sum(a == b for a, b in zip(r["output"], r["correct"], strict=True))
     rec = {
         "run_dir": str(run_dir), "task": task.name,
@@ -235,12 +239,26 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
                                    for h, v in r["match"].items()},
         "selector_names": names, "notes": notes,
     }
-    maps = Path(maps_dir) if maps_dir is not None else rd.maps
-    out = Path(out_dir) if out_dir is not None else maps / safe_name(body, spaced=task.spaced)
     summary = config_summary(model.cfg, run_cfg, metrics, short=True)
     text = in_out_text(rec)
     files = _write(out, r, task, model.cfg.layers, summary, body, numbers, text)
     return {"dir": out, "files": files, "record": rec, "text": text}
+
+
+def _refuse_links(rd, out: Path, layers: int) -> None:
+    """DrawError if maps/, the sequence's folder or one of its files inside the run
+    directory is a symlink: a figure saved there would land elsewhere (another run's
+    maps). Asked before the model runs, so nothing is written."""
+    paths = [out / IN_OUT, *(out / f"{kind}_layer{layer}.png" for layer in range(layers)
+                             for kind in ("attention", "scores"))]
+    links = rd.links_among(paths)
+    if links:
+        raise DrawError(
+            f"{rd.path} holds symlinks where the drawer writes its figures "
+            f"({rd.links_text(links)}): the drawer writes only inside the run directory, and "
+            "through a link it would change files elsewhere, so nothing was written. Replace "
+            "each link by a copy of what it points to or remove it, or give another folder "
+            "with --out DIR (from Python: maps_dir=DIR).")
 
 
 def _why(which: str, used: str, status: str) -> str:

@@ -9,18 +9,21 @@ from pathlib import Path
 
 from rasp_hydra.runs.files import tmp_path
 
+CSV, PNG = "probes.csv", "probes.png"
+OUTPUT_FILES = (CSV, PNG)  # what write_outputs writes in its folder
+
 
 def write_outputs(df, out_dir: Path, title: str) -> dict:
     """probes.csv and probes.png under out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv = out_dir / "probes.csv"
+    csv = out_dir / CSV
     tmp = tmp_path(csv)
     try:
         df.to_csv(tmp, index=False, float_format="%.4f")
         tmp.replace(csv)
     finally:  # a failed write leaves no temporary file behind
         tmp.unlink(missing_ok=True)
-    png = draw_matrix(df, out_dir / "probes.png", title)
+    png = draw_matrix(df, out_dir / PNG, title)
     return {"csv": csv, "png": png}
 
 

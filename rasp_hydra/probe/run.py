@@ -11,7 +11,7 @@ from pathlib import Path
 from rasp_hydra import runs
 from rasp_hydra.errors import BrokenFile
 from rasp_hydra.probe.fit import initial_model, probe_matrix, residual_streams
-from rasp_hydra.probe.output import summary_lines, write_outputs
+from rasp_hydra.probe.output import OUTPUT_FILES, summary_lines, write_outputs
 from rasp_hydra.probe.program import (
     ProbeError,
     compiled_layers,
@@ -109,6 +109,8 @@ def _check_output(prep: dict, labels: dict) -> None:
 def probe_run(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | None = None,
               which: str = "auto", write: bool = True, positions: int = MAX_POSITIONS) -> dict:
     """Probe one run; returns {"frame": DataFrame, "lines": summary, "files": {...}}."""
+    if write:
+        _refuse_links(runs.RunDir(run_dir))
     prep = prepare(run_dir, sequences, sops, which, positions)
     df = run_probes(prep)
     model, task = prep["model"], prep["task"]
@@ -121,6 +123,19 @@ def probe_run(run_dir, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] |
                  "checkpoint)")
         files = write_outputs(df, runs.RunDir(run_dir).probes, title)
     return {"frame": df, "lines": lines, "files": files, "checkpoint": prep["checkpoint"]}
+
+
+def _refuse_links(rd) -> None:
+    """ProbeError if probes/ or one of its files is a symlink: the table written there
+    would land elsewhere (another run's probes). Asked first, so nothing is written."""
+    links = rd.links_among(rd.probes / name for name in OUTPUT_FILES)
+    if links:
+        raise ProbeError(
+            f"{rd.path} holds symlinks where the probes write their table and figure "
+            f"({rd.links_text(links)}): the probes write only inside the run directory, and "
+            "through a link they would change files elsewhere, so nothing was written. "
+            "Replace each link by a copy of what it points to or remove it, then probe "
+            "again.")
 
 
 def probe_all(root, sequences: int = DEFAULT_SEQUENCES, sops: Sequence[str] | None = None,
