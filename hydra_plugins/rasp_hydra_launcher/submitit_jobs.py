@@ -110,8 +110,10 @@ class SubmititSlurmJobLauncher(_RecordingJobs, SlurmLauncher):
 
 
 _PLUGIN = "hydra_plugins.hydra_submitit_launcher.submitit_launcher"
-OURS = {f"{_PLUGIN}.LocalLauncher": f"{__name__}.SubmititLocalJobLauncher",
-        f"{_PLUGIN}.SlurmLauncher": f"{__name__}.SubmititSlurmJobLauncher"}
+RECORDING_LAUNCHER = {  # the plugin's target: ours
+    f"{_PLUGIN}.LocalLauncher": f"{__name__}.SubmititLocalJobLauncher",
+    f"{_PLUGIN}.SlurmLauncher": f"{__name__}.SubmititSlurmJobLauncher",
+}
 
 
 class SubmititJobs(Callback):
@@ -126,7 +128,8 @@ class SubmititJobs(Callback):
         from omegaconf import open_dict, read_write
 
         launcher = config.hydra.get("launcher")
-        ours = None if launcher is None else OURS.get(str(launcher.get("_target_", "")))
+        target = "" if launcher is None else str(launcher.get("_target_", ""))
+        ours = RECORDING_LAUNCHER.get(target)
         if ours is None:
             return
         with read_write(config.hydra), open_dict(config.hydra):
