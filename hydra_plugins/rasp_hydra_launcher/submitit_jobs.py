@@ -1,6 +1,7 @@
-"""`hydra/launcher=submitit_local`: the submitit plugin's local launcher (its options, made by
-`SubmititLocalJobLauncher` once the `SubmititJobs` callback has named it), with a job killed
-by a signal recorded as `failed`, never a traceback that ends the sweep.
+"""`hydra/launcher=submitit_local` and `hydra/launcher=submitit_slurm`: the submitit plugin's
+launchers (their options, made by `SubmititLocalJobLauncher` and `SubmititSlurmJobLauncher`
+once the `SubmititJobs` callback has named them), with a job killed by a signal recorded as
+`failed`, never a traceback that ends the sweep.
 
 Hydra's submitit launcher waits for each job's result file; a job whose process died
 (`kill -9`, the out-of-memory killer, a time-out's SIGKILL) has none, and its
@@ -31,20 +32,25 @@ log = logging.getLogger("rasp_hydra")
 
 
 try:  # Hydra imports this module at every start, with or without the submitit plugin
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        LocalLauncher,
+        SlurmLauncher,
+    )
 except ImportError:  # not installed: rasp_hydra.cli.search.missing_plugin says so first
-    LocalLauncher = object
+    LocalLauncher = SlurmLauncher = object
 
 
-class SubmititLocalJobLauncher(LocalLauncher):
-    """The plugin's LocalLauncher (same options), except that `__call__` (in the submitit
+class _RecordingJobs:
+    """Put before one of the plugin's launchers (same options): `__call__` (in the submitit
     task) runs the job in a forked child and records a child killed by a signal, and
-    `launch` (in the sweep) answers a job that left no result instead of raising."""
+    `launch` (in the sweep) answers a job that left no result instead of raising. Both
+    reach the plugin only through its launcher's `__call__`, `_EXECUTOR` and `params`, so
+    one body serves the local and the SLURM executor."""
 
     def __call__(self, sweep_overrides: list[str], job_dir_key: str, job_num: int,
                  job_id: str, singleton_state: dict):
         def job():
-            return super(SubmititLocalJobLauncher, self).__call__(
+            return super(_RecordingJobs, self).__call__(
                 sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
 
         args = (job_num, sweep_overrides, self.hydra_context, self.config, None,
@@ -95,24 +101,39 @@ class SubmititLocalJobLauncher(LocalLauncher):
             return _lost_job(self, idx, overrides, job, state, err)
 
 
-PLUGIN_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+class SubmititLocalJobLauncher(_RecordingJobs, LocalLauncher):
+    """hydra/launcher=submitit_local, its jobs recorded (`_RecordingJobs`)."""
+
+
+class SubmititSlurmJobLauncher(_RecordingJobs, SlurmLauncher):
+    """hydra/launcher=submitit_slurm, its jobs recorded (`_RecordingJobs`)."""
+
+
+_PLUGIN = "hydra_plugins.hydra_submitit_launcher.submitit_launcher"
+RECORDING_LAUNCHER = {  # the plugin's target: ours
+    f"{_PLUGIN}.LocalLauncher": f"{__name__}.SubmititLocalJobLauncher",
+    f"{_PLUGIN}.SlurmLauncher": f"{__name__}.SubmititSlurmJobLauncher",
+}
 
 
 class SubmititJobs(Callback):
-    """A Hydra callback (conf/config.yaml): a sweep under hydra/launcher=submitit_local is
-    launched by `SubmititLocalJobLauncher`, with the plugin's options as given. (Hydra
-    makes the launcher after `on_multirun_start`; a config file of the same name would
-    shadow the plugin's schema, which Hydra warns about, and its ConfigStore entry is
-    stored again at every plugin scan.)"""
+    """A Hydra callback (conf/config.yaml): a sweep under hydra/launcher=submitit_local or
+    submitit_slurm is launched by `SubmititLocalJobLauncher` or `SubmititSlurmJobLauncher`,
+    with the plugin's options as given. (Hydra makes the launcher after
+    `on_multirun_start`; a config file of the same name would shadow the plugin's schema,
+    which Hydra warns about, and its ConfigStore entry is stored again at every plugin
+    scan.)"""
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         from omegaconf import open_dict, read_write
 
         launcher = config.hydra.get("launcher")
-        if launcher is None or str(launcher.get("_target_", "")) != PLUGIN_TARGET:
+        target = "" if launcher is None else str(launcher.get("_target_", ""))
+        ours = RECORDING_LAUNCHER.get(target)
+        if ours is None:
             return
         with read_write(config.hydra), open_dict(config.hydra):
-            launcher._target_ = f"{__name__}.SubmititLocalJobLauncher"
+            launcher._target_ = ours
 
 
 def _in_child(job, args):
