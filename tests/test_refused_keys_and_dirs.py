@@ -98,6 +98,58 @@ def test_a_path_longer_than_the_system_allows_is_refused(tmp_path):
     assert sorted(tmp_path.iterdir()) == []
 
 
+def _deep(root: Path, size: int) -> Path:
+    """A path of `size` bytes below root, of names that each fit (200 bytes at most)."""
+    path = str(root)
+    while len(path) < size:
+        path += "/" + "e" * min(200, size - len(path) - 1)
+    return Path(path)
+
+
+def test_a_path_whose_run_files_would_pass_the_limit_is_refused(tmp_path):
+    # 4,070 bytes fit, but checkpoints/.rasp_hydra-best.pt.PID.tmp below it would not: it
+    # used to write train.log, .hydra/ and run.lock, then fail with ENAMETOOLONG (exit 1)
+    from rasp_hydra.cli.rundir import INSIDE_RESERVE
+
+    for size in (4070, 4096 - INSIDE_RESERVE):
+        err = refused(cli(*RUN, f"hydra.run.dir={_deep(tmp_path, size)}", cwd=tmp_path),
+                      tmp_path)
+        assert f"is {size} bytes long as an absolute path" in err, err
+        assert f"at most {4095 - INSIDE_RESERVE} bytes long" in err
+        err = refused(cli("-m", *RUN, "train.seed=0,1",
+                          f"hydra.sweep.dir={_deep(tmp_path, size)}", cwd=tmp_path), tmp_path)
+        assert "bytes long as an absolute path" in err
+    assert sorted(tmp_path.iterdir()) == []
+    # one byte shorter, the run has room for all its files
+    cli(*RUN, f"hydra.run.dir={_deep(tmp_path, 4095 - INSIDE_RESERVE)}", cwd=tmp_path,
+        check=True)
+
+
+def test_every_file_a_run_writes_fits_in_the_reserve(tmp_path):
+    # the reserve above is the longest path a run writes below its directory, temporary
+    # files (the longest pid Linux gives) included: a resumed run's, with its curves
+    from rasp_hydra.cli.rundir import INSIDE_RESERVE
+    from rasp_hydra.runs.files import TMP_PREFIX
+
+    run = tmp_path / "run"
+    cli(*RUN, f"hydra.run.dir={run}", cwd=tmp_path, check=True)
+    cli("--resume", str(run), "train.epochs=3", cwd=tmp_path, check=True)
+    longest = max(len(os.fsencode(str(p.parent.relative_to(run) / f"{TMP_PREFIX}{p.name}."
+                                      f"{4194304}.tmp"))) + 1 for p in run.rglob("*"))
+    assert 40 < longest <= INSIDE_RESERVE
+
+
+def test_a_name_longer_than_the_file_system_allows_is_refused(tmp_path):
+    # its parent exists: the look-up itself failed with ENAMETOOLONG (a traceback, exit 1)
+    for path in (tmp_path / ("y" * 300), Path("y" * 300)):
+        err = refused(cli(*RUN, f"hydra.run.dir={path}", cwd=tmp_path), tmp_path)
+        assert "is 300 bytes long, and the file system allows at most 255 for one name" in err
+        err = refused(cli("-m", *RUN, "train.seed=0,1", f"hydra.sweep.dir={path}",
+                          cwd=tmp_path), tmp_path)
+        assert "at most 255 for one name" in err
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_a_directory_holding_other_files_is_refused_unless_asked(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()

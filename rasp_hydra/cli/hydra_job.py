@@ -58,7 +58,8 @@ class RunDirCheck(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         _check_launcher(config.hydra.get("launcher"))
         _refuse_unknown_keys(config)
-        rundir.check_path(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+        rundir.check_path(str(config.hydra.sweep.dir), "hydra.sweep.dir",
+                          rundir.SWEEP_RESERVE)
         _check_creatable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         write_if_basic(config)  # before the sweeper starts its jobs, which read it
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
@@ -135,23 +136,9 @@ def _not_creatable(p: Path) -> str | None:
     import errno
     import tempfile
 
-    def exists(a: Path) -> bool:
-        try:
-            return a.exists()
-        except OSError:  # e.g. a name too long to even look up
-            return False
-
-    existing = next(a for a in (p, *p.parents) if exists(a))
+    existing = rundir.nearest_existing(p)  # each name fits: rundir.check_path asked
     if not existing.is_dir():
         return f"{existing} is a file, not a directory"
-    try:
-        name_max = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    for part in p.relative_to(existing).parts:
-        if len(os.fsencode(part)) > name_max:
-            return (f"its part {part[:24]}... is {len(os.fsencode(part))} bytes long, and "
-                    f"the file system allows at most {name_max} for one name")
     if existing == p:  # an existing directory (a resume): never touch it here
         return None if os.access(p, os.W_OK | os.X_OK) else f"{p} is not writable"
     try:  # the only sure test (root passes os.access, /proc refuses anyway): make a

@@ -13,10 +13,17 @@ from rasp_hydra.errors import ConfigError
 
 # what a run (or a refused one) leaves in its own directory; anything else is someone else's
 OWN_NAMES = {".hydra", "run.lock", "train.log"}
+# bytes of the path limit a run's directory leaves for its files: the longest path a run
+# writes below it (checkpoints/.rasp_hydra-best.pt.PID.tmp, invocations/NNN/.hydra/
+# overrides.yaml, a tracker's files) with room (tests/test_refused_keys_and_dirs.py checks)
+INSIDE_RESERVE = 128
+# and a sweep's for its jobs' directories (hydra.sweep.subdir, the job's number) as well
+SWEEP_RESERVE = INSIDE_RESERVE + 32
 
 
-def check_path(path: str, key: str) -> None:
-    """Refuse an empty, dangling or over-long directory path."""
+def check_path(path: str, key: str, reserve: int = INSIDE_RESERVE) -> None:
+    """Refuse an empty, dangling or over-long directory path (or one with a name too long
+    for its file system), leaving `reserve` bytes of the path limit for what is below it."""
     if not path.strip():
         raise ConfigError(
             f"{key} is empty ({key}={path!r}, e.g. an unset shell variable): the run would "
@@ -27,17 +34,53 @@ def check_path(path: str, key: str) -> None:
         path_max = os.pathconf("/", "PC_PATH_MAX")
     except (OSError, ValueError):
         path_max = 4096
-    if len(os.fsencode(str(absolute))) >= path_max:
+    size = len(os.fsencode(str(absolute)))
+    if size >= path_max:
         raise ConfigError(
-            f"{key} is {len(os.fsencode(str(absolute)))} bytes long as an absolute path "
-            f"({str(absolute)[:48]}...), and the system allows at most {path_max - 1}. Give "
-            "a shorter directory.")
+            f"{key} is {size} bytes long as an absolute path ({str(absolute)[:48]}...), and "
+            f"the system allows at most {path_max - 1}. Give a shorter directory.")
+    if size + reserve >= path_max:  # its files would pass the limit partway through
+        raise ConfigError(
+            f"{key} is {size} bytes long as an absolute path ({str(absolute)[:48]}...): the "
+            f"system allows at most {path_max - 1} for a file's path, and the run's own "
+            f"files below it take up to {reserve} more (checkpoints/, invocations/NNN/.hydra/, "
+            "their temporary files), so some could not be written. Give a directory at "
+            f"most {path_max - 1 - reserve} bytes long.")
+    _check_names(absolute, key)
     for part in (absolute, *absolute.parents):
         if os.path.islink(part) and not part.exists():
             raise ConfigError(
                 f"{key}={path}: {part} is a symlink to {os.readlink(part)}, which does not "
                 "exist, so the run's directory cannot be made there. Point the link at an "
                 "existing directory, remove it, or give another directory.")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long to even look up
+        return False
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or the nearest of its parents that exists."""
+    return next(a for a in (path, *path.parents) if _exists(a))
+
+
+def _check_names(absolute: Path, key: str) -> None:
+    """Refuse a part of the path longer than its file system allows for one name: every
+    later look-up of the path would fail with ENAMETOOLONG."""
+    existing = nearest_existing(absolute)
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in absolute.relative_to(existing).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(
+                f"{key}={absolute}: its part {part[:24]}... is {len(os.fsencode(part))} bytes "
+                f"long, and the file system allows at most {name_max} for one name. Give a "
+                "directory whose every name is shorter.")
 
 
 def check_own_dir(path: str, key: str, allowed: bool) -> None:
