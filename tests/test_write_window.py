@@ -181,6 +181,9 @@ def test_readers_check_best_pt_against_the_run_config_without_metrics_json(compl
                             module="rasp_hydra.draw"))
     assert "d_model 32 where the run has 16" in err
     assert not (run / runs.files.MAPS).exists()
-    # a resume checks it against the config it trains, record or none
+    # a resume checks it against the run's config, record or none, before it writes
+    # anything (it used to write invocations/002/ and its lines first)
+    before = snapshot(run)
     err = one_paragraph(cli("--resume", str(run), *TINY[-1:], cwd=tmp_path))
     assert "d_model 32 where the run has 16" in err
+    assert snapshot(run) == before

@@ -113,6 +113,25 @@ def record_shape(record: dict) -> dict:
     """The model shape a run's record (metrics.json) describes."""
     return {k: record.get(k) for k in SHAPE_KEYS}
 
+def config_shape(run_cfg: dict, task) -> dict:
+    """The model shape (layers, heads, d_model, ff) the run's own config (its saved YAML as
+    plain dicts: what it says, not the defaults) builds for `task`, its arch variant
+    included; {} where the config does not say (none, or foreign)."""
+    from rasp_hydra.config import ArchConfig, ModelConfig, resolve_model
+
+    try:
+        model = run_cfg.get("model") or {}
+        given = {k: model.get(k) for k in SHAPE_KEYS if model.get(k) is not None}
+        arch = run_cfg.get("arch")
+        arch = ArchConfig(name=arch.get("name")) if arch else None
+        shape = resolve_model(ModelConfig(**given), arch,
+                              (task.predicted_layers, task.predicted_heads), 1)
+    except Exception:  # a config of another shape says nothing we can compare
+        return {}
+    said = set(given) | ({"layers", "heads"} if arch else set()) \
+        | ({"ff"} if "d_model" in given else set())  # ff: null is 2 * d_model
+    return {k: getattr(shape, k) for k in SHAPE_KEYS if k in said}
+
 def checkpoints(run_dir) -> dict[str, bool]:
     """Which checkpoints a run has: {"best": bool, "last": bool}."""
     return {"best": (Path(run_dir) / BEST).is_file(), "last": (Path(run_dir) / LAST).is_file()}

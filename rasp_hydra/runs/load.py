@@ -7,7 +7,7 @@ changes when how a run's model is rebuilt changes.
 from __future__ import annotations
 
 from rasp_hydra.errors import BrokenFile, UserError
-from rasp_hydra.runs.checkpoints import SHAPE_KEYS, check_fits, record_shape
+from rasp_hydra.runs.checkpoints import check_fits, config_shape, record_shape
 from rasp_hydra.runs.rundir import RunDir
 from rasp_hydra.runs.sweeps import find_runs
 
@@ -90,25 +90,6 @@ def load_model(run_dir, which: str = "auto", map_location="cpu"):
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, task, run_cfg, which
-
-def config_shape(run_cfg: dict, task) -> dict:
-    """The model shape (layers, heads, d_model, ff) the run's own config (its saved YAML as
-    plain dicts: what it says, not the defaults) builds for `task`, its arch variant
-    included; {} where the config does not say (none, or foreign)."""
-    from rasp_hydra.config import ArchConfig, ModelConfig, resolve_model
-
-    try:
-        model = run_cfg.get("model") or {}
-        given = {k: model.get(k) for k in SHAPE_KEYS if model.get(k) is not None}
-        arch = run_cfg.get("arch")
-        arch = ArchConfig(name=arch.get("name")) if arch else None
-        shape = resolve_model(ModelConfig(**given), arch,
-                              (task.predicted_layers, task.predicted_heads), 1)
-    except Exception:  # a config of another shape says nothing we can compare
-        return {}
-    said = set(given) | ({"layers", "heads"} if arch else set()) \
-        | ({"ff"} if "d_model" in given else set())  # ff: null is 2 * d_model
-    return {k: getattr(shape, k) for k in SHAPE_KEYS if k in said}
 
 def _no_checkpoint(rd: RunDir, which: str, record: dict) -> str:
     """Why a run has no `which` checkpoint, and what to use instead."""

@@ -12,11 +12,13 @@ from rasp_hydra.runs.checkpoints import (
     _way_out,
     best_problem,
     check_fits,
+    config_shape,
     load_checkpoint,
     record_shape,
 )
+from rasp_hydra.runs.configs import original_cwd, read_original_config
 from rasp_hydra.runs.files import BEST, LAST
-from rasp_hydra.runs.readers import read_history_rows, read_record
+from rasp_hydra.runs.readers import read_history_rows, read_record, read_run_config
 
 
 def resume_problem(run_dir, resume_from: str = "last") -> str | None:
@@ -46,9 +48,12 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
         return (f"{path} does not exist, but {run_dir} has finished epochs: resuming would "
                 "train it again from nothing, so nothing was written. To go on, "
                 f"{_way_out(path)}.")
+    # the run as its record and as its own config say it: metrics.json may be gone
+    said = [(record.get("task"), record_shape(record)), config_says(run_dir)]
     try:
         ckpt = load_checkpoint(path)
-        check_fits(path, ckpt, record.get("task"), record_shape(record))
+        for task, shape in said:
+            check_fits(path, ckpt, task, shape)
     except CheckpointError as err:
         return str(err)
     if resume_from == "best":
@@ -58,7 +63,27 @@ def resume_problem(run_dir, resume_from: str = "last") -> str | None:
     want = int(trainer.get("best_epoch") or 0)
     pending = (want == int(ckpt["epoch"]) and not trainer.get("batch")
                and int(record.get("epochs_run") or 0) < want)
-    return best_problem(run_dir, want, pending, record.get("task"), record_shape(record))
+    for task, shape in said:
+        problem = best_problem(run_dir, want, pending, task, shape)
+        if problem:
+            return problem
+    return None
+
+
+def config_says(run_dir) -> tuple[str | None, dict]:
+    """(task name, model shape) as the run's own .hydra/config.yaml says them; (None, {})
+    where it says nothing comparable (no config, or one no task can be built from)."""
+    from rasp_hydra.config import MISSING
+    from rasp_hydra.tasks import task_of_lang
+
+    try:
+        run_cfg = read_run_config(run_dir)
+        if run_cfg is None or run_cfg.lang.family in (None, MISSING):
+            return None, {}
+        task = task_of_lang(run_cfg.lang, original_cwd(run_dir))
+        return task.name, config_shape(read_original_config(run_dir), task)
+    except Exception:  # a broken config is its reader's to name, elsewhere
+        return None, {}
 
 
 def threads_before(run_dir) -> int | None:
