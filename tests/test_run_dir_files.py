@@ -60,6 +60,55 @@ def test_a_refused_resume_keeps_run_lock_and_every_file(completed_run, tmp_path,
     assert snapshot(run) == before  # run.lock, train.log and the rest: not a byte changed
 
 
+def _cut_at_line(text: str, key: str) -> str:
+    """The config cut at a line boundary just before the top-level `key:`: valid YAML."""
+    return text[:text.index(f"\n{key}:") + 1]
+
+
+def _cut_in_value(text: str, key: str, value: str) -> str:
+    """The config cut inside `key: value` after its first character: valid YAML too."""
+    at = text.index(f"{key}: {value}")
+    return text[:at + len(key) + 3]
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("a group gone", "lacks optimizer, schedule, train, which every saved config holds"),
+    ("a value cut", "lacks schedule, train, which every saved config holds"),
+    ("a value edited", "disagrees with the run's own overrides (.hydra/overrides.yaml) in "
+                       "optimizer.lr: 0.5 where they compose 0.0003"),
+])
+def test_a_saved_config_cut_short_into_valid_yaml_is_refused(completed_run, tmp_path, damage,
+                                                             says):
+    # it used to be accepted (a group gone: the resume trained with the defaults) or blamed
+    # on overrides the command never gave (a value cut or edited)
+    run = copy_of(completed_run, tmp_path / "run")
+    config = run / ".hydra/config.yaml"
+    text = config.read_text()
+    assert "\noptimizer:" in text and "  lr: 0.0003\n" in text  # the default's
+    config.write_text(_cut_at_line(text, "optimizer") if damage == "a group gone" else
+                      _cut_in_value(text, "lr", "0.0003") if damage == "a value cut" else
+                      text.replace("  lr: 0.0003\n", "  lr: 0.5\n"))
+    before = snapshot(run)
+    err = one_paragraph(cli("--resume", str(run), "train.epochs=3", cwd=tmp_path))
+    assert says in err and str(config) in err and "nothing was written" in err
+    assert snapshot(run) == before
+    # the way out: the run's own config back
+    config.write_text(text)
+    cli("--resume", str(run), "train.epochs=3", cwd=tmp_path, check=True)
+    assert metrics(run)["epochs_run"] == 3
+
+
+def test_a_folder_where_run_lock_goes_is_named(completed_run, tmp_path):
+    run = copy_of(completed_run, tmp_path / "run")
+    (run / "run.lock").unlink()
+    (run / "run.lock").mkdir()
+    before = snapshot(run)
+    err = one_paragraph(cli("--resume", str(run), cwd=tmp_path))
+    assert f"{run / 'run.lock'} cannot be written (Is a directory)" in err
+    assert "is in the way of a file the run keeps there" in err and "space" not in err
+    assert snapshot(run) == before and (run / "run.lock").is_dir()
+
+
 # ------------------------------------------------ the lock does not depend on run.lock
 
 SLOW = ["lang=sort_10", "model.d_model=32", "lang.max_len=8", "lang.train_size=3000",

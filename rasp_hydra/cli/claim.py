@@ -76,9 +76,7 @@ class Claims:
         except UserError as err:  # a broken file of the run (BrokenFile): its paragraph
             claim.refusal, claim.subdir = str(err), None
         except OSError as err:  # a full disk or a read-only file system: leave nothing behind
-            claim.refusal = (f"{output_dir} cannot be written ({err.strerror or err}), so "
-                             "nothing was written there. Free some space (or give a writable "
-                             "hydra.run.dir), then run again.")
+            claim.refusal = _unwritable(output_dir, err)
             claim.subdir = None
         except Exception as err:  # pragma: no cover - reported by the job
             claim.refusal = f"could not claim {output_dir}: {type(err).__name__}: {err}"
@@ -139,7 +137,10 @@ def _claim(claim: Claim, root) -> None:
     current = OmegaConf.to_container(root, resolve=False, enum_to_str=True)
     current.pop("hydra", None)
     differ = runs.config_differences(original, current, RESUME_SAFE_KEYS)
-    if differ:
+    torn = _torn_config(rd, original, current, differ, claim.overrides)
+    if torn:
+        claim.refusal = torn
+    elif differ:
         shown = "; ".join(f"{k}: {_value_at(original, k)!r} -> {_value_at(current, k)!r}"
                           for k in differ)
         claim.refusal = (
@@ -196,6 +197,58 @@ def remove_traces(claim: Claim) -> None:
     from rasp_hydra import runs
 
     runs.RunDir(claim.run_dir).remove_refused_traces(claim.lock, claim.before)
+
+
+def _unwritable(output_dir, err: OSError) -> str:
+    """The claim's paragraph for a file of the run directory it cannot write."""
+    import errno as codes
+
+    where = err.filename or output_dir
+    if err.errno in (codes.EISDIR, codes.ENOTDIR):
+        fix = (f"{where} is in the way of a file the run keeps there (a folder where a file "
+               "goes, or a file where a folder goes): move it away")
+    elif err.errno in (codes.EROFS, codes.EACCES, codes.EPERM):
+        fix = "give a writable hydra.run.dir (or make this one writable)"
+    else:
+        fix = "free some space (or give a writable hydra.run.dir)"
+    return (f"{where} cannot be written ({err.strerror or err}), so nothing was written "
+            f"there. To go on, {fix}, then run again.")
+
+
+# the groups every composition holds: a saved config without one was cut short or edited
+SAVED_GROUPS = ("lang", "model", "optimizer", "schedule", "train")
+
+
+def _torn_config(rd, original: dict, current: dict, differ: list[str],
+                 overrides: list[str]) -> str | None:
+    """Why the saved config cannot be the run's own, as one paragraph: a group it lacks, or
+    (when this invocation gives the run's own overrides, as --resume does) values that
+    differ from what they compose where this invocation changes nothing; None if it can
+    be."""
+    config = rd.config_file
+    way_out = (f"Put the run's own config back (a resume's copy is in {rd.path}/invocations/"
+               "NNN/.hydra/config.yaml, if it was ever resumed), or start a new run.")
+    missing = [g for g in SAVED_GROUPS if g not in original]
+    if missing:
+        return (f"{config} lacks {', '.join(missing)}, which every saved config holds: it was "
+                "cut short (a full disk?) or edited, so the run's config is not known and "
+                f"nothing was written. {way_out}")
+    saved = set(rd.overrides() or ())
+    if not saved <= set(overrides):  # not the run's own command (--resume gives it): the
+        return None                  # usual paragraph names what this one changes
+    given = [o.lstrip("+~").split("=", 1)[0] for o in overrides if o not in saved]
+    unexplained = [k for k in differ
+                   if not any(k == g or k.startswith(g + ".") for g in given)]
+    if not differ or unexplained != differ:
+        return None  # this invocation's own overrides: the usual paragraph names them
+    shown = "; ".join(f"{k}: {_value_at(original, k)!r} where they compose "
+                      f"{_value_at(current, k)!r}" for k in differ)
+    keep = " ".join(f"{k}={_value_at(original, k)}" for k in differ)
+    return (f"{config} disagrees with the run's own overrides (.hydra/overrides.yaml) in "
+            f"{shown}, and this invocation changes none of them: the file was edited or cut "
+            "short, or this version's defaults differ from those that wrote it, so nothing was "
+            f"written. {way_out} If the file is right, give its values: --resume {rd.path} "
+            f"{keep}.")
 
 
 def _value_at(config: dict, key: str):
