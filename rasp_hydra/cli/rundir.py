@@ -78,7 +78,8 @@ def _check_names(absolute: Path, key: str) -> None:
     for part in absolute.relative_to(existing).parts:
         if len(os.fsencode(part)) > name_max:
             raise ConfigError(
-                f"{key}={absolute}: its part {part[:24]}... is {len(os.fsencode(part))} bytes "
+                f"{key}={absolute} cannot be created: its part {part[:24]}... is "
+                f"{len(os.fsencode(part))} bytes "
                 f"long, and the file system allows at most {name_max} for one name. Give a "
                 "directory whose every name is shorter.")
 
