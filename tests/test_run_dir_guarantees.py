@@ -420,6 +420,64 @@ def test_a_killed_job_fails_alone_and_the_same_sweep_again_finishes_it(tmp_path)
     assert [metrics(sweep / n)["status"] for n in "012"] == ["completed"] * 3
 
 
+WORKER_SWEEP = ["-m", "lang=hist_10_bos", "model.layers=1", *TINY, "lang.train_size=2000",
+                "train.perfect_acc_epochs=1000", "train.seed=0,1"]
+
+
+def _kill_a_worker(sweep: Path, cwd: Path) -> None:
+    """A 2-job sweep on 2 workers whose first job's worker (not the job, nor the sweep) is
+    killed once both jobs train: each job ends `interrupted` with its record, and the sweep
+    says that a worker died, with its count line and exit code 1."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "rasp_hydra", *WORKER_SWEEP,
+                             "train.epochs=1000", "hydra.launcher.n_jobs=2",
+                             f"hydra.sweep.dir={sweep}"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, training = [], set()
+    for line in proc.stdout:  # both jobs train, each under a worker of its own
+        lines.append(line)
+        training |= {n for n in "01" if f"[job {n}] epoch   2/" in line}
+        if len(training) == 2:
+            break
+    job = json.loads((sweep / "0" / "run.lock").read_text())["pid"]
+    worker = int(Path(f"/proc/{job}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert b"LokyProcess" in Path(f"/proc/{worker}/cmdline").read_bytes()
+    os.kill(worker, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    out = "".join(lines) + out
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: a joblib worker process died (exit codes {SIGKILL(-9)}): "
+                           f"2 of 2 jobs of {sweep} did not complete (2 interrupted)"), err
+    assert "Traceback" not in out + err and "SIGTERM: the sweep stopped" not in err
+    assert not list(sweep.glob(".stop.*"))  # no job took its SIGTERM for the sweep's
+    for n in "01":
+        m = metrics(sweep / n)
+        assert (m["status"], m["reason"]) == ("interrupted", "SIGTERM"), (n, m)
+        end = runs.RunDir(sweep / n).invocations()[-1]
+        assert (end["event"], end["outcome"]) == ("end", "interrupted"), (n, end)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jobs hear PR_SET_PDEATHSIG")
+def test_a_killed_worker_interrupts_every_running_job_with_its_record(tmp_path):
+    _kill_a_worker(tmp_path / "sweep", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jobs hear PR_SET_PDEATHSIG")
+def test_after_a_killed_worker_the_same_sweep_again_finishes_its_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    _kill_a_worker(sweep, tmp_path)
+    epochs = max(metrics(sweep / n)["epochs_run"] for n in "01") + 1
+    # the same sweep, with a train.epochs a resume may change, on one worker (quicker)
+    again = cli(*WORKER_SWEEP, f"train.epochs={epochs}", "hydra.launcher.n_jobs=1",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    for n in "01":
+        assert metrics(sweep / n)["status"] == "completed"
+        assert [i["event"] for i in runs.RunDir(sweep / n).invocations()] == [
+            "start", "end", "resume", "end"]
+
 # ------------------------------------------------- the report tells the living from the dead
 
 def _hold(run: Path) -> subprocess.Popen:

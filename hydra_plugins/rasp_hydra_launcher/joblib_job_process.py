@@ -6,9 +6,12 @@ A loky worker forks the job and waits for it (with `n_jobs=1` joblib runs the jo
 the sweep's own process, one after another, and nothing is forked). A job process that
 dies without an answer is recorded as `failed`, with the signal, in its run directory
 (metrics.json, train.log, invocations.jsonl) and in the sweep's output, and the sweep goes
-on. `SweepSummary` (a Hydra callback) ends a sweep in which some job did not complete with
-one line that counts them and exit code 1; the same command with `hydra.sweep.dir=SWEEP`
-finishes what is left.
+on. A worker that dies itself (rather than its job) leaves no job unrecorded: loky then
+kills the other workers but not their jobs (`_spare_jobs`), and every running job hears
+SIGTERM from the kernel as its worker goes and ends `interrupted`. `SweepSummary` (a Hydra
+callback) ends a sweep in which some job did not complete with one line that counts them
+(and says that a worker died, if one did) and exit code 1; the same command with
+`hydra.sweep.dir=SWEEP` finishes what is left.
 
 Hydra imports every module under `hydra_plugins` at startup: this one imports only Hydra
 at the top.
@@ -60,13 +63,26 @@ class JobProcessLauncher(JoblibLauncher):
                 for (idx, _), ret in zip(todo, _launch_parallel(self, todo), strict=True):
                     answers[idx] = ret
         except TerminatedWorkerError as err:  # a worker itself was killed, not a job
+            _DEAD_WORKERS.append(_exit_codes(err))
             log.error("a joblib worker process died (%s): its job and the others running "
-                      "end interrupted, and the jobs not started yet are left for a relaunch",
-                      str(err).splitlines()[0])
+                      "get SIGTERM and end interrupted, and the jobs not started yet are left "
+                      "for a relaunch", _DEAD_WORKERS[-1])
             _wait_for_records(Path(str(self.config.hydra.sweep.dir)), [i for i, _ in todo])
             return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=math.nan)
                     for _, o in jobs]
         return [answers[idx] for idx, _ in jobs]
+
+
+# what SweepSummary's line says of a worker that died in this sweep's process
+_DEAD_WORKERS: list[str] = []
+
+
+def _exit_codes(err: Exception) -> str:
+    """"exit codes {SIGKILL(-9)}", from loky's message, or its first line."""
+    import re
+
+    found = re.search(r"exit codes of the workers are (\{.*?\})", str(err))
+    return f"exit codes {found.group(1)}" if found else str(err).splitlines()[0]
 
 
 def _wait_for_records(sweep_dir: Path, numbers: list[int], patience: float = 120) -> None:
@@ -93,6 +109,7 @@ def _launch_parallel(launcher: JoblibLauncher, jobs: list[tuple[int, list[str]]]
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    _spare_jobs()
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not jobs:
@@ -109,6 +126,30 @@ def _launch_parallel(launcher: JoblibLauncher, jobs: list[tuple[int, list[str]]]
         delayed(execute_job_in_child)(idx, overrides, launcher.hydra_context, launcher.config,
                                       launcher.task_function, state)
         for idx, overrides in jobs))
+
+
+def _spare_jobs() -> None:
+    """Once a worker has died, loky SIGKILLs every other worker and all of its descendants,
+    so the jobs they forked died without their records (left `running`). Here loky's kill
+    leaves out the job processes: each one hears SIGTERM from the kernel as its worker goes
+    (PR_SET_PDEATHSIG, Linux only), stops after its batch and writes its record."""
+    from joblib.externals.loky import process_executor
+
+    from rasp_hydra.cli import signals
+
+    if not sys.platform.startswith("linux") or getattr(
+            process_executor.kill_process_tree, "spares_jobs", False):
+        return  # elsewhere no signal would stop a job whose worker died: loky kills it
+
+    def kill_process_tree(process, use_psutil=True):
+        """loky's, in the same order (children first), without the job processes."""
+        for pid in [*reversed(signals.descendants_but_jobs(process.pid)), process.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        process.join()
+
+    kill_process_tree.spares_jobs = True
+    process_executor.kill_process_tree = kill_process_tree
 
 
 def _kept_job(launcher: JoblibLauncher, idx: int, overrides: list[str]):
@@ -230,14 +271,18 @@ def fork_job(job, dumps, *, prepare=None, on_signal=None) -> tuple[bool, Any]:
     from rasp_hydra.cli import signals
 
     read_fd, write_fd = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the job; it never returns into the code it was forked from
         try:
             os.close(read_fd)
-            os.setpgid(0, 0)  # a signal to the group reaches it once, from the parent
+            # a signal to the group reaches it once, from the parent; and the leader of a
+            # group is a job that a dead worker's executor leaves alive (_spare_jobs)
+            os.setpgid(0, 0)
             if prepare is not None:
                 prepare()
-            _die_with_parent()
+            signals.forked_by(parent)
+            _die_with_parent(parent)
             try:
                 answer = dumps(("ok", job()))
             except BaseException as err:  # noqa: BLE001 - the parent re-raises it
@@ -283,15 +328,17 @@ def signals_tag(idx: int) -> str:
     return job_tag(idx)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this job when its worker dies, so that it ends `interrupted` instead of
-    training on as an orphan."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this job when its worker (`parent`) dies, so that it ends `interrupted`
+    instead of training on as an orphan."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the job outlives its worker
-        pass
+        return
+    if os.getppid() != parent:  # it died before prctl: no SIGTERM will come, and the job
+        os._exit(1)  # has written nothing yet
 
 
 def _killed_job(args, pid: int, code: int):
@@ -356,6 +403,8 @@ class SweepSummary(Callback):
         seconds = progress.end_sweep()
         left = [s for s in statuses if s in (*runs.NOT_COMPLETED, "missing")]
         stopped = signals.end_sweep_stop()
+        dead = _DEAD_WORKERS[:1]
+        _DEAD_WORKERS.clear()
         if stopped:
             raise Interrupted(_stopped_line(stopped, sweep_dir, statuses, left, seconds),
                               signum=int(getattr(signal, stopped, signal.SIGINT)))
@@ -367,8 +416,10 @@ class SweepSummary(Callback):
         rest = [s for s in statuses if s not in left]
         took = f" in {progress.clock(seconds)}" if seconds is not None else ""
         others = f", the others ended {progress.counts(rest)}" if rest else ""
+        # said first: no signal reached the sweep, its jobs heard SIGTERM as their workers went
+        cause = f"a joblib worker process died ({dead[0]}): " if dead else ""
         raise FailedError(
-            f"{len(left)} of {len(statuses)} jobs of {sweep_dir} did not complete "
+            f"{cause}{len(left)} of {len(statuses)} jobs of {sweep_dir} did not complete "
             f"({progress.counts(left)}){took}{others}; each one's metrics.json and train.log "
             f"say why. Run the same command with hydra.sweep.dir={sweep_dir} to finish them "
             f"(completed jobs are kept); next: {progress.report_command(sweep_dir)}")

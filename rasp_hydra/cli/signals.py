@@ -105,7 +105,7 @@ def note_sweep_stop(name: str) -> None:
     import os
 
     path = os.environ.get(STOP_ENV)
-    if not path:
+    if not path or worker_gone():  # the kernel's SIGTERM for a dead worker, not the sweep's
         return
     try:
         with open(path, "x", encoding="utf-8") as f:
@@ -136,19 +136,64 @@ def end_sweep_stop() -> str | None:
     return name
 
 
+# A job process forked by its worker (or submitit task) gets SIGTERM from the kernel when
+# that worker dies (PR_SET_PDEATHSIG), and is handed to another parent before it hears it.
+_worker: int | None = None
+
+
+def forked_by(pid: int) -> None:
+    """In a job process just forked: `pid` is the worker it was forked by."""
+    global _worker
+    _worker = pid
+
+
+def worker_gone() -> bool:
+    """Whether this is a job process whose worker has died (so a SIGTERM it heard came from
+    the kernel, not from the sweep)."""
+    import os
+
+    return _worker is not None and os.getppid() != _worker
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process's (parent, process group), from /proc (Linux; {} elsewhere)."""
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:  # the fields after the command's name, which may hold spaces and ")"
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(entry.name)] = (int(fields[1]), int(fields[2]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def worker_pids() -> list[int]:
     """This process's joblib (loky) worker processes (Linux; [] elsewhere)."""
     import os
 
     me, found = os.getpid(), []
-    for entry in Path("/proc").glob("[0-9]*"):
+    for pid, (ppid, _) in _processes().items():
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
             continue
         if ppid == me and b"popen_loky" in cmdline:
-            found.append(int(entry.name))
+            found.append(pid)
+    return found
+
+
+def descendants_but_jobs(pid: int) -> list[int]:
+    """The descendants of process `pid`, parents before their children, without the job
+    processes (each the leader of its own process group, as fork_job makes it) and theirs."""
+    children: dict[int, list[int]] = {}
+    for child, (ppid, group) in _processes().items():
+        if group != child:
+            children.setdefault(ppid, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
     return found
 
 
