@@ -38,18 +38,14 @@ def _parent(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
-@pytest.mark.parametrize("whom", ["job", pytest.param("task", marks=pytest.mark.slow)])
-def test_a_killed_submitit_job_is_recorded_failed_and_the_sweep_counts_it(tmp_path, whom):
-    sweep = tmp_path / "sweep"
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rasp_hydra", "-m", "hydra/launcher=submitit_local",
-         "hydra.launcher.cpus_per_task=1", "lang=hist_10_bos", "model.layers=1", *TINY,
-         "train.epochs=3", "train.seed=0,1", f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def kill_one_job(proc: subprocess.Popen, sweep, whom: str) -> tuple[dict, dict, int]:
+    """SIGKILL job 1's training process ("job") or the submitit task that runs it ("task")
+    while the 2-job sweep `proc` trains, then what every submitit launcher shares: exit 1, no
+    traceback, the count line, job 0 completed, job 1's ending recorded and its lock free.
+    Returns job 1's record, its last invocation line and the pid killed."""
     try:
         pid = _holder(sweep / "1" / "run.lock")  # job 1's training process
-        if whom == "task":  # the submitit task that runs it
+        if whom == "task":
             pid = _parent(pid)
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
@@ -74,3 +70,16 @@ def test_a_killed_submitit_job_is_recorded_failed_and_the_sweep_counts_it(tmp_pa
         assert m["status"] in ("interrupted", "failed"), m
         assert (ended["event"], ended["outcome"]) == ("end", m["status"])
     assert runs.RunDir(sweep / "1").lock_state() == "free"
+    return m, ended, pid
+
+
+@pytest.mark.parametrize("whom", ["job", pytest.param("task", marks=pytest.mark.slow)])
+def test_a_killed_submitit_job_is_recorded_failed_and_the_sweep_counts_it(tmp_path, whom):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rasp_hydra", "-m", "hydra/launcher=submitit_local",
+         "hydra.launcher.cpus_per_task=1", "lang=hist_10_bos", "model.layers=1", *TINY,
+         "train.epochs=3", "train.seed=0,1", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kill_one_job(proc, sweep, whom)
