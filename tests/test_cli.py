@@ -254,6 +254,7 @@ def test_sigint_stops_cleanly_with_a_loadable_best_checkpoint(cli_cwd):
     assert best["epoch"] == m["best_epoch"]
 
 
+@pytest.mark.slow  # ~20 s; test_write_window kills at every write boundary in the default suite
 def test_kill_9_then_resume_ends_like_an_uninterrupted_run(cli_cwd):
     epochs = ["train.epochs=5", "train.perfect_acc_epochs=100"]
     straight = cli_cwd / "straight"

@@ -137,6 +137,7 @@ def _comparable(run: Path) -> tuple:
     return {k: m[k] for k in ("status", "final", "best_epoch", "epochs_run")}, hist
 
 
+@pytest.mark.slow  # ~25 s; test_exit_codes::test_3_* keeps the rule in the default suite
 def test_two_starts_in_one_directory_one_trains_the_other_names_the_holder(tmp_path):
     run = tmp_path / "shared"
     # enough epochs that the first still trains while the second starts up (an epoch of

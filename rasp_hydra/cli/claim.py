@@ -208,11 +208,11 @@ def _unwritable(output_dir, err: OSError) -> str:
         fix = (f"{where} is in the way of a file the run keeps there (a folder where a file "
                "goes, or a file where a folder goes): move it away")
     elif err.errno in (codes.EROFS, codes.EACCES, codes.EPERM):
-        fix = "give a writable hydra.run.dir (or make this one writable)"
+        fix = "Give a writable hydra.run.dir (or make this one writable)"
     else:
-        fix = "free some space (or give a writable hydra.run.dir)"
+        fix = "Free some space (or give a writable hydra.run.dir)"
     return (f"{where} cannot be written ({err.strerror or err}), so nothing was written "
-            f"there. To go on, {fix}, then run again.")
+            f"there. {fix}, then run again.")
 
 
 # the groups every composition holds: a saved config without one was cut short or edited
