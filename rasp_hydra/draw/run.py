@@ -245,11 +245,16 @@ def draw_run(run_dir, sequence, numbers: int | None = None, which: str = "auto",
     return {"dir": out, "files": files, "record": rec, "text": text}
 
 
+def figure_path(out: Path, kind: str, layer: int) -> Path:
+    """Where one layer's "attention" or "scores" figure goes in a sequence's folder."""
+    return out / f"{kind}_layer{layer}.png"
+
+
 def _refuse_links(rd, out: Path, layers: int) -> None:
     """DrawError if maps/, the sequence's folder or one of its files inside the run
     directory is a symlink: a figure saved there would land elsewhere (another run's
     maps). Asked before the model runs, so nothing is written."""
-    paths = [out / IN_OUT, *(out / f"{kind}_layer{layer}.png" for layer in range(layers)
+    paths = [out / IN_OUT, *(figure_path(out, kind, layer) for layer in range(layers)
                              for kind in ("attention", "scores"))]
     links = rd.links_among(paths)
     if links:
@@ -287,7 +292,7 @@ def _write(out: Path, r: dict, task, layers: int, summary: str, body: str,
         for layer in range(layers):
             for kind, values in (("attention", r["attention"][layer]),
                                  ("scores", r["scores"][layer])):
-                path = out / f"{kind}_layer{layer}.png"
+                path = figure_path(out, kind, layer)
                 new += [] if path.exists() else [path]
                 files[kind].append(draw_layer(
                     path, kind, layer, values, r["tokens"], task,

@@ -199,7 +199,7 @@ def train(
         source = _resume_path(run_dir, tc, resume_from)
         if source is not None:
             trainer.restore(source, from_best=tc.resume_from == "best")
-            rd = runs.RunDir(run_dir)
+            rd = trainer.rd
             if source == rd.checkpoint_file("last"):  # a kill may have cut its epoch's writes
                 trainer.finish_epoch_writes(int(rd.record().get("epochs_run") or 0))
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def train(
             _copy_best(source, run_dir)
         # read before the Recorder rewrites the record: a resume on another device cannot
         # go on bit for bit, whatever the thread counts say
-        device_before = runs.RunDir(run_dir).record().get("device") if source else None
+        device_before = trainer.rd.record().get("device") if source else None
         params = sum(p.numel() for p in trainer.model.parameters())
         record = _describe(trainer, opt_cfg, sched_cfg, params, meta)
         moved = isinstance(device_before, str) and device_before != device.type
